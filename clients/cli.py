@@ -1,0 +1,64 @@
+"""The `atelier` command line: one program, one subcommand per area.
+
+Each subcommand lives in the module of the area it drives and is imported only when
+used, so a client-only install (no torch, no onnxruntime) still runs `atelier generate`.
+A module listed here exposes `register(parser)` to add its arguments and sets
+`func` on the parsed namespace.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# subcommand -> (module, one-line help)
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "data": ("diffusion.data.cli", "build training datasets (emoji sets, a studio's image folder)"),
+    "train": ("diffusion.training.cli", "train the VAE, the UNet, or fine-tune the shipped model"),
+    "eval": ("diffusion.evaluation.cli", "evaluate a model: FID/KID, precision/recall, prompt adherence"),
+    "export": ("export.cli", "export a checkpoint to an ONNX model repository"),
+    "worker": ("services.worker.cli", "run a Celery GPU worker"),
+    "gateway": ("services.gateway.cli", "run the gRPC gateway"),
+    "up": ("services.embedded", "run the whole stack on this machine"),
+    "generate": ("clients.commands", "generate images through a gateway"),
+    "jobs": ("clients.commands", "get, watch or cancel jobs"),
+    "models": ("clients.commands", "list the models a gateway serves"),
+}
+
+
+def _available(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
+def build_parser(argv: list[str]) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="atelier", description="Atelier diffusion image generation")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    wanted = argv[0] if argv else None
+    for name, (module, help_text) in SUBCOMMANDS.items():
+        try:
+            present = _available(module)
+        except ModuleNotFoundError:
+            present = False
+        if not present:
+            continue
+        sp = sub.add_parser(name, help=help_text, description=help_text)
+        # Import the module only for the subcommand being run: keeps `atelier --help` fast
+        # and lets each area keep its heavy imports (torch, onnxruntime) to itself.
+        if name == wanted:
+            importlib.import_module(module).register(sp, name)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(argv)
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
