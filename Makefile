@@ -8,7 +8,7 @@ PROTOS := $(wildcard proto/atelier/v1/*.proto)
 
 .PHONY: setup proto test test-fast lint demo clean
 
-setup: $(STAMP) proto
+setup: $(STAMP)
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -18,8 +18,9 @@ $(STAMP): pyproject.toml
 	$(PIP) install -q -e '.[train,worker,dev]'
 	touch $(STAMP)
 
+# The stubs under atelier/v1 are committed; regenerate them after editing proto/.
 proto: $(STAMP)
-	$(PY) -m services.common.protogen
+	$(PY) proto/generate.py
 
 lint: setup
 	$(VENV)/bin/ruff check .

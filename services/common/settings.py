@@ -1,0 +1,146 @@
+"""Every setting of Atelier's services, read from `ATELIER_*` environment variables.
+
+One frozen dataclass; each field documents itself (`env`, `doc` metadata) so that
+`docs/CONFIGURATION.md` and `atelier ... --help` say exactly what the code reads, and a
+test checks the document against this module.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+class SettingsError(ValueError):
+    """An environment variable holds a value its setting cannot take."""
+
+
+def _setting(default: Any, doc: str) -> Any:
+    return field(default=default, metadata={"doc": doc})
+
+
+@dataclass(frozen=True)
+class Settings:
+    # --- connections
+    redis_url: str = _setting("redis://127.0.0.1:6379/0", "Redis for the Celery broker, job records and event streams.")
+    key_prefix: str = _setting("atelier:", "Prefix of every Redis key Atelier writes (not Celery's own queues).")
+    grpc_listen: str = _setting("127.0.0.1:50051", "Address the gRPC gateway listens on (`0.0.0.0:50051` in containers).")
+    gateway_metrics_port: int = _setting(9464, "Prometheus metrics port of the gateway (0: off).")
+    worker_metrics_port: int = _setting(9465, "Prometheus metrics port of a worker (0: off).")
+    # --- models
+    model_repository: Path = _setting(Path("models"), "Folder of the model repository (`<name>/<version>/manifest.json`).")
+    default_model: str = _setting("atelier-emoji", "Model used when a request names none.")
+    execution_providers: str = _setting(
+        "auto",
+        "ONNX Runtime providers in order, comma-separated, or `auto` (TensorRT, CUDA, CPU as really usable).",
+    )
+    trt_engine_cache: Path = _setting(Path(".cache/trt"), "Folder of TensorRT engine caches.")
+    # --- security
+    api_keys_file: Path | None = _setting(None, "JSON file of hashed API keys and their tenants; unset: no keys accepted.")
+    tls_cert: Path | None = _setting(None, "PEM certificate chain of the gateway; set with `tls_key` to serve TLS.")
+    tls_key: Path | None = _setting(None, "PEM private key of the gateway.")
+    tls_client_ca: Path | None = _setting(None, "PEM CA bundle; when set, clients must present a certificate (mTLS).")
+    # --- request limits
+    max_side: int = _setting(1024, "Largest width or height of a generated image, in pixels.")
+    max_steps: int = _setting(150, "Most sampler steps a request may ask for.")
+    max_guidance_scale: float = _setting(30.0, "Largest classifier-free guidance scale.")
+    max_prompt_chars: int = _setting(2000, "Longest prompt or negative prompt, in characters.")
+    max_images_per_job: int = _setting(64, "Most images one job may produce (seeds x prompts).")
+    max_bulk_prompts: int = _setting(1000, "Most prompts in one bulk job.")
+    max_upload_bytes: int = _setting(8 * 1024 * 1024, "Largest init image or mask, in bytes.")
+    max_upload_pixels: int = _setting(4096 * 4096, "Largest init image or mask in pixels, read from the header before decoding.")
+    # --- admission
+    tenant_max_jobs_in_flight: int = _setting(64, "Jobs one tenant may have queued or running at once.")
+    tenant_jobs_per_minute: int = _setting(600, "Jobs one tenant may submit per minute.")
+    max_queue_depth_interactive: int = _setting(1000, "Queued interactive jobs beyond which Submit answers RESOURCE_EXHAUSTED.")
+    max_queue_depth_batch: int = _setting(100_000, "Queued batch jobs beyond which Submit answers RESOURCE_EXHAUSTED.")
+    # --- jobs and workers
+    result_ttl_seconds: int = _setting(24 * 3600, "How long job records, events and images are kept after a job ends.")
+    worker_concurrency: int = _setting(8, "Jobs one worker samples at once (its thread pool size).")
+    max_batch: int = _setting(16, "Most rows in one denoiser call of the batching denoiser.")
+    batch_wait_ms: float = _setting(2.0, "How long the batching denoiser waits for more rows before a call.")
+    task_soft_time_limit: int = _setting(600, "Seconds after which a job is stopped and fails with a timeout.")
+    task_time_limit: int = _setting(660, "Seconds after which the worker process running a job is killed.")
+    visibility_timeout: int = _setting(3600, "Seconds before an unacknowledged job is redelivered; above task_time_limit.")
+    preview_size: int = _setting(64, "Longest side of preview images, in pixels.")
+    progress_interval_ms: int = _setting(100, "Least time between two progress events of one job.")
+    # --- gateway
+    shutdown_grace_seconds: float = _setting(10.0, "Time open streams get to finish when the gateway stops.")
+    log_level: str = _setting("INFO", "Python logging level.")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Settings from `ATELIER_<FIELD>` variables; keyword overrides win over both."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in dataclasses.fields(cls):
+            name = env_name(f.name)
+            if name in environ and environ[name] != "":
+                values[f.name] = _parse(name, environ[name], f.type)
+        values.update(overrides)
+        settings = cls(**values)
+        settings.check()
+        return settings
+
+    def check(self) -> None:
+        """Reject settings that contradict each other."""
+        if self.visibility_timeout <= self.task_time_limit:
+            raise SettingsError(
+                f"{env_name('visibility_timeout')}={self.visibility_timeout} must exceed "
+                f"{env_name('task_time_limit')}={self.task_time_limit}, or a slow job is redelivered while it runs"
+            )
+        if self.task_soft_time_limit >= self.task_time_limit:
+            raise SettingsError(
+                f"{env_name('task_soft_time_limit')} must be below {env_name('task_time_limit')}"
+            )
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise SettingsError(f"set both {env_name('tls_cert')} and {env_name('tls_key')}, or neither")
+        if self.tls_client_ca is not None and self.tls_cert is None:
+            raise SettingsError(f"{env_name('tls_client_ca')} needs {env_name('tls_cert')} and {env_name('tls_key')}")
+        for name in ("max_batch", "worker_concurrency", "max_side", "max_steps", "max_images_per_job"):
+            if getattr(self, name) < 1:
+                raise SettingsError(f"{env_name(name)} must be at least 1")
+
+
+def env_name(field_name: str) -> str:
+    return "ATELIER_" + field_name.upper()
+
+
+def _parse(name: str, raw: str, type_: Any) -> Any:
+    text = str(type_)
+    try:
+        if text == "int":
+            return int(raw)
+        if text == "float":
+            return float(raw)
+        if "Path" in text:
+            return Path(raw)
+        return raw
+    except ValueError:
+        kind = "an integer" if text == "int" else "a number"
+        raise SettingsError(f"{name}={raw!r} is not {kind}") from None
+
+
+def describe() -> list[tuple[str, str, str]]:
+    """(variable, default, meaning) for every setting, in declaration order."""
+    rows = []
+    for f in dataclasses.fields(Settings):
+        default = "unset" if f.default is None else str(f.default)
+        rows.append((env_name(f.name), default, f.metadata["doc"]))
+    return rows
+
+
+def markdown_table() -> str:
+    """The table of docs/CONFIGURATION.md (`python -m services.common.settings` prints it)."""
+    lines = ["| variable | default | meaning |", "|---|---|---|"]
+    for name, default, doc in describe():
+        lines.append(f"| `{name}` | `{default}` | {doc} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    print(markdown_table(), end="")

@@ -1,0 +1,30 @@
+"""Shared fixtures: a real Redis for every test that asks for one."""
+
+from __future__ import annotations
+
+import pytest
+import redis as redis_lib
+
+from tests.redis_harness import RedisServer, redis_server
+
+
+@pytest.fixture(scope="session")
+def redis_instance() -> RedisServer:
+    with redis_server() as server:
+        yield server
+
+
+@pytest.fixture
+def redis_url(redis_instance: RedisServer) -> str:
+    """URL of an empty Redis database owned by this test."""
+    client = redis_lib.Redis.from_url(redis_instance.url)
+    client.flushdb()
+    client.close()
+    return redis_instance.url
+
+
+@pytest.fixture
+def redis_client(redis_url: str):
+    client = redis_lib.Redis.from_url(redis_url)
+    yield client
+    client.close()
