@@ -28,11 +28,17 @@ class Settings:
     # --- connections
     redis_url: str = _setting("redis://127.0.0.1:6379/0", "Redis for the Celery broker, job records and event streams.")
     key_prefix: str = _setting("atelier:", "Prefix of every Redis key Atelier writes (not Celery's own queues).")
-    grpc_listen: str = _setting("127.0.0.1:50051", "Address the gRPC gateway listens on (`0.0.0.0:50051` in containers).")
+    grpc_listen: str = _setting(
+        "127.0.0.1:50051",
+        "Address the gRPC gateway listens on (`0.0.0.0:50051` in containers).",
+    )
     gateway_metrics_port: int = _setting(9464, "Prometheus metrics port of the gateway (0: off).")
     worker_metrics_port: int = _setting(9465, "Prometheus metrics port of a worker (0: off).")
     # --- models
-    model_repository: Path = _setting(Path("models"), "Folder of the model repository (`<name>/<version>/manifest.json`).")
+    model_repository: Path = _setting(
+        Path("models"),
+        "Folder of the model repository (`<name>/<version>/manifest.json`).",
+    )
     default_model: str = _setting("atelier-emoji", "Model used when a request names none.")
     execution_providers: str = _setting(
         "auto",
@@ -40,7 +46,10 @@ class Settings:
     )
     trt_engine_cache: Path = _setting(Path(".cache/trt"), "Folder of TensorRT engine caches.")
     # --- security
-    api_keys_file: Path | None = _setting(None, "JSON file of hashed API keys and their tenants; unset: no keys accepted.")
+    api_keys_file: Path | None = _setting(
+        None,
+        "JSON file of hashed API keys and their tenants; unset: no keys accepted.",
+    )
     tls_cert: Path | None = _setting(None, "PEM certificate chain of the gateway; set with `tls_key` to serve TLS.")
     tls_key: Path | None = _setting(None, "PEM private key of the gateway.")
     tls_client_ca: Path | None = _setting(None, "PEM CA bundle; when set, clients must present a certificate (mTLS).")
@@ -52,11 +61,17 @@ class Settings:
     max_images_per_job: int = _setting(64, "Most images one job may produce (seeds x prompts).")
     max_bulk_prompts: int = _setting(1000, "Most prompts in one bulk job.")
     max_upload_bytes: int = _setting(8 * 1024 * 1024, "Largest init image or mask, in bytes.")
-    max_upload_pixels: int = _setting(4096 * 4096, "Largest init image or mask in pixels, read from the header before decoding.")
+    max_upload_pixels: int = _setting(
+        4096 * 4096,
+        "Largest init image or mask in pixels, read from the header before decoding.",
+    )
     # --- admission
     tenant_max_jobs_in_flight: int = _setting(64, "Jobs one tenant may have queued or running at once.")
     tenant_jobs_per_minute: int = _setting(600, "Jobs one tenant may submit per minute.")
-    max_queue_depth_interactive: int = _setting(1000, "Queued interactive jobs beyond which Submit answers RESOURCE_EXHAUSTED.")
+    max_queue_depth_interactive: int = _setting(
+        1000,
+        "Queued interactive jobs beyond which Submit answers RESOURCE_EXHAUSTED.",
+    )
     max_queue_depth_batch: int = _setting(100_000, "Queued batch jobs beyond which Submit answers RESOURCE_EXHAUSTED.")
     # --- jobs and workers
     result_ttl_seconds: int = _setting(24 * 3600, "How long job records, events and images are kept after a job ends.")
@@ -65,7 +80,10 @@ class Settings:
     batch_wait_ms: float = _setting(2.0, "How long the batching denoiser waits for more rows before a call.")
     task_soft_time_limit: int = _setting(600, "Seconds after which a job is stopped and fails with a timeout.")
     task_time_limit: int = _setting(660, "Seconds after which the worker process running a job is killed.")
-    visibility_timeout: int = _setting(3600, "Seconds before an unacknowledged job is redelivered; above task_time_limit.")
+    visibility_timeout: int = _setting(
+        3600,
+        "Seconds before an unacknowledged job is redelivered; above task_time_limit.",
+    )
     preview_size: int = _setting(64, "Longest side of preview images, in pixels.")
     progress_interval_ms: int = _setting(100, "Least time between two progress events of one job.")
     # --- gateway
