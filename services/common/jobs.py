@@ -1,0 +1,178 @@
+"""A job as the services see it: plain dataclasses, no protobuf.
+
+The gateway turns a `GenerateRequest` into a :class:`JobSpec` (and a stored
+:class:`JobRecord` back into an `atelier.v1.Job`); workers only ever see these types.
+Enum-like values are strings named after the proto enums without their prefix
+(`JOB_STATE_RUNNING` -> "RUNNING", `SAMPLER_DPMPP_2M` -> "dpmpp_2m" as in
+`diffusion.samplers.SAMPLERS`), so the mapping is mechanical both ways.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any
+
+
+class JobState:
+    QUEUED = "QUEUED"
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+    EXPIRED = "EXPIRED"
+
+    ALL = (QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED, EXPIRED)
+    FINAL = (SUCCEEDED, FAILED, CANCELLED, EXPIRED)
+    ACTIVE = (QUEUED, RUNNING)
+
+
+class ErrorCode:
+    """Names of `atelier.v1.ErrorCode` without the prefix; "" is ERROR_CODE_UNSPECIFIED."""
+
+    NONE = ""
+    INVALID_INPUT = "INVALID_INPUT"
+    MODEL_UNAVAILABLE = "MODEL_UNAVAILABLE"
+    NUMERICAL = "NUMERICAL"
+    TIMEOUT = "TIMEOUT"
+    INTERNAL = "INTERNAL"
+
+
+class Priority:
+    """Queue names; `atelier.v1.Priority` INTERACTIVE/UNSPECIFIED -> "interactive", BATCH -> "batch"."""
+
+    INTERACTIVE = "interactive"
+    BATCH = "batch"
+
+    ALL = (INTERACTIVE, BATCH)
+
+
+class OutputFormat:
+    """`atelier.v1.OutputFormat` names, lower case; UNSPECIFIED -> "png"."""
+
+    PNG = "png"
+    JPEG = "jpeg"
+    WEBP = "webp"
+    RAW_RGBA8 = "raw_rgba8"
+
+    ALL = (PNG, JPEG, WEBP, RAW_RGBA8)
+
+
+@dataclass(frozen=True)
+class PromptSpec:
+    """One prompt of a job; a plain job has one, a bulk job many."""
+
+    prompt: str
+    negative_prompt: str = ""
+    style: str = ""
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    """What to generate, as accepted by the gateway.
+
+    Zero / empty / None fields mean "the model's default" and are resolved by the worker
+    against the model it loads (the artifact provenance carries the resolved values).
+    Every prompt gets one image per seed: `images_total = len(prompts) * len(seeds)`,
+    image `i` is prompt `i // len(seeds)` with seed `seeds[i % len(seeds)]`.
+    """
+
+    prompts: tuple[PromptSpec, ...]
+    seeds: tuple[int, ...]
+    model: str = ""
+    model_version: str = ""
+    width: int = 0
+    height: int = 0
+    steps: int = 0
+    sampler: str = ""
+    guidance_scale: float | None = None
+    guidance_rescale: float = 0.0
+    eta: float | None = None
+    init_image: bytes | None = None
+    strength: float = 0.0
+    mask: bytes | None = None
+    tiling: bool = False
+    output_format: str = OutputFormat.PNG
+    output_quality: int = 0
+    priority: str = Priority.INTERACTIVE
+    deadline: float | None = None  # Unix time in seconds
+    preview_every_steps: int = 0
+    labels: dict[str, str] = field(default_factory=dict)
+    request_id: str = ""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "prompts", tuple(self.prompts))
+        object.__setattr__(self, "seeds", tuple(int(s) for s in self.seeds))
+        if not self.prompts or not self.seeds:
+            raise ValueError("a job needs at least one prompt and one seed")
+        if self.priority not in Priority.ALL:
+            raise ValueError(f"priority must be one of {Priority.ALL}, got {self.priority!r}")
+        if self.output_format not in OutputFormat.ALL:
+            raise ValueError(f"output_format must be one of {OutputFormat.ALL}, got {self.output_format!r}")
+
+    @property
+    def images_total(self) -> int:
+        return len(self.prompts) * len(self.seeds)
+
+    def image(self, index: int) -> tuple[int, PromptSpec, int]:
+        """(prompt_index, prompt, seed) of image `index`, prompt-major."""
+        prompt_index, seed_index = divmod(index, len(self.seeds))
+        return prompt_index, self.prompts[prompt_index], self.seeds[seed_index]
+
+    @property
+    def init_image_sha256(self) -> str:
+        return hashlib.sha256(self.init_image).hexdigest() if self.init_image else ""
+
+    @property
+    def mask_sha256(self) -> str:
+        return hashlib.sha256(self.mask).hexdigest() if self.mask else ""
+
+    def to_json(self) -> str:
+        """JSON of everything but the (binary) init image and mask, which are stored apart."""
+        data = asdict(self)
+        data.pop("init_image")
+        data.pop("mask")
+        return json.dumps(data, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str | bytes, init_image: bytes | None = None, mask: bytes | None = None) -> JobSpec:
+        data = json.loads(text)
+        known = {f.name for f in fields(cls)}
+        data = {k: v for k, v in data.items() if k in known}
+        data["prompts"] = tuple(PromptSpec(**p) for p in data["prompts"])
+        data["init_image"] = init_image or None
+        data["mask"] = mask or None
+        return cls(**data)
+
+    def with_(self, **changes: Any) -> JobSpec:
+        return replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class JobRecord:
+    """A stored job: its spec plus what has happened to it so far."""
+
+    job_id: str
+    tenant: str
+    spec: JobSpec
+    state: str = JobState.QUEUED
+    created_at: float = 0.0
+    started_at: float | None = None
+    finished_at: float | None = None
+    attempt: int = 0  # 1 on the first run; more when a worker was lost mid-job
+    worker: str = ""
+    steps_done: int = 0
+    steps_total: int = 0
+    images_done: int = 0
+    error_code: str = ErrorCode.NONE
+    error_message: str = ""
+    last_event_id: str = ""
+
+    @property
+    def images_total(self) -> int:
+        return self.spec.images_total
+
+    @property
+    def is_final(self) -> bool:
+        return self.state in JobState.FINAL

@@ -1,0 +1,421 @@
+"""Job records, their event logs and their images in Redis.
+
+Every change of state is one Lua script, i.e. one atomic compare-and-set: a job leaves
+QUEUED/RUNNING exactly once, a redelivered task cannot finish a job twice, and nothing
+is appended to a job's log after its `finished` event. A worker's writes carry the
+attempt number it got from :meth:`JobStore.begin_attempt`; once a job is final, or taken
+over by a later attempt, they are refused (the method returns None/False) and the worker
+stops.
+
+Keys (all under `Settings.key_prefix`):
+
+    job:<id>                     hash    the record (spec JSON, state, counters, init image, mask)
+    job:<id>:events              stream  the event log (see services.common.events)
+    job:<id>:artifacts           hash    image index -> encoded image bytes
+    tenant:<t>:inflight          set     ids of the tenant's queued and running jobs
+    tenant:<t>:request:<rid>     string  idempotency key -> job id
+
+A finished job's keys expire after `result_ttl_seconds`.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import redis
+
+from services.common import events as ev
+from services.common.events import EventKind, JobEvent
+from services.common.jobs import ErrorCode, JobRecord, JobSpec, JobState
+
+
+class JobNotFound(LookupError):
+    """No such job (or it belongs to another tenant, or it expired)."""
+
+
+class DuplicateJob(ValueError):
+    """A job with this id already exists."""
+
+
+def new_job_id() -> str:
+    return uuid.uuid4().hex
+
+
+_CREATE = """
+if #KEYS >= 4 then
+  local existing = redis.call('GET', KEYS[4])
+  if existing then return {0, existing} end
+end
+if redis.call('EXISTS', KEYS[1]) == 1 then return redis.error_reply('DUPLICATE job exists') end
+redis.call('HSET', KEYS[1], unpack(ARGV, 4))
+redis.call('SADD', KEYS[3], ARGV[1])
+if #KEYS >= 4 then redis.call('SET', KEYS[4], ARGV[1]) end
+redis.call('XADD', KEYS[2], '*', 'kind', 'queued', 'time', ARGV[2], 'data', ARGV[3])
+return {1, ARGV[1]}
+"""
+
+# QUEUED -> RUNNING, or RUNNING -> RUNNING when a lost worker's job is redelivered; the
+# attempt number fences off writes of earlier attempts.
+_BEGIN = """
+local state = redis.call('HGET', KEYS[1], 'state')
+if state ~= 'QUEUED' and state ~= 'RUNNING' then return false end
+local attempt = redis.call('HINCRBY', KEYS[1], 'attempt', 1)
+redis.call('HSET', KEYS[1], 'state', 'RUNNING', 'started_at', ARGV[1], 'worker', ARGV[2])
+local data = cjson.decode(ARGV[3])
+data['attempt'] = attempt
+local id = redis.call('XADD', KEYS[2], '*', 'kind', 'started', 'time', ARGV[1], 'data', cjson.encode(data))
+return {attempt, id}
+"""
+
+_APPEND = """
+if redis.call('HGET', KEYS[1], 'state') ~= 'RUNNING' then return false end
+if redis.call('HGET', KEYS[1], 'attempt') ~= ARGV[1] then return false end
+local n = tonumber(ARGV[5])
+if n > 0 then redis.call('HSET', KEYS[1], unpack(ARGV, 6, 5 + 2 * n)) end
+local blob = ARGV[6 + 2 * n]
+if blob then
+  return redis.call('XADD', KEYS[2], '*', 'kind', ARGV[3], 'time', ARGV[2], 'data', ARGV[4], 'blob', blob)
+end
+return redis.call('XADD', KEYS[2], '*', 'kind', ARGV[3], 'time', ARGV[2], 'data', ARGV[4])
+"""
+
+# HSETNX makes each image index land once, whichever attempt produced it.
+_ARTIFACT = """
+if redis.call('HGET', KEYS[1], 'state') ~= 'RUNNING' then return false end
+if redis.call('HGET', KEYS[1], 'attempt') ~= ARGV[1] then return false end
+if redis.call('HSETNX', KEYS[3], ARGV[4], ARGV[5]) == 0 then return false end
+redis.call('EXPIRE', KEYS[3], ARGV[6])
+redis.call('HINCRBY', KEYS[1], 'images_done', 1)
+return redis.call('XADD', KEYS[2], '*', 'kind', 'artifact', 'time', ARGV[2], 'data', ARGV[3])
+"""
+
+_FINISH = """
+local state = redis.call('HGET', KEYS[1], 'state')
+if not state then return false end
+local allowed = false
+for s in string.gmatch(ARGV[2], '%S+') do
+  if s == state then allowed = true end
+end
+if not allowed then return false end
+if ARGV[3] ~= '' and redis.call('HGET', KEYS[1], 'attempt') ~= ARGV[3] then return false end
+redis.call('HSET', KEYS[1], 'state', ARGV[1], 'finished_at', ARGV[4], 'error_code', ARGV[5], 'error_message', ARGV[6])
+redis.call('SREM', KEYS[3], ARGV[8])
+local created = tonumber(redis.call('HGET', KEYS[1], 'created_at'))
+local images = tonumber(redis.call('HGET', KEYS[1], 'images_done') or '0')
+local data = cjson.encode({state = ARGV[1], error_code = ARGV[5], error_message = ARGV[6], images = images,
+                           elapsed_seconds = tonumber(ARGV[4]) - created})
+local id = redis.call('XADD', KEYS[2], '*', 'kind', 'finished', 'time', ARGV[4], 'data', data)
+for i = 1, #KEYS do
+  if i ~= 3 then redis.call('EXPIRE', KEYS[i], ARGV[7]) end
+end
+return id
+"""
+
+
+class JobStore:
+    """All reads and writes of job records and events. Thread-safe (redis-py pools connections)."""
+
+    def __init__(self, client: redis.Redis, key_prefix: str = "atelier:", result_ttl_seconds: int = 24 * 3600):
+        self.client = client
+        self.prefix = key_prefix
+        self.result_ttl_seconds = int(result_ttl_seconds)
+        self._create = client.register_script(_CREATE)
+        self._begin = client.register_script(_BEGIN)
+        self._append = client.register_script(_APPEND)
+        self._artifact = client.register_script(_ARTIFACT)
+        self._finish = client.register_script(_FINISH)
+
+    @classmethod
+    def from_settings(cls, settings) -> JobStore:
+        return cls(redis.Redis.from_url(settings.redis_url), settings.key_prefix, settings.result_ttl_seconds)
+
+    # --- keys
+
+    def job_key(self, job_id: str) -> str:
+        return f"{self.prefix}job:{job_id}"
+
+    def events_key(self, job_id: str) -> str:
+        return f"{self.prefix}job:{job_id}:events"
+
+    def artifacts_key(self, job_id: str) -> str:
+        return f"{self.prefix}job:{job_id}:artifacts"
+
+    def inflight_key(self, tenant: str) -> str:
+        return f"{self.prefix}tenant:{tenant}:inflight"
+
+    def request_key(self, tenant: str, request_id: str) -> str:
+        return f"{self.prefix}tenant:{tenant}:request:{request_id}"
+
+    # --- the gateway's side
+
+    def create(
+        self,
+        tenant: str,
+        spec: JobSpec,
+        *,
+        job_id: str | None = None,
+        steps_total: int = 0,
+        queue_position: int = 0,
+        eta_seconds: float = 0.0,
+        now: float | None = None,
+    ) -> tuple[str, bool]:
+        """Store a new QUEUED job and its `queued` event; returns (job_id, created).
+
+        With a `spec.request_id` already used by this tenant, nothing is written and the
+        existing job's id comes back with created=False.
+        """
+        job_id = job_id or new_job_id()
+        now = time.time() if now is None else now
+        keys = [self.job_key(job_id), self.events_key(job_id), self.inflight_key(tenant)]
+        if spec.request_id:
+            keys.append(self.request_key(tenant, spec.request_id))
+        record: dict[str, Any] = {
+            "tenant": tenant,
+            "state": JobState.QUEUED,
+            "spec": spec.to_json(),
+            "created_at": repr(now),
+            "attempt": 0,
+            "steps_done": 0,
+            "steps_total": int(steps_total),
+            "images_done": 0,
+            "request_id": spec.request_id,
+        }
+        if spec.init_image:
+            record["init_image"] = spec.init_image
+        if spec.mask:
+            record["mask"] = spec.mask
+        queued = ev.to_fields(EventKind.QUEUED, now, ev.queued(queue_position, eta_seconds, spec.priority))
+        args: list[Any] = [job_id, queued["time"], queued["data"]]
+        for name, value in record.items():
+            args += [name, value]
+        try:
+            created, found = self._create(keys=keys, args=args)
+        except redis.ResponseError as err:
+            if "DUPLICATE" in str(err):
+                raise DuplicateJob(job_id) from None
+            raise
+        return found.decode(), bool(created)
+
+    def cancel(self, job_id: str, tenant: str | None = None, now: float | None = None) -> tuple[str, bool]:
+        """Cancel a queued or running job; returns (state after the call, whether this call cancelled it).
+
+        A running job's worker sees the state change at its next step and stops.
+        """
+        record = self.get(job_id, tenant)
+        done = self._finish_job(record, JobState.CANCELLED, JobState.ACTIVE, None, ErrorCode.NONE, "", now)
+        if done:
+            return JobState.CANCELLED, True
+        return self.get(job_id, tenant).state, False
+
+    def expire(self, job_id: str, now: float | None = None) -> bool:
+        """Mark a queued or running job EXPIRED (its deadline passed)."""
+        record = self.get(job_id)
+        return self._finish_job(
+            record, JobState.EXPIRED, JobState.ACTIVE, None, ErrorCode.NONE, "deadline passed", now
+        )
+
+    def count_in_flight(self, tenant: str) -> int:
+        return int(self.client.scard(self.inflight_key(tenant)))
+
+    def in_flight(self, tenant: str) -> set[str]:
+        return {m.decode() for m in self.client.smembers(self.inflight_key(tenant))}
+
+    def find_request(self, tenant: str, request_id: str) -> str | None:
+        found = self.client.get(self.request_key(tenant, request_id))
+        return found.decode() if found else None
+
+    # --- reading
+
+    def get(self, job_id: str, tenant: str | None = None) -> JobRecord:
+        """The job, or JobNotFound (also when `tenant` is given and owns no such job)."""
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hgetall(self.job_key(job_id))
+        pipe.xrevrange(self.events_key(job_id), count=1)
+        fields, last = pipe.execute()
+        if not fields or (tenant is not None and fields[b"tenant"].decode() != tenant):
+            raise JobNotFound(job_id)
+        return _record(job_id, fields, last[0][0].decode() if last else "")
+
+    def still_running(self, job_id: str, attempt: int) -> bool:
+        """Whether `attempt` may go on: the cheap check a worker makes between sampler steps."""
+        state, current = self.client.hmget(self.job_key(job_id), "state", "attempt")
+        return state == JobState.RUNNING.encode() and current == str(attempt).encode()
+
+    def artifact_bytes(self, job_id: str, index: int) -> bytes | None:
+        return self.client.hget(self.artifacts_key(job_id), str(index))
+
+    def artifact_indices(self, job_id: str) -> set[int]:
+        return {int(k) for k in self.client.hkeys(self.artifacts_key(job_id))}
+
+    def read_events(self, job_id: str, after: str = "", count: int | None = None) -> list[JobEvent]:
+        """Events after id `after` ("" or "0": from the first), oldest first."""
+        start = f"({after}" if after and after != "0" else "-"
+        entries = self.client.xrange(self.events_key(job_id), min=start, max="+", count=count)
+        return [self._decode(job_id, eid, fields) for eid, fields in entries]
+
+    def follow_events(
+        self, job_id: str, after: str = "", block_ms: int = 1000, timeout: float | None = None
+    ) -> Iterator[JobEvent]:
+        """Yield events after `after` as they come; ends after `finished` (or on `timeout` seconds of quiet).
+
+        Raises JobNotFound when the job does not exist (or expired).
+        """
+        last = after if after and after != "0" else "0-0"
+        key = self.events_key(job_id)
+        quiet_since = time.monotonic()
+        while True:
+            reply = self.client.xread({key: last}, block=block_ms, count=64)
+            if not reply:
+                if not self.client.exists(self.job_key(job_id)):
+                    raise JobNotFound(job_id)
+                if timeout is not None and time.monotonic() - quiet_since > timeout:
+                    return
+                continue
+            quiet_since = time.monotonic()
+            for eid, fields in reply[0][1]:
+                event = self._decode(job_id, eid, fields)
+                last = event.id
+                yield event
+                if event.is_final:
+                    return
+
+    def _decode(self, job_id: str, eid: bytes, fields: dict[bytes, bytes]) -> JobEvent:
+        event = ev.from_fields(job_id, eid, fields)
+        if event.kind == EventKind.ARTIFACT and event.blob is None:
+            # Image bytes live in the artifacts hash, once, not in every reader's stream copy.
+            blob = self.artifact_bytes(job_id, event.data["index"])
+            event = JobEvent(event.id, event.time, event.job_id, event.kind, event.data, blob)
+        return event
+
+    # --- the worker's side
+
+    def begin_attempt(
+        self, job_id: str, worker: str, execution_provider: str = "", now: float | None = None
+    ) -> int | None:
+        """QUEUED/RUNNING -> RUNNING with a new attempt number (and a `started` event); None if final."""
+        record = self.get(job_id)
+        now = time.time() if now is None else now
+        data = ev.started(worker, execution_provider, max(0.0, now - record.created_at), 0)
+        reply = self._begin(
+            keys=[self.job_key(job_id), self.events_key(job_id)],
+            args=[repr(now), worker, ev.to_fields(EventKind.STARTED, now, data)["data"]],
+        )
+        return int(reply[0]) if reply else None
+
+    def append_event(
+        self,
+        job_id: str,
+        attempt: int,
+        kind: str,
+        data: dict[str, Any],
+        blob: bytes | None = None,
+        updates: dict[str, Any] | None = None,
+        now: float | None = None,
+    ) -> str | None:
+        """Append a progress or preview event (and set record fields) if `attempt` still owns the job."""
+        fields = ev.to_fields(kind, time.time() if now is None else now, data)
+        updates = updates or {}
+        args: list[Any] = [attempt, fields["time"], kind, fields["data"], len(updates)]
+        for name, value in updates.items():
+            args += [name, value]
+        if blob is not None:
+            args.append(blob)
+        reply = self._append(keys=[self.job_key(job_id), self.events_key(job_id)], args=args)
+        return reply.decode() if reply else None
+
+    def add_artifact(
+        self, job_id: str, attempt: int, data: dict[str, Any], blob: bytes, now: float | None = None
+    ) -> str | None:
+        """Store image `data["index"]` and its `artifact` event, once per index; None if refused."""
+        fields = ev.to_fields(EventKind.ARTIFACT, time.time() if now is None else now, data)
+        reply = self._artifact(
+            keys=[self.job_key(job_id), self.events_key(job_id), self.artifacts_key(job_id)],
+            args=[attempt, fields["time"], fields["data"], int(data["index"]), blob, self.result_ttl_seconds],
+        )
+        return reply.decode() if reply else None
+
+    def finish(
+        self,
+        job_id: str,
+        attempt: int | None,
+        state: str,
+        error_code: str = ErrorCode.NONE,
+        error_message: str = "",
+        now: float | None = None,
+    ) -> bool:
+        """RUNNING (this attempt) -> a final state, with the `finished` event. False if not allowed.
+
+        `attempt=None` finishes a job that no attempt has begun (QUEUED or RUNNING), e.g.
+        one whose deadline passed before it started.
+        """
+        if state not in JobState.FINAL:
+            raise ValueError(f"{state!r} is not a final state")
+        record = self.get(job_id)
+        from_states = (JobState.RUNNING,) if attempt is not None else JobState.ACTIVE
+        return self._finish_job(record, state, from_states, attempt, error_code, error_message, now)
+
+    def _finish_job(
+        self,
+        record: JobRecord,
+        state: str,
+        from_states: tuple[str, ...],
+        attempt: int | None,
+        error_code: str,
+        error_message: str,
+        now: float | None,
+    ) -> bool:
+        job_id = record.job_id
+        keys = [
+            self.job_key(job_id),
+            self.events_key(job_id),
+            self.inflight_key(record.tenant),
+            self.artifacts_key(job_id),
+        ]
+        if record.spec.request_id:
+            keys.append(self.request_key(record.tenant, record.spec.request_id))
+        now = time.time() if now is None else now
+        reply = self._finish(
+            keys=keys,
+            args=[
+                state,
+                " ".join(from_states),
+                "" if attempt is None else str(attempt),
+                repr(now),
+                error_code,
+                error_message[:2000],
+                self.result_ttl_seconds,
+                job_id,
+            ],
+        )
+        return bool(reply)
+
+
+def _record(job_id: str, f: dict[bytes, bytes], last_event_id: str) -> JobRecord:
+    def text(name: str) -> str:
+        return f.get(name.encode(), b"").decode()
+
+    def number(name: str) -> float | None:
+        raw = text(name)
+        return float(raw) if raw else None
+
+    spec = JobSpec.from_json(f[b"spec"], f.get(b"init_image"), f.get(b"mask"))
+    return JobRecord(
+        job_id=job_id,
+        tenant=text("tenant"),
+        spec=spec,
+        state=text("state"),
+        created_at=number("created_at") or 0.0,
+        started_at=number("started_at"),
+        finished_at=number("finished_at"),
+        attempt=int(text("attempt") or 0),
+        worker=text("worker"),
+        steps_done=int(text("steps_done") or 0),
+        steps_total=int(text("steps_total") or 0),
+        images_done=int(text("images_done") or 0),
+        error_code=text("error_code"),
+        error_message=text("error_message"),
+        last_event_id=last_event_id,
+    )
