@@ -1,0 +1,286 @@
+"""The model manifest: everything a worker needs to run a model version, as plain dataclasses.
+
+`models/<name>/<version>/manifest.json` is written by `atelier export` and read by the
+repository reader (`services.common.model_repository`). The JSON is the contract (see
+docs/MODEL_REPOSITORY.md); these dataclasses give it types, defaults, validation, and a
+lossless round-trip (`Manifest.from_dict(m.to_dict()) == m`, DESIGN §6.7).
+
+Numpy-free and torch-free: gateways and workers import it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+SCHEMA_VERSION = 1
+MANIFEST_NAME = "manifest.json"
+
+PREDICTION_TYPES = ("x0", "epsilon", "v_prediction")
+TIME_INPUTS = ("sigma", "timestep")
+SCHEDULE_KINDS = ("edm", "discrete")
+# Roles of the files a version may hold; a variant ("fp16", "optimized", "tiling", ...)
+# maps a role to another file with the same inputs and outputs.
+ROLES = ("unet", "vae_decoder", "vae_encoder", "text_encoder", "tokenizer")
+
+
+class ManifestError(ValueError):
+    """A manifest is malformed or contradicts itself."""
+
+
+T = TypeVar("T")
+
+
+class _Json:
+    """to_dict/from_dict for nested dataclasses; unknown keys are refused, so a typo in a
+    hand-edited manifest fails loudly instead of being silently dropped."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return _to_json(self)
+
+    @classmethod
+    def from_dict(cls: type[T], data: dict[str, Any]) -> T:
+        return _from_json(cls, data, cls.__name__)
+
+
+def _to_json(value: Any) -> Any:
+    if dataclasses.is_dataclass(value):
+        return {f.name: _to_json(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, tuple | list):
+        return [_to_json(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _to_json(v) for k, v in value.items()}
+    return value
+
+
+def _from_json(tp: Any, data: Any, where: str) -> Any:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if data is None:
+            return None
+        return _from_json(args[0], data, where)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(data, dict):
+            raise ManifestError(f"{where}: expected an object, got {type(data).__name__}")
+        hints = typing.get_type_hints(tp)
+        names = {f.name for f in dataclasses.fields(tp)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ManifestError(f"{where}: unknown field(s) {unknown}")
+        kwargs = {k: _from_json(hints[k], v, f"{where}.{k}") for k, v in data.items()}
+        try:
+            return tp(**kwargs)
+        except TypeError as exc:
+            raise ManifestError(f"{where}: {exc}") from None
+    if origin is tuple:
+        (item,) = typing.get_args(tp)[:1]
+        return tuple(_from_json(item, v, f"{where}[]") for v in data)
+    if origin is dict:
+        _, item = typing.get_args(tp)
+        return {k: _from_json(item, v, f"{where}.{k}") for k, v in data.items()}
+    if tp is float and isinstance(data, int):
+        return float(data)
+    return data
+
+
+@dataclass(frozen=True)
+class ImageSpec(_Json):
+    """Pixel space: what the VAE decoder produces and the encoder takes."""
+
+    width: int = 32
+    height: int = 32
+    channels: int = 4                      # 4 = RGBA, 3 = RGB
+    premultiplied_alpha: bool = True       # RGBA colour is stored multiplied by alpha
+    value_range: tuple[float, ...] = (-1.0, 1.0)   # decoder output range mapped to [0, 255]
+
+    @property
+    def mode(self) -> str:
+        return "RGBA" if self.channels == 4 else "RGB"
+
+
+@dataclass(frozen=True)
+class LatentSpec(_Json):
+    """Latent space. The UNet sees z = (mean(E(x)) - shift) * scale; the decoder gets
+    z / scale + shift (Rombach et al. 2022 scale latents to unit variance, §4.3.2)."""
+
+    channels: int = 4
+    factor: int = 4                        # pixels per latent cell along each side
+    width: int = 8
+    height: int = 8
+    scale: float = 1.0
+    shift: float = 0.0
+    dynamic_size: bool = True              # the UNet and VAE accept other multiples of `factor`
+
+
+@dataclass(frozen=True)
+class ScheduleSpec(_Json):
+    """The training noise process. `edm`: continuous sigma in [sigma_min, sigma_max]
+    (Karras et al. 2022). `discrete`: a VP beta schedule over `num_train_timesteps`
+    (Ho et al. 2020), whose sigmas are sqrt((1 - abar) / abar)."""
+
+    kind: str = "edm"
+    sigma_min: float = 0.002
+    sigma_max: float = 80.0
+    sigma_data: float = 1.0
+    rho: float = 7.0
+    beta_schedule: str | None = None       # "linear", "scaled_linear", "cosine"
+    beta_start: float | None = None
+    beta_end: float | None = None
+    num_train_timesteps: int | None = None
+    timestep_spacing: str | None = None    # "linspace", "leading", "trailing" (discrete only)
+    steps_offset: int = 0
+
+
+@dataclass(frozen=True)
+class UNetSpec(_Json):
+    """The denoiser network's I/O conventions.
+
+    Inputs are named: `sample` [B,C,h,w] float32, the time input (`sigma` [B] float32 for
+    `time_input="sigma"`, `timestep` [B] float32 for "timestep"), then the conditioning
+    inputs listed in `cond_inputs` in order (e.g. `encoder_hidden_states` [B,L,D],
+    `encoder_attention_mask` [B,L], `style` [B] int64). Output `out` [B,C,h,w] is x0, eps or
+    v as `prediction` says."""
+
+    prediction: str = "x0"
+    time_input: str = "sigma"
+    cond_inputs: tuple[str, ...] = ("encoder_hidden_states",)
+    max_batch: int = 16                    # largest batch the TensorRT profiles cover
+    padding_modes: tuple[str, ...] = ("zeros",)   # ("zeros", "circular") when a tiling file exists
+
+
+@dataclass(frozen=True)
+class TextEncoderSpec(_Json):
+    """Prompt -> token states. The ONNX file takes `input_ids` and `attention_mask`
+    ([B, max_tokens] int64) and returns `last_hidden_state` [B, max_tokens, hidden_size]."""
+
+    kind: str = "sentence-transformer"     # or "clip"
+    name: str = "all-MiniLM-L6-v2"
+    max_tokens: int = 24
+    hidden_size: int = 384
+    pooling: str = "none"                  # the UNet sees every token state, unpooled
+    pad_to_max: bool = True
+    pad_token_id: int = 0
+    uncond_prompt: str = ""                # classifier-free guidance's unconditional input
+
+
+@dataclass(frozen=True)
+class Defaults(_Json):
+    sampler: str = "dpmpp_2m"
+    steps: int = 20
+    guidance_scale: float = 3.0
+    schedule: str = "karras"
+
+
+@dataclass(frozen=True)
+class FileEntry(_Json):
+    """One file of the version. Only files listed here are loaded, and only when their bytes
+    hash to `sha256`."""
+
+    sha256: str
+    bytes: int
+    role: str = ""                         # one of ROLES, "external_data" or "report"
+    variant: str = "default"               # "default", "fp16", "optimized", "tiling", ...
+    precision: str = "fp32"
+
+
+@dataclass(frozen=True)
+class OnnxSpec(_Json):
+    opset: int = 18
+    ir_version: int = 0
+    exporter: str = ""
+    producer: str = ""
+
+
+@dataclass(frozen=True)
+class Manifest(_Json):
+    name: str
+    version: str
+    schema_version: int = SCHEMA_VERSION
+    description: str = ""
+    created: str = ""                      # ISO date of the export
+    source: str = ""                       # "atelier" or "diffusers"
+    image: ImageSpec = field(default_factory=ImageSpec)
+    latent: LatentSpec = field(default_factory=LatentSpec)
+    schedule: ScheduleSpec = field(default_factory=ScheduleSpec)
+    unet: UNetSpec = field(default_factory=UNetSpec)
+    text_encoder: TextEncoderSpec = field(default_factory=TextEncoderSpec)
+    styles: tuple[str, ...] = ()
+    defaults: Defaults = field(default_factory=Defaults)
+    # role -> file of the default variant; variant -> role -> file (for fp16, tiling, ...)
+    components: dict[str, str] = field(default_factory=dict)
+    variants: dict[str, dict[str, str]] = field(default_factory=dict)
+    files: dict[str, FileEntry] = field(default_factory=dict)
+    onnx: OnnxSpec = field(default_factory=OnnxSpec)
+    data_card: dict[str, Any] = field(default_factory=dict)
+    licenses: tuple[dict[str, Any], ...] = ()
+    provenance: dict[str, Any] = field(default_factory=dict)
+    parity: dict[str, Any] = field(default_factory=dict)
+
+    # --- JSON
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=False) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> Manifest:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ManifestError(f"manifest is not valid JSON: {exc}") from None
+        if not isinstance(data, dict):
+            raise ManifestError("manifest must be a JSON object")
+        version = data.get("schema_version")
+        if version != SCHEMA_VERSION:
+            raise ManifestError(
+                f"manifest schema_version {version!r} is not supported (this reader knows {SCHEMA_VERSION})"
+            )
+        manifest = cls.from_dict(data)
+        manifest.check()
+        return manifest
+
+    # --- lookups
+
+    def file_for(self, role: str, variant: str = "default") -> str:
+        """File that plays `role` in `variant`, falling back to the default variant."""
+        if variant != "default":
+            chosen = self.variants.get(variant, {}).get(role)
+            if chosen:
+                return chosen
+        try:
+            return self.components[role]
+        except KeyError:
+            raise ManifestError(f"model {self.name}/{self.version} has no {role!r} component") from None
+
+    # --- validation
+
+    def check(self) -> None:
+        """Refuse a manifest that contradicts itself; names the offending field."""
+        where = f"manifest of {self.name}/{self.version}"
+        if self.unet.prediction not in PREDICTION_TYPES:
+            raise ManifestError(f"{where}: unet.prediction must be one of {PREDICTION_TYPES}")
+        if self.unet.time_input not in TIME_INPUTS:
+            raise ManifestError(f"{where}: unet.time_input must be one of {TIME_INPUTS}")
+        if self.schedule.kind not in SCHEDULE_KINDS:
+            raise ManifestError(f"{where}: schedule.kind must be one of {SCHEDULE_KINDS}")
+        if self.schedule.kind == "discrete" and not (self.schedule.beta_schedule and self.schedule.num_train_timesteps):
+            raise ManifestError(f"{where}: a discrete schedule needs beta_schedule and num_train_timesteps")
+        if self.unet.time_input == "timestep" and self.schedule.kind != "discrete":
+            raise ManifestError(f"{where}: a timestep input needs a discrete schedule")
+        if self.image.channels not in (3, 4):
+            raise ManifestError(f"{where}: image.channels must be 3 (RGB) or 4 (RGBA)")
+        if self.latent.scale == 0:
+            raise ManifestError(f"{where}: latent.scale must not be 0")
+        for name, entry in self.files.items():
+            if "/" in name or "\\" in name or name.startswith(".") or name == MANIFEST_NAME:
+                raise ManifestError(f"{where}: file name {name!r} must be a plain name inside the version folder")
+            if len(entry.sha256) != 64 or any(c not in "0123456789abcdef" for c in entry.sha256):
+                raise ManifestError(f"{where}: files.{name}.sha256 is not a lowercase hex sha256")
+        referenced = list(self.components.values()) + [f for v in self.variants.values() for f in v.values()]
+        for name in referenced:
+            if name not in self.files:
+                raise ManifestError(f"{where}: component file {name!r} is not listed under files")
