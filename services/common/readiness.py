@@ -1,0 +1,125 @@
+"""Which workers are up, and which model versions they have loaded and warmed up.
+
+Each worker writes a heartbeat record every few seconds; the record expires after `ttl`
+seconds, so a worker that dies (or is SIGKILLed) drops out on its own. The gateway reads
+the records to answer health checks (SERVING only when some worker has a model ready),
+to fill `ModelInfo.ready`, and to estimate queue ETAs from the workers' measured speed.
+
+Key: `<prefix>worker:<worker id>` -> JSON of :class:`WorkerStatus`, with a TTL.
+
+A worker calls ``Heartbeat(client, prefix, status).start()`` after its warm-up run (or
+``report(...)`` itself on a timer) and ``withdraw(...)`` on a clean shutdown.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import asdict, dataclass, field, replace
+
+import redis
+
+DEFAULT_TTL_SECONDS = 15.0
+DEFAULT_INTERVAL_SECONDS = 5.0
+
+
+@dataclass(frozen=True)
+class WorkerStatus:
+    worker: str  # host name and pid, as in the `started` event
+    models: tuple[str, ...] = ()  # "<name>/<version>" of every model loaded and warmed up
+    concurrency: int = 1  # jobs it samples at once
+    busy: int = 0  # jobs it is sampling now
+    step_seconds: float = 0.0  # recent wall time of one sampler step of one image (0: unknown)
+    execution_provider: str = ""
+    time: float = field(default=0.0)  # when it was written (Unix seconds)
+
+    def has(self, name: str, version: str) -> bool:
+        return f"{name}/{version}" in self.models
+
+
+def worker_key(prefix: str, worker: str) -> str:
+    return f"{prefix}worker:{worker}"
+
+
+def report(client: redis.Redis, prefix: str, status: WorkerStatus, ttl: float = DEFAULT_TTL_SECONDS) -> None:
+    """Write (or refresh) one worker's record."""
+    status = replace(status, time=time.time(), models=tuple(status.models))
+    client.set(worker_key(prefix, status.worker), json.dumps(asdict(status)), px=int(ttl * 1000))
+
+
+def withdraw(client: redis.Redis, prefix: str, worker: str) -> None:
+    client.delete(worker_key(prefix, worker))
+
+
+def workers(client: redis.Redis, prefix: str) -> list[WorkerStatus]:
+    """Every worker whose heartbeat has not expired."""
+    keys = list(client.scan_iter(match=f"{prefix}worker:*", count=500))
+    if not keys:
+        return []
+    found = []
+    for raw in client.mget(keys):
+        if raw is None:
+            continue
+        try:
+            data = json.loads(raw)
+            data["models"] = tuple(data.get("models", ()))
+            found.append(WorkerStatus(**{k: v for k, v in data.items() if k in WorkerStatus.__dataclass_fields__}))
+        except (ValueError, TypeError):
+            continue
+    return found
+
+
+def ready_models(client: redis.Redis, prefix: str) -> set[str]:
+    """"<name>/<version>" of every model some live worker has ready."""
+    return {m for w in workers(client, prefix) for m in w.models}
+
+
+class Heartbeat:
+    """Reports a worker's status every `interval` seconds from a daemon thread."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        prefix: str,
+        status: WorkerStatus,
+        interval: float = DEFAULT_INTERVAL_SECONDS,
+        ttl: float = DEFAULT_TTL_SECONDS,
+    ):
+        self.client, self.prefix, self.interval, self.ttl = client, prefix, interval, ttl
+        self._status = status
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def update(self, **changes) -> None:
+        """Change fields of the record (e.g. busy, step_seconds); sent with the next beat."""
+        with self._lock:
+            self._status = replace(self._status, **changes)
+
+    def beat(self) -> None:
+        with self._lock:
+            status = self._status
+        try:
+            report(self.client, self.prefix, status, self.ttl)
+        except redis.RedisError:
+            pass  # Redis away: the record expires and the gateway reports NOT_SERVING
+
+    def start(self) -> Heartbeat:
+        self.beat()
+        self._thread = threading.Thread(target=self._run, name="atelier-heartbeat", daemon=True)
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.beat()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout=self.interval + 1)
+        try:
+            withdraw(self.client, self.prefix, self._status.worker)
+        except redis.RedisError:
+            pass
