@@ -27,6 +27,7 @@ from diffusion.sampling import Callback, Denoiser, SamplerStep, check_sigmas
 
 __all__ = [
     "DEFAULT_SAMPLER",
+    "ETA_SAMPLERS",
     "SAMPLERS",
     "STOCHASTIC",
     "Callback",
@@ -63,6 +64,9 @@ DEFAULT_SAMPLER = "dpmpp_2m"
 
 # Samplers that call ``noise`` with their default options (their output depends on the seeds).
 STOCHASTIC = frozenset({"ddpm", "euler_ancestral", "dpmpp_2m_sde"})
+
+# Samplers taking an ``eta`` option (the proto's GenerateRequest.eta, stochasticity in [0, 1]).
+ETA_SAMPLERS = frozenset({"ddim", "euler_ancestral", "dpmpp_2m_sde"})
 
 
 def get_sampler(name: str) -> Sampler:
