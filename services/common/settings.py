@@ -44,6 +44,10 @@ class Settings:
         "auto",
         "ONNX Runtime providers in order, comma-separated, or `auto` (TensorRT, CUDA, CPU as really usable).",
     )
+    runtime_loader: str = _setting(
+        "services.worker.runtime_onnx:load_runtime",
+        "`module:function` that loads a model version for a worker: `load(settings, model, version)`.",
+    )
     trt_engine_cache: Path = _setting(Path(".cache/trt"), "Folder of TensorRT engine caches.")
     # --- security
     api_keys_file: Path | None = _setting(
@@ -88,6 +92,9 @@ class Settings:
     progress_interval_ms: int = _setting(100, "Least time between two progress events of one job.")
     # --- gateway
     shutdown_grace_seconds: float = _setting(10.0, "Time open streams get to finish when the gateway stops.")
+    gateway_threads: int = _setting(
+        256, "Most gRPC calls the gateway serves at once (each open stream holds one); beyond: RESOURCE_EXHAUSTED."
+    )
     log_level: str = _setting("INFO", "Python logging level.")
 
     @classmethod

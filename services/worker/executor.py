@@ -1,0 +1,123 @@
+"""Runs one job end to end on this worker: the domain code behind the thin Celery task.
+
+load the record -> skip if final -> EXPIRED if past its deadline -> load the model ->
+begin an attempt -> pipeline -> finish with exactly one outcome. Every failure of the
+job (bad input, unknown model, NaN, time limit, a bug) ends the job, never the worker.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+
+from services.common import metrics
+from services.common.jobs import ErrorCode, JobRecord, JobState
+from services.common.settings import Settings
+from services.common.store import JobNotFound, JobStore
+from services.worker import pipeline
+from services.worker.batching import NonFiniteOutput
+from services.worker.models import ModelRegistry, ModelUnavailable
+from services.worker.reporting import DeadlineExceeded, JobStopped, StoreReporter, TimeLimitExceeded
+
+log = logging.getLogger(__name__)
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class JobExecutor:
+    def __init__(self, store: JobStore, models: ModelRegistry, settings: Settings, name: str | None = None):
+        self.store, self.models, self.settings = store, models, settings
+        self.name = name or worker_name()
+        self._busy = 0
+        self._busy_lock = threading.Lock()
+
+    def run(self, job_id: str) -> str | None:
+        """Run the job if it still needs running; returns its state afterwards (None: no such job)."""
+        try:
+            job = self.store.get(job_id)
+        except JobNotFound:
+            log.warning("job %s not found (expired or never written); dropping its task", job_id)
+            return None
+        if job.is_final:
+            return job.state  # a redelivered task of a finished job: nothing to do
+        if job.spec.deadline is not None and time.time() >= job.spec.deadline:
+            self._finish(job, None, JobState.EXPIRED, ErrorCode.NONE, "deadline passed before the job started")
+            return self._state(job_id)
+        try:
+            loaded = self.models.get(job.spec.model or self.settings.default_model, job.spec.model_version)
+        except ModelUnavailable as err:
+            self._finish(job, None, JobState.FAILED, ErrorCode.MODEL_UNAVAILABLE, str(err))
+            return self._state(job_id)
+        attempt = self.store.begin_attempt(job_id, self.name, loaded.runtime.execution_provider)
+        if attempt is None:
+            return self._state(job_id)
+        if attempt == 1:
+            metrics.QUEUE_WAIT.labels(queue=job.spec.priority).observe(max(0.0, time.time() - job.created_at))
+        with self._busy_lock:
+            self._busy += 1
+            metrics.BUSY_SLOTS.set(self._busy)
+        try:
+            self._sample(job, attempt, loaded)
+        finally:
+            with self._busy_lock:
+                self._busy -= 1
+                metrics.BUSY_SLOTS.set(self._busy)
+        return self._state(job_id)
+
+    def _sample(self, job: JobRecord, attempt: int, loaded) -> None:
+        reporter = StoreReporter(
+            self.store,
+            job.job_id,
+            attempt,
+            deadline=job.spec.deadline,
+            time_limit_seconds=self.settings.task_soft_time_limit,
+            progress_interval_ms=self.settings.progress_interval_ms,
+        )
+        model_name = loaded.runtime.info.name
+
+        started = time.perf_counter()
+        try:
+            pipeline.generate(
+                job,
+                loaded.runtime,
+                loaded.denoiser,
+                reporter,
+                rows_per_chunk=self.settings.max_batch,
+                preview_size=self.settings.preview_size,
+                max_upload_pixels=self.settings.max_upload_pixels,
+                skip=frozenset(self.store.artifact_indices(job.job_id)),
+            )
+        except JobStopped:
+            log.info("job %s stopped: cancelled or taken over", job.job_id)
+        except DeadlineExceeded:
+            self._finish(job, attempt, JobState.EXPIRED, ErrorCode.NONE, "deadline passed while running")
+        except TimeLimitExceeded as err:
+            self._finish(job, attempt, JobState.FAILED, ErrorCode.TIMEOUT, str(err))
+        except pipeline.InvalidJob as err:
+            self._finish(job, attempt, JobState.FAILED, ErrorCode.INVALID_INPUT, str(err))
+        except NonFiniteOutput as err:
+            self._finish(job, attempt, JobState.FAILED, ErrorCode.NUMERICAL, f"non-finite values: {err}")
+        except Exception as err:  # noqa: BLE001 - the job fails, the worker carries on
+            log.exception("job %s failed", job.job_id)
+            self._finish(job, attempt, JobState.FAILED, ErrorCode.INTERNAL, f"{type(err).__name__}: {err}")
+        else:
+            self._finish(job, attempt, JobState.SUCCEEDED, ErrorCode.NONE, "")
+        finally:
+            metrics.SAMPLING.labels(model=model_name).observe(time.perf_counter() - started)
+            sampler = job.spec.sampler or loaded.runtime.info.default_sampler
+            metrics.STEPS.labels(model=model_name, sampler=sampler).inc(reporter.steps_done)
+
+    def _finish(self, job: JobRecord, attempt: int | None, state: str, code: str, message: str) -> None:
+        if self.store.finish(job.job_id, attempt, state, code, message):
+            metrics.record_outcome(state, job.spec.priority, time.time() - job.created_at)
+
+    def _state(self, job_id: str) -> str | None:
+        try:
+            return self.store.get(job_id).state
+        except JobNotFound:
+            return None

@@ -1,0 +1,84 @@
+"""The model versions a worker has loaded, and one batching denoiser per model and latent shape."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from services.common import metrics
+from services.worker.batching import BatchingDenoiser
+from services.worker.runtime import ModelRuntime
+
+log = logging.getLogger(__name__)
+
+
+class ModelUnavailable(RuntimeError):
+    """The requested model version cannot be loaded here (the job fails, the worker carries on)."""
+
+
+@dataclass
+class LoadedModel:
+    runtime: ModelRuntime
+    max_batch: int
+    wait_ms: float
+    _denoisers: dict[tuple[bool, tuple[int, int, int]], BatchingDenoiser] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def key(self) -> str:
+        return f"{self.runtime.info.name}/{self.runtime.info.version}"
+
+    def denoiser(self, tiling: bool, latent_shape: tuple[int, int, int]) -> BatchingDenoiser:
+        """The shared batching denoiser of this model for (tiling, latent shape), made on first use."""
+        with self._lock:
+            found = self._denoisers.get((tiling, latent_shape))
+            if found is None:
+                found = BatchingDenoiser(
+                    self.runtime.denoiser(tiling), max_batch=self.max_batch, wait_ms=self.wait_ms, name=self.key
+                )
+                self._denoisers[(tiling, latent_shape)] = found
+            return found
+
+    def close(self) -> None:
+        with self._lock:
+            for d in self._denoisers.values():
+                d.close()
+            self._denoisers.clear()
+
+
+class ModelRegistry:
+    """Loads model versions on first use through `loader(model, version) -> ModelRuntime`."""
+
+    def __init__(self, loader: Callable[[str, str], ModelRuntime], *, max_batch: int = 16, wait_ms: float = 2.0):
+        self.loader = loader
+        self.max_batch, self.wait_ms = max_batch, wait_ms
+        self._models: dict[tuple[str, str], LoadedModel] = {}
+        self._lock = threading.Lock()
+
+    def get(self, model: str, version: str = "") -> LoadedModel:
+        with self._lock:  # one load at a time: two jobs of a new model must not load it twice
+            found = self._models.get((model, version))
+            if found is not None:
+                return found
+            started = time.perf_counter()
+            try:
+                runtime = self.loader(model, version)
+            except Exception as err:  # noqa: BLE001 - any load failure is the job's, not the worker's
+                log.warning("cannot load model %s/%s: %s", model, version or "newest", err)
+                raise ModelUnavailable(f"model {model}/{version or 'newest'} is unavailable: {err}") from err
+            metrics.MODEL_LOAD.labels(model=runtime.info.name).observe(time.perf_counter() - started)
+            loaded = LoadedModel(runtime, self.max_batch, self.wait_ms)
+            self._models[(model, version)] = loaded
+            log.info("loaded model %s on %s", loaded.key, runtime.execution_provider)
+            return loaded
+
+    def loaded(self) -> list[LoadedModel]:
+        with self._lock:
+            return list(self._models.values())
+
+    def close(self) -> None:
+        for m in self.loaded():
+            m.close()

@@ -1,0 +1,86 @@
+"""The pipeline's view of the job store: events out, "should I stop?" in.
+
+`check()` runs between sampler steps and costs one Redis round trip: it stops the job
+when it was cancelled (or taken over by a later attempt after this worker was presumed
+lost), when its deadline passed, and when it ran past the soft time limit (Celery's own
+time limits need signals, which the thread pool does not have).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from services.common import events as ev
+from services.common.events import EventKind
+from services.common.store import JobStore
+
+
+class JobStopped(Exception):
+    """The job is no longer this attempt's to run (cancelled, or superseded)."""
+
+
+class DeadlineExceeded(Exception):
+    """The job's deadline passed while it ran."""
+
+
+class TimeLimitExceeded(Exception):
+    """The job ran past the worker's soft time limit."""
+
+
+class StoreReporter:
+    def __init__(
+        self,
+        store: JobStore,
+        job_id: str,
+        attempt: int,
+        *,
+        deadline: float | None = None,
+        time_limit_seconds: float | None = None,
+        progress_interval_ms: float = 100,
+        clock=time.time,
+    ):
+        self.store, self.job_id, self.attempt = store, job_id, attempt
+        self.deadline = deadline
+        self.clock = clock
+        self.started = clock()
+        self.time_limit_seconds = time_limit_seconds
+        self.progress_interval = progress_interval_ms / 1000.0
+        self._last_progress = float("-inf")
+        self.steps_done = 0
+
+    def check(self) -> None:
+        now = self.clock()
+        if not self.store.still_running(self.job_id, self.attempt):
+            raise JobStopped(self.job_id)
+        if self.deadline is not None and now >= self.deadline:
+            raise DeadlineExceeded(self.job_id)
+        if self.time_limit_seconds is not None and now - self.started > self.time_limit_seconds:
+            raise TimeLimitExceeded(f"job ran longer than {self.time_limit_seconds:g} s")
+
+    def progress(self, steps_done: int, steps_total: int, images_done: int) -> None:
+        self.steps_done = steps_done
+        now = self.clock()
+        final = steps_done >= steps_total
+        if not final and now - self._last_progress < self.progress_interval:
+            return
+        self._last_progress = now
+        elapsed = now - self.started
+        eta = elapsed / steps_done * (steps_total - steps_done) if steps_done else 0.0
+        data = ev.progress(steps_done, steps_total, eta, images_done)
+        updates = {"steps_done": steps_done, "steps_total": steps_total}
+        self._require(self.store.append_event(self.job_id, self.attempt, EventKind.PROGRESS, data, updates=updates))
+
+    def preview(self, index: int, step: int, jpeg: bytes, width: int, height: int) -> None:
+        data = ev.preview(width, height, index, step)
+        self._require(self.store.append_event(self.job_id, self.attempt, EventKind.PREVIEW, data, blob=jpeg))
+
+    def artifact(self, data: dict[str, Any], blob: bytes) -> None:
+        if self.store.add_artifact(self.job_id, self.attempt, data, blob) is None:
+            # Refused: either the job stopped being ours, or this index was already recorded.
+            if not self.store.still_running(self.job_id, self.attempt):
+                raise JobStopped(self.job_id)
+
+    def _require(self, written: str | None) -> None:
+        if written is None:
+            raise JobStopped(self.job_id)

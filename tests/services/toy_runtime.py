@@ -1,0 +1,101 @@
+"""A small, real model runtime in numpy: the test data of the worker tests.
+
+Latents are 4 x (H/4) x (W/4). The "data" is Gaussian with a mean set by the prompt and
+style, so its ideal denoiser has a closed form (posterior mean, diagonal covariance):
+D(x, sigma) = mu + lam / (lam + sigma^2) (x - mu). Every pixel is independent, so every
+image tiles seamlessly and batching cannot change a single bit. The "VAE" is a fixed
+pointwise map from a latent cell to a 4x4 block of RGBA pixels, and its inverse.
+
+A prompt containing "nan" conditions on NaN (to test numerical failure handling);
+`ATELIER_TOY_CALL_SECONDS` makes every denoiser call sleep (to catch jobs mid-run).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections.abc import Sequence
+
+import numpy as np
+
+from diffusion.schedules import karras_sigmas
+from services.worker.runtime import ModelInfo, linear_preview
+
+LAM = 0.25
+FACTOR = 4
+MIX = np.array(
+    [[0.9, 0.2, -0.3, 0.0], [-0.2, 0.8, 0.3, 0.0], [0.3, -0.4, 0.7, 0.0], [0.0, 0.0, 0.0, 1.0]], dtype=np.float64
+)
+
+
+def _text_vector(prompt: str, style: str) -> np.ndarray:
+    if "nan" in prompt:
+        return np.full(4, np.nan, dtype=np.float32)
+    digest = hashlib.blake2b(f"{prompt}\x00{style}".encode(), digest_size=8).digest()
+    rng = np.random.Generator(np.random.Philox(int.from_bytes(digest, "little")))
+    return (rng.standard_normal(4) * 0.8).astype(np.float32)
+
+
+class ToyRuntime:
+    execution_provider = "CPUExecutionProvider"
+
+    def __init__(self, name: str = "toy", version: str = "1"):
+        self.info = ModelInfo(
+            name=name,
+            version=version,
+            sha256="ab" * 32,
+            width=16,
+            height=16,
+            latent_channels=4,
+            latent_factor=FACTOR,
+            styles=("flat", "pixel"),
+            default_sampler="euler",
+            default_steps=6,
+            default_guidance_scale=2.0,
+            supports_tiling=True,
+            dynamic_size=True,
+        )
+        self.call_seconds = float(os.environ.get("ATELIER_TOY_CALL_SECONDS", "0"))
+        self.calls = 0
+
+    def encode_text(self, prompts: Sequence[str], styles: Sequence[str]):
+        text = np.stack([_text_vector(p, s) for p, s in zip(prompts, styles, strict=True)])
+        return {"text": text}
+
+    def _denoise(self, x: np.ndarray, sigma: np.ndarray, cond) -> np.ndarray:
+        self.calls += 1
+        if self.call_seconds:
+            time.sleep(self.call_seconds)
+        h, w = x.shape[-2:]
+        yy, xx = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
+        pattern = np.cos(2 * np.pi * (yy / h + 2 * xx / w))  # periodic: tiles seamlessly
+        mu = cond["text"][:, :, None, None].astype(np.float64) * (0.5 + 0.5 * pattern)
+        s2 = np.asarray(sigma, dtype=np.float64).reshape(-1, 1, 1, 1) ** 2
+        return (mu + LAM / (LAM + s2) * (x - mu)).astype(x.dtype)
+
+    def denoiser(self, tiling: bool = False):
+        return self._denoise
+
+    def sigmas(self, steps: int) -> np.ndarray:
+        return karras_sigmas(steps, 0.02, 10.0)
+
+    def decode(self, latents: np.ndarray, tiling: bool = False) -> np.ndarray:
+        z = np.einsum("bchw,dc->bhwd", np.asarray(latents, dtype=np.float64), MIX)
+        pixels = np.clip(np.rint((np.tanh(z) + 1.0) * 127.5), 0, 255).astype(np.uint8)
+        return pixels.repeat(FACTOR, axis=1).repeat(FACTOR, axis=2)
+
+    def encode(self, images: np.ndarray) -> np.ndarray:
+        b, hh, ww, _ = images.shape
+        cells = images.astype(np.float64).reshape(b, hh // FACTOR, FACTOR, ww // FACTOR, FACTOR, 4).mean(axis=(2, 4))
+        z = np.arctanh(np.clip(cells / 127.5 - 1.0, -0.999, 0.999))
+        return np.einsum("bhwd,cd->bchw", z, np.linalg.inv(MIX)).astype(np.float32)
+
+    def preview(self, latents: np.ndarray) -> np.ndarray:
+        return linear_preview(latents, MIX[:3].T.astype(np.float32))
+
+
+def load(settings, model: str, version: str) -> ToyRuntime:
+    if model not in ("toy", "toy-slow"):
+        raise LookupError(f"no model named {model!r}")
+    return ToyRuntime(model, version or "1")
