@@ -1,0 +1,126 @@
+"""asyncio Python client of an Atelier gateway; the same methods as :class:`clients.Client`.
+
+    async with AsyncClient(address, api_key) as c:
+        async for event in c.generate("a red fox", seeds=[7]):
+            ...
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from atelier.v1 import generation_pb2 as gen
+from atelier.v1 import generation_pb2_grpc, models_pb2, models_pb2_grpc
+from clients.client import CHANNEL_OPTIONS, DEFAULT_ADDRESS, RETRYABLE, Client, backoff, channel_credentials
+from clients.errors import AtelierError, from_rpc_error
+
+
+class AsyncClient:
+    def __init__(
+        self,
+        address: str = DEFAULT_ADDRESS,
+        api_key: str | None = None,
+        *,
+        tls: bool = False,
+        root_certificates: bytes | str | Path | None = None,
+        private_key: bytes | str | Path | None = None,
+        certificate_chain: bytes | str | Path | None = None,
+        timeout: float | None = 30.0,
+        retries: int = 5,
+        options: tuple = (),
+    ):
+        self.api_key, self.timeout, self.retries = api_key, timeout, retries
+        opts = list(CHANNEL_OPTIONS) + list(options)
+        if tls or root_certificates or private_key:
+            creds = channel_credentials(root_certificates, private_key, certificate_chain)
+            self.channel = grpc.aio.secure_channel(address, creds, opts)
+        else:
+            self.channel = grpc.aio.insecure_channel(address, opts)
+        self._gen = generation_pb2_grpc.GenerationStub(self.channel)
+        self._models = models_pb2_grpc.ModelsStub(self.channel)
+        self._health = health_pb2_grpc.HealthStub(self.channel)
+
+    def _metadata(self):
+        return (("authorization", f"Bearer {self.api_key}"),) if self.api_key else ()
+
+    async def _unary(self, method, request, retry: bool = True):
+        for attempt in range(self.retries + 1):
+            try:
+                return await method(request, timeout=self.timeout, metadata=self._metadata())
+            except grpc.aio.AioRpcError as err:
+                if not (retry and err.code() == grpc.StatusCode.UNAVAILABLE and attempt < self.retries):
+                    raise from_rpc_error(err) from None
+                await asyncio.sleep(backoff(attempt))
+        raise AssertionError("unreachable")
+
+    async def submit(self, prompt: str = "", *, request: gen.GenerateRequest | None = None, **fields) -> gen.JobHandle:
+        return await self._unary(self._gen.Submit, Client._request(prompt, request, fields))
+
+    async def generate(
+        self, prompt: str = "", *, request: gen.GenerateRequest | None = None, resume: bool = True, **fields
+    ) -> AsyncIterator[gen.JobEvent]:
+        req = Client._request(prompt, request, fields)
+        last: gen.JobEvent | None = None
+        try:
+            async for event in self._gen.Generate(req, metadata=self._metadata()):
+                last = event
+                yield event
+                if event.HasField("finished"):
+                    return
+        except grpc.aio.AioRpcError as err:
+            if not (resume and last is not None and err.code() in RETRYABLE):
+                raise from_rpc_error(err) from None
+        if last is None:
+            raise AtelierError("the Generate stream ended before the job was accepted")
+        async for event in self.watch(last.job_id, last.id, resume=resume):
+            yield event
+
+    async def watch(
+        self, job_id: str, after_event_id: str = "", *, resume: bool = True
+    ) -> AsyncIterator[gen.JobEvent]:
+        last_id, failures = after_event_id, 0
+        while True:
+            try:
+                request = gen.WatchRequest(job_id=job_id, after_event_id=last_id)
+                async for event in self._gen.Watch(request, metadata=self._metadata()):
+                    last_id, failures = event.id, 0
+                    yield event
+                    if event.HasField("finished"):
+                        return
+            except grpc.aio.AioRpcError as err:
+                if not (resume and err.code() in RETRYABLE and failures < self.retries):
+                    raise from_rpc_error(err) from None
+            if not resume or failures >= self.retries:
+                raise AtelierError(f"the event stream of job {job_id} ended before its finished event")
+            await asyncio.sleep(backoff(failures))
+            failures += 1
+
+    async def get(self, job_id: str) -> gen.Job:
+        return await self._unary(self._gen.GetJob, gen.GetJobRequest(job_id=job_id))
+
+    async def cancel(self, job_id: str) -> gen.CancelJobResponse:
+        return await self._unary(self._gen.CancelJob, gen.CancelJobRequest(job_id=job_id))
+
+    async def list_models(self) -> list[models_pb2.ModelInfo]:
+        return list((await self._unary(self._models.ListModels, models_pb2.ListModelsRequest())).models)
+
+    async def health(self, service: str = "") -> str:
+        try:
+            reply = await self._health.Check(health_pb2.HealthCheckRequest(service=service), timeout=self.timeout)
+        except grpc.aio.AioRpcError as err:
+            raise from_rpc_error(err) from None
+        return health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
+
+    async def close(self) -> None:
+        await self.channel.close()
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.close()

@@ -1,0 +1,127 @@
+"""The model versions a gateway can accept jobs for, from the model repository.
+
+Requests are validated against these entries (sizes, styles, samplers, features) before
+anything is queued, and ListModels reports them. Manifests are re-read at most every
+`refresh_seconds`, readiness (some worker has the version loaded) at every look-up of
+:meth:`ModelCatalog.entries` with `with_readiness=True`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from services.common.manifest import Manifest
+from services.common.model_repository import ModelRepository, ModelRepositoryError
+
+log = logging.getLogger(__name__)
+
+# Names of diffusion.samplers.SAMPLERS, which every worker runs for every model.
+SAMPLERS = ("ddpm", "ddim", "euler", "euler_ancestral", "heun", "dpmpp_2m", "dpmpp_2m_sde", "unipc")
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    name: str
+    version: str
+    manifest: Manifest
+    sha256: str
+    max_size: int
+    ready: bool = False
+
+    @property
+    def key(self) -> str:
+        return f"{self.name}/{self.version}"
+
+    @property
+    def latent_factor(self) -> int:
+        return self.manifest.latent.factor
+
+    @property
+    def dynamic_size(self) -> bool:
+        return self.manifest.latent.dynamic_size
+
+    @property
+    def styles(self) -> tuple[str, ...]:
+        return self.manifest.styles
+
+    @property
+    def samplers(self) -> tuple[str, ...]:
+        return SAMPLERS
+
+    @property
+    def supports_tiling(self) -> bool:
+        return "circular" in self.manifest.unet.padding_modes or "tiling" in self.manifest.variants
+
+    @property
+    def supports_init_image(self) -> bool:
+        return "vae_encoder" in self.manifest.components
+
+
+class ModelCatalog:
+    def __init__(
+        self,
+        root: Path,
+        default_model: str,
+        max_side: int,
+        ready_models: Callable[[], set[str]] = set,
+        refresh_seconds: float = 10.0,
+    ):
+        self.repository = ModelRepository(root)
+        self.default_model = default_model
+        self.max_side = max_side
+        self.ready_models = ready_models
+        self.refresh_seconds = refresh_seconds
+        self._lock = threading.Lock()
+        self._loaded_at = -float("inf")
+        self._entries: list[ModelEntry] = []
+
+    def _scan(self) -> list[ModelEntry]:
+        found = []
+        for name in self.repository.models():
+            for version in self.repository.versions(name):
+                try:
+                    opened = self.repository.open(name, version)
+                except ModelRepositoryError as exc:
+                    log.warning("model %s/%s is not offered: %s", name, version, exc)
+                    continue
+                m = opened.manifest
+                max_size = self.max_side if m.latent.dynamic_size else max(m.image.width, m.image.height)
+                found.append(ModelEntry(name, version, m, opened.manifest_sha256, max_size))
+        return found
+
+    def _current(self) -> list[ModelEntry]:
+        with self._lock:
+            if time.monotonic() - self._loaded_at > self.refresh_seconds:
+                self._entries = self._scan()
+                self._loaded_at = time.monotonic()
+            return self._entries
+
+    def entries(self, with_readiness: bool = False) -> list[ModelEntry]:
+        """Every version, sorted by name then version (numerically)."""
+        entries = self._current()
+        if with_readiness:
+            ready = self.ready_models()
+            entries = [replace(e, ready=e.key in ready) for e in entries]
+        return entries
+
+    def resolve(self, name: str, version: str) -> ModelEntry | None:
+        """The entry a request means: empty name -> the default model; empty version ->
+        the newest version some worker has ready, else the newest."""
+        name = name or self.default_model
+        candidates = [e for e in self._current() if e.name == name]
+        if version:
+            return next((e for e in candidates if e.version == version), None)
+        if not candidates:
+            return None
+        ready = self.ready_models()
+        ready_ones = [e for e in candidates if e.key in ready]
+        return (ready_ones or candidates)[-1]
+
+    def has_model(self, name: str) -> bool:
+        name = name or self.default_model
+        return any(e.name == name for e in self._current())

@@ -1,0 +1,274 @@
+"""Protobuf <-> domain types: the only place the gateway's logic meets `atelier.v1`.
+
+Enums become the strings of :mod:`services.common.jobs` mechanically (`SAMPLER_DPMPP_2M`
+<-> "dpmpp_2m", `JOB_STATE_RUNNING` <-> "RUNNING"); durations travel as seconds in
+fields ending in `_seconds`; timestamps as Unix seconds.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from google.protobuf import duration_pb2, timestamp_pb2
+
+from atelier.v1 import generation_pb2 as gen
+from atelier.v1 import models_pb2, types_pb2
+from services.common.events import JobEvent
+from services.common.jobs import JobRecord, JobSpec, OutputFormat, Priority, PromptSpec
+from services.gateway.catalog import ModelEntry
+from services.gateway.validation import Violation
+
+# --- enums
+
+
+def _enum_name(enum, value: int) -> str | None:
+    try:
+        return enum.Name(value)
+    except ValueError:
+        return None
+
+
+def sampler_from_pb(value: int) -> str | None:
+    """"" for UNSPECIFIED, the sampler's name, or None for a number the contract lacks."""
+    name = _enum_name(types_pb2.Sampler, value)
+    if name is None:
+        return None
+    return "" if value == types_pb2.SAMPLER_UNSPECIFIED else name.removeprefix("SAMPLER_").lower()
+
+
+def sampler_to_pb(name: str) -> int:
+    if not name:
+        return types_pb2.SAMPLER_UNSPECIFIED
+    return types_pb2.Sampler.Value("SAMPLER_" + name.upper())
+
+
+def priority_from_pb(value: int) -> str | None:
+    return {
+        types_pb2.PRIORITY_UNSPECIFIED: Priority.INTERACTIVE,
+        types_pb2.PRIORITY_INTERACTIVE: Priority.INTERACTIVE,
+        types_pb2.PRIORITY_BATCH: Priority.BATCH,
+    }.get(value)
+
+
+def priority_to_pb(name: str) -> int:
+    return types_pb2.PRIORITY_BATCH if name == Priority.BATCH else types_pb2.PRIORITY_INTERACTIVE
+
+
+def output_format_from_pb(value: int) -> str | None:
+    if value == types_pb2.OUTPUT_FORMAT_UNSPECIFIED:
+        return OutputFormat.PNG
+    name = _enum_name(types_pb2.OutputFormat, value)
+    return name.removeprefix("OUTPUT_FORMAT_").lower() if name else None
+
+
+def state_to_pb(state: str) -> int:
+    return types_pb2.JobState.Value("JOB_STATE_" + state) if state else types_pb2.JOB_STATE_UNSPECIFIED
+
+
+def error_code_to_pb(code: str) -> int:
+    return types_pb2.ErrorCode.Value("ERROR_CODE_" + code) if code else types_pb2.ERROR_CODE_UNSPECIFIED
+
+
+def finish_reason_to_pb(reason: str) -> int:
+    return types_pb2.FinishReason.Value("FINISH_REASON_" + reason) if reason else 0
+
+
+def timestamp(seconds: float) -> timestamp_pb2.Timestamp:
+    ts = timestamp_pb2.Timestamp()
+    ts.FromNanoseconds(int(round(seconds * 1e9)))
+    return ts
+
+
+def duration(seconds: float) -> duration_pb2.Duration:
+    d = duration_pb2.Duration()
+    d.FromNanoseconds(int(round(max(0.0, seconds) * 1e9)))
+    return d
+
+
+# --- requests
+
+
+def spec_from_pb(
+    req: gen.GenerateRequest, *, max_images: int
+) -> tuple[JobSpec, list[Violation], bool]:
+    """(spec, violations only the wire form shows, whether it is a bulk job).
+
+    Seeds are drawn here when the request leaves them to the service, so the handle and
+    every artifact can report them. Values the spec cannot hold (an enum number the
+    contract lacks) are reported and replaced by the default, so that validation can
+    still report every other bad field in the same answer.
+    """
+    out: list[Violation] = []
+    bulk = len(req.prompts) > 0
+    if bulk:
+        if req.prompt:
+            out.append(("prompt", "must be empty when prompts is set (a bulk job)"))
+        prompts = tuple(
+            PromptSpec(p.prompt, p.negative_prompt or req.negative_prompt, p.style or req.style) for p in req.prompts
+        )
+    else:
+        prompts = (PromptSpec(req.prompt, req.negative_prompt, req.style),)
+
+    if req.seeds:
+        seeds = tuple(req.seeds)
+    else:
+        count = req.count or 1
+        if count > max_images:
+            out.append(("count", f"{count} images is over the limit of {max_images} a job"))
+            count = 1
+        seeds = tuple(secrets.randbits(64) for _ in range(count))
+
+    sampler = sampler_from_pb(req.sampler)
+    if sampler is None:
+        out.append(("sampler", f"unknown sampler number {req.sampler}"))
+    priority = priority_from_pb(req.priority)
+    if priority is None:
+        out.append(("priority", f"unknown priority number {req.priority}"))
+    output_format = output_format_from_pb(req.output_format)
+    if output_format is None:
+        out.append(("output_format", f"unknown output format number {req.output_format}"))
+
+    init_image = _upload(req, "init_image", out)
+    mask = _upload(req, "mask", out)
+    spec = JobSpec(
+        prompts=prompts,
+        seeds=seeds,
+        model=req.model,
+        model_version=req.model_version,
+        width=req.width,
+        height=req.height,
+        steps=req.steps,
+        sampler=sampler or "",
+        guidance_scale=req.guidance_scale if req.HasField("guidance_scale") else None,
+        guidance_rescale=req.guidance_rescale,
+        eta=req.eta if req.HasField("eta") else None,
+        init_image=init_image,
+        strength=req.strength,
+        mask=mask,
+        tiling=req.tiling,
+        output_format=output_format or OutputFormat.PNG,
+        output_quality=req.output_quality,
+        priority=priority or Priority.INTERACTIVE,
+        deadline=req.deadline.ToNanoseconds() / 1e9 if req.HasField("deadline") else None,
+        preview_every_steps=req.preview_every_steps,
+        labels=dict(req.labels),
+        request_id=req.request_id,
+    )
+    return spec, out, bulk
+
+
+def _upload(req: gen.GenerateRequest, name: str, out: list[Violation]) -> bytes | None:
+    if not req.HasField(name):
+        return None
+    data = getattr(req, name).data
+    if not data:
+        out.append((f"{name}.data", "must not be empty when the image is set"))
+        return None
+    return bytes(data)
+
+
+# --- responses
+
+
+def handle_to_pb(record: JobRecord, existing: bool, position: int, eta_seconds: float) -> gen.JobHandle:
+    return gen.JobHandle(
+        job_id=record.job_id,
+        state=state_to_pb(record.state),
+        seeds=record.spec.seeds,
+        existing=existing,
+        queue_position=position,
+        eta=duration(eta_seconds),
+        created_at=timestamp(record.created_at),
+    )
+
+
+def job_to_pb(r: JobRecord) -> gen.Job:
+    job = gen.Job(
+        job_id=r.job_id,
+        state=state_to_pb(r.state),
+        model=r.spec.model,
+        model_version=r.spec.model_version,
+        priority=priority_to_pb(r.spec.priority),
+        created_at=timestamp(r.created_at),
+        steps_done=r.steps_done,
+        steps_total=r.steps_total,
+        images_done=r.images_done,
+        images_total=r.images_total,
+        seeds=r.spec.seeds,
+        error_code=error_code_to_pb(r.error_code),
+        error_message=r.error_message,
+        labels=r.spec.labels,
+        request_id=r.spec.request_id,
+        last_event_id=r.last_event_id,
+    )
+    if r.started_at is not None:
+        job.started_at.CopyFrom(timestamp(r.started_at))
+    if r.finished_at is not None:
+        job.finished_at.CopyFrom(timestamp(r.finished_at))
+    if r.spec.deadline is not None:
+        job.deadline.CopyFrom(timestamp(r.spec.deadline))
+    return job
+
+
+_ENUMS = {
+    "state": state_to_pb,
+    "error_code": error_code_to_pb,
+    "finish_reason": finish_reason_to_pb,
+    "sampler": sampler_to_pb,
+}
+_BLOB_FIELD = {"preview": "jpeg", "artifact": "data"}
+
+
+def _fill(message, data: dict[str, Any]) -> None:
+    fields = message.DESCRIPTOR.fields_by_name
+    for key, value in data.items():
+        if key.endswith("_seconds") and key.removesuffix("_seconds") in fields:
+            getattr(message, key.removesuffix("_seconds")).CopyFrom(duration(value))
+        elif key not in fields or value is None:
+            continue  # a newer worker's field this gateway does not know: dropped, not fatal
+        elif key in _ENUMS:
+            setattr(message, key, _ENUMS[key](value))
+        elif isinstance(value, dict):
+            _fill(getattr(message, key), value)
+        else:
+            setattr(message, key, value)
+
+
+def event_to_pb(e: JobEvent) -> gen.JobEvent:
+    out = gen.JobEvent(id=e.id, time=timestamp(e.time), job_id=e.job_id)
+    body = getattr(out, e.kind)
+    _fill(body, e.data)
+    if e.blob is not None and e.kind in _BLOB_FIELD:
+        setattr(body, _BLOB_FIELD[e.kind], e.blob)
+    body.SetInParent()  # an event with no fields set is still that kind
+    return out
+
+
+def cancel_to_pb(state: str, cancelled: bool) -> gen.CancelJobResponse:
+    return gen.CancelJobResponse(state=state_to_pb(state), cancelled=cancelled)
+
+
+def model_to_pb(e: ModelEntry) -> models_pb2.ModelInfo:
+    m = e.manifest
+    return models_pb2.ModelInfo(
+        name=e.name,
+        version=e.version,
+        width=m.image.width,
+        height=m.image.height,
+        latent_channels=m.latent.channels,
+        latent_height=m.latent.height,
+        latent_width=m.latent.width,
+        latent_factor=m.latent.factor,
+        styles=m.styles,
+        samplers=[sampler_to_pb(s) for s in e.samplers],
+        default_sampler=sampler_to_pb(m.defaults.sampler),
+        default_steps=m.defaults.steps,
+        default_guidance_scale=m.defaults.guidance_scale,
+        ready=e.ready,
+        sha256=e.sha256,
+        description=m.description,
+        max_size=e.max_size,
+        supports_tiling=e.supports_tiling,
+        supports_init_image=e.supports_init_image,
+    )

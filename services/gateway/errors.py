@@ -1,0 +1,28 @@
+"""Why the gateway refuses a call, as plain exceptions; `services.gateway.status` maps them to gRPC."""
+
+from __future__ import annotations
+
+from services.common.store import JobNotFound
+
+__all__ = ["InvalidRequest", "JobNotFound", "Overloaded", "Unauthenticated"]
+
+
+class InvalidRequest(ValueError):
+    """Bad fields; `violations` lists every `(field, description)`."""
+
+    def __init__(self, violations: list[tuple[str, str]]):
+        self.violations = list(violations)
+        super().__init__("; ".join(f"{f}: {d}" for f, d in self.violations))
+
+
+class Overloaded(RuntimeError):
+    """Over a tenant quota or a queue cap: try again after `retry_after` seconds."""
+
+    def __init__(self, message: str, retry_after: float, reason: str):
+        super().__init__(message)
+        self.retry_after = retry_after
+        self.reason = reason  # bounded set, a metric label: tenant_in_flight, tenant_rate, queue_full
+
+
+class Unauthenticated(PermissionError):
+    """No API key, or one the keys file does not hold."""

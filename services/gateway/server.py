@@ -1,0 +1,182 @@
+"""Builds and runs the gateway: `serve(settings)` returns a running :class:`Gateway`.
+
+    gateway = serve(Settings.from_env())
+    ...
+    gateway.stop()          # health NOT_SERVING, no new calls, open streams get the grace period
+
+Everything the server needs can be passed in (an `enqueue` callable, a catalog), so
+tests and the embedded stack (`atelier up`) run it in-process.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from concurrent import futures
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+import redis
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from atelier.v1 import generation_pb2, generation_pb2_grpc, models_pb2, models_pb2_grpc
+from services.common import readiness
+from services.common.settings import Settings
+from services.common.store import JobStore
+from services.gateway import metrics
+from services.gateway.admission import Admission, Quotas
+from services.gateway.auth import KeyRing
+from services.gateway.catalog import ModelCatalog
+from services.gateway.enqueue import CeleryEnqueue, Enqueue
+from services.gateway.health import HealthMonitor
+from services.gateway.service import JobService
+from services.gateway.servicers import GenerationServicer, ModelsServicer
+from services.gateway.validation import Limits
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAMES = (
+    generation_pb2.DESCRIPTOR.services_by_name["Generation"].full_name,
+    models_pb2.DESCRIPTOR.services_by_name["Models"].full_name,
+    health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+    reflection.SERVICE_NAME,
+)
+
+
+@dataclass
+class Gateway:
+    """A running gateway; `address` is where it listens (with the real port when 0 was asked)."""
+
+    settings: Settings
+    server: grpc.Server
+    address: str
+    port: int
+    health: HealthMonitor
+    redis: redis.Redis
+    jobs: JobService
+    stopping: threading.Event
+    metrics_server: object | None = None
+    registry: object | None = None
+    _closers: list = field(default_factory=list)
+
+    def stop(self, grace: float | None = None) -> None:
+        """Stop taking calls; open streams get `grace` seconds (default: the setting) to end."""
+        if self.stopping.is_set():
+            return
+        self.stopping.set()
+        grace = self.settings.shutdown_grace_seconds if grace is None else grace
+        self.health.stop()
+        self.server.stop(grace).wait()
+        if self.metrics_server is not None:
+            self.metrics_server.shutdown()
+            self.metrics_server.server_close()
+        for close in self._closers:
+            try:
+                close()
+            except Exception:  # noqa: BLE001 - best effort on the way out
+                log.exception("while stopping the gateway")
+        log.info("gateway stopped")
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self.server.wait_for_termination(timeout)
+
+    def __enter__(self) -> Gateway:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def server_credentials(settings: Settings) -> grpc.ServerCredentials | None:
+    """TLS from settings (None: plaintext); mutual TLS when a client CA is set."""
+    if settings.tls_cert is None:
+        return None
+    client_ca = Path(settings.tls_client_ca).read_bytes() if settings.tls_client_ca else None
+    return grpc.ssl_server_credentials(
+        [(Path(settings.tls_key).read_bytes(), Path(settings.tls_cert).read_bytes())],
+        root_certificates=client_ca,
+        require_client_auth=client_ca is not None,
+    )
+
+
+def serve(
+    settings: Settings,
+    *,
+    enqueue: Enqueue | None = None,
+    catalog: ModelCatalog | None = None,
+    health_interval: float = 2.0,
+    poll_seconds: float = 0.5,
+) -> Gateway:
+    client = redis.Redis.from_url(settings.redis_url, health_check_interval=30)
+    store = JobStore(client, settings.key_prefix, settings.result_ttl_seconds)
+
+    def ready() -> set[str]:
+        return readiness.ready_models(client, settings.key_prefix)
+
+    catalog = catalog or ModelCatalog(settings.model_repository, settings.default_model, settings.max_side, ready)
+    closers = []
+    if enqueue is None:
+        enqueue = CeleryEnqueue(settings.redis_url, settings.visibility_timeout)
+        closers.append(enqueue.close)
+    jobs = JobService(
+        store,
+        catalog,
+        Admission(client, store, Quotas.from_settings(settings), settings.key_prefix),
+        enqueue,
+        Limits.from_settings(settings),
+        poll_seconds=poll_seconds,
+    )
+    keys = KeyRing(settings.api_keys_file)
+    if settings.api_keys_file is None:
+        log.warning("ATELIER_API_KEYS_FILE is unset: every call will be refused as UNAUTHENTICATED")
+    stopping = threading.Event()
+
+    # Uploads ride in the request: room for an init image and a mask at their limit.
+    max_receive = 2 * settings.max_upload_bytes + (1 << 20)
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=settings.gateway_threads, thread_name_prefix="atelier-grpc"),
+        interceptors=[metrics.MetricsInterceptor()],
+        maximum_concurrent_rpcs=settings.gateway_threads,
+        options=[
+            ("grpc.max_receive_message_length", max_receive),
+            ("grpc.max_send_message_length", -1),
+            ("grpc.so_reuseport", 0),
+        ],
+    )
+    generation_pb2_grpc.add_GenerationServicer_to_server(GenerationServicer(jobs, keys, stopping), server)
+    models_pb2_grpc.add_ModelsServicer_to_server(ModelsServicer(catalog, keys), server)
+    health_servicer = health.HealthServicer(experimental_non_blocking=True)
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(SERVICE_NAMES, server)
+
+    def check() -> tuple[bool, str]:
+        client.ping()
+        offered = {e.key for e in catalog.entries()}
+        if not offered & ready():
+            return False, "no worker has reported a model of the repository ready"
+        return True, ""
+
+    monitor = HealthMonitor(health_servicer, check, interval=health_interval)
+
+    credentials = server_credentials(settings)
+    if credentials is None:
+        port = server.add_insecure_port(settings.grpc_listen)
+    else:
+        port = server.add_secure_port(settings.grpc_listen, credentials)
+    if port == 0:
+        raise OSError(f"cannot listen on {settings.grpc_listen}")
+    host = settings.grpc_listen.rsplit(":", 1)[0]
+    server.start()
+    monitor.start()
+    registry = metrics.registry_for(client)
+    metrics_server = metrics.serve_metrics(settings.gateway_metrics_port, registry)
+    closers.append(client.close)
+    log.info(
+        "gateway listening on %s:%d (%s)%s", host, port, "TLS" if credentials else "plaintext",
+        f", metrics on :{settings.gateway_metrics_port}" if metrics_server else "",
+    )
+    return Gateway(
+        settings, server, f"{host}:{port}", port, monitor, client, jobs, stopping, metrics_server, registry, closers
+    )

@@ -1,0 +1,47 @@
+"""gRPC status with `google.rpc` details for the gateway's refusals."""
+
+from __future__ import annotations
+
+import math
+
+import grpc
+from google.protobuf import duration_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+from services.gateway.errors import InvalidRequest, JobNotFound, Overloaded, Unauthenticated
+
+
+def _status(code: int, message: str, *details) -> grpc.Status:
+    st = status_pb2.Status(code=code, message=message)
+    for d in details:
+        st.details.add().Pack(d)
+    return rpc_status.to_status(st)
+
+
+def invalid_argument(violations: list[tuple[str, str]]) -> grpc.Status:
+    bad = error_details_pb2.BadRequest(
+        field_violations=[error_details_pb2.BadRequest.FieldViolation(field=f, description=d) for f, d in violations]
+    )
+    names = ", ".join(dict.fromkeys(f for f, _ in violations))
+    return _status(code_pb2.INVALID_ARGUMENT, f"invalid request: {names}", bad)
+
+
+def resource_exhausted(message: str, retry_after: float) -> grpc.Status:
+    delay = duration_pb2.Duration()
+    delay.FromNanoseconds(int(math.ceil(max(retry_after, 0.001) * 1000)) * 1_000_000)
+    return _status(code_pb2.RESOURCE_EXHAUSTED, message, error_details_pb2.RetryInfo(retry_delay=delay))
+
+
+def for_error(exc: Exception) -> grpc.Status | None:
+    """The status answering a domain refusal, or None for anything else."""
+    if isinstance(exc, InvalidRequest):
+        return invalid_argument(exc.violations)
+    if isinstance(exc, Overloaded):
+        return resource_exhausted(str(exc), exc.retry_after)
+    if isinstance(exc, JobNotFound):
+        # Identical for an unknown id and another tenant's: ids must not leak across tenants.
+        return _status(code_pb2.NOT_FOUND, "no such job")
+    if isinstance(exc, Unauthenticated):
+        return _status(code_pb2.UNAUTHENTICATED, str(exc))
+    return None

@@ -1,0 +1,206 @@
+"""Every rule a job must pass before it is queued, as plain Python.
+
+:func:`validate` returns one `(field, description)` pair per bad field, all at once, so
+a client fixes its request in one round trip; the servicer turns the list into
+INVALID_ARGUMENT with `google.rpc.BadRequest` field violations. Field paths are the
+proto's (`width`, `init_image.data`, `prompts[3].style`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from services.common.jobs import JobSpec
+from services.common.settings import Settings
+from services.gateway.catalog import ModelCatalog, ModelEntry
+from services.gateway.images import ImageHeader, ImageRejected, inspect
+
+Violation = tuple[str, str]
+
+MAX_LABELS = 16
+MAX_LABEL_CHARS = 128
+MAX_REQUEST_ID_CHARS = 128
+MAX_PREVIEW_EVERY = 1000
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The request limits of Settings (only what validation reads)."""
+
+    max_side: int = 1024
+    max_steps: int = 150
+    max_guidance_scale: float = 30.0
+    max_prompt_chars: int = 2000
+    max_images_per_job: int = 64
+    max_bulk_prompts: int = 1000
+    max_upload_bytes: int = 8 * 1024 * 1024
+    max_upload_pixels: int = 4096 * 4096
+
+    @classmethod
+    def from_settings(cls, s: Settings) -> Limits:
+        return cls(**{name: getattr(s, name) for name in cls.__dataclass_fields__})
+
+
+def validate(
+    spec: JobSpec, *, bulk: bool, catalog: ModelCatalog, limits: Limits, now: float
+) -> list[Violation]:
+    out: list[Violation] = []
+    out += _prompts(spec, bulk, limits)
+    out += _images_count(spec, limits)
+    model = _model(spec, catalog, out)
+    out += _size(spec, model, limits)
+    out += _sampling(spec, model, limits, bulk)
+    out += _uploads(spec, model, limits)
+    out += _output(spec, model, now)
+    out += _labels(spec)
+    return out
+
+
+def _prompts(spec: JobSpec, bulk: bool, limits: Limits) -> list[Violation]:
+    out: list[Violation] = []
+    if bulk and len(spec.prompts) > limits.max_bulk_prompts:
+        out.append(("prompts", f"{len(spec.prompts)} prompts is over the limit of {limits.max_bulk_prompts}"))
+        return out
+    for i, p in enumerate(spec.prompts):
+        where = f"prompts[{i}]." if bulk else ""
+        if not p.prompt.strip():
+            out.append((f"{where}prompt", "must not be empty"))
+        for name in ("prompt", "negative_prompt"):
+            text = getattr(p, name)
+            if len(text) > limits.max_prompt_chars:
+                out.append((f"{where}{name}", f"{len(text)} characters is over the limit of {limits.max_prompt_chars}"))
+    return out
+
+
+def _images_count(spec: JobSpec, limits: Limits) -> list[Violation]:
+    if len(spec.seeds) > limits.max_images_per_job:
+        return [("seeds", f"{len(spec.seeds)} seeds is over the limit of {limits.max_images_per_job} images a job")]
+    if spec.images_total > limits.max_images_per_job:
+        return [(
+            "prompts",
+            f"{len(spec.prompts)} prompts x {len(spec.seeds)} images = {spec.images_total} images "
+            f"is over the limit of {limits.max_images_per_job} a job",
+        )]
+    return []
+
+
+def _model(spec: JobSpec, catalog: ModelCatalog, out: list[Violation]) -> ModelEntry | None:
+    entry = catalog.resolve(spec.model, spec.model_version)
+    if entry is not None:
+        return entry
+    if not catalog.has_model(spec.model):
+        known = ", ".join(sorted({e.name for e in catalog.entries()})) or "none"
+        out.append(("model", f"unknown model {spec.model or catalog.default_model!r} (known: {known})"))
+    else:
+        versions = [e.version for e in catalog.entries() if e.name == (spec.model or catalog.default_model)]
+        out.append(("model_version", f"unknown version {spec.model_version!r} (known: {', '.join(versions)})"))
+    return None
+
+
+def _size(spec: JobSpec, model: ModelEntry | None, limits: Limits) -> list[Violation]:
+    out: list[Violation] = []
+    factor = model.latent_factor if model else 1
+    max_side = min(limits.max_side, model.max_size) if model else limits.max_side
+    for name in ("width", "height"):
+        value = getattr(spec, name)
+        if value == 0:
+            continue  # the model's native size
+        if value > max_side:
+            out.append((name, f"{value} is over the limit of {max_side} pixels"))
+        elif value % factor:
+            out.append((name, f"{value} is not a multiple of the model's latent factor {factor}"))
+        elif model and not model.dynamic_size:
+            native = getattr(model.manifest.image, name)
+            if value != native:
+                out.append((name, f"model {model.key} makes only its native {name} {native}"))
+    return out
+
+
+def _finite_in(value: float, low: float, high: float) -> bool:
+    return math.isfinite(value) and low <= value <= high
+
+
+def _sampling(spec: JobSpec, model: ModelEntry | None, limits: Limits, bulk: bool) -> list[Violation]:
+    out: list[Violation] = []
+    if spec.steps > limits.max_steps:
+        out.append(("steps", f"{spec.steps} is over the limit of {limits.max_steps}"))
+    if model and spec.sampler and spec.sampler not in model.samplers:
+        out.append(("sampler", f"{spec.sampler!r} is not run for model {model.key}"))
+    if spec.guidance_scale is not None and not _finite_in(spec.guidance_scale, 0.0, limits.max_guidance_scale):
+        out.append(("guidance_scale", f"must be between 0 and {limits.max_guidance_scale}"))
+    if not _finite_in(spec.guidance_rescale, 0.0, 1.0):
+        out.append(("guidance_rescale", "must be between 0 and 1"))
+    if spec.eta is not None and not _finite_in(spec.eta, 0.0, 1.0):
+        out.append(("eta", "must be between 0 and 1"))
+    if spec.preview_every_steps > MAX_PREVIEW_EVERY:
+        out.append(("preview_every_steps", f"must be at most {MAX_PREVIEW_EVERY}"))
+    if model:
+        for i, p in enumerate(spec.prompts):
+            if p.style and p.style not in model.styles:
+                where = f"prompts[{i}].style" if bulk else "style"
+                styles = ", ".join(model.styles) or "none"
+                out.append((where, f"unknown style {p.style!r} for model {model.key} (known: {styles})"))
+    if model and spec.tiling and not model.supports_tiling:
+        out.append(("tiling", f"model {model.key} cannot make seamless tiles"))
+    return out
+
+
+def _header(field: str, data: bytes, limits: Limits, out: list[Violation]) -> ImageHeader | None:
+    try:
+        return inspect(data, limits.max_upload_bytes, limits.max_upload_pixels)
+    except ImageRejected as exc:
+        out.append((field, str(exc)))
+        return None
+
+
+def _uploads(spec: JobSpec, model: ModelEntry | None, limits: Limits) -> list[Violation]:
+    out: list[Violation] = []
+    init = _header("init_image.data", spec.init_image, limits, out) if spec.init_image else None
+    mask = _header("mask.data", spec.mask, limits, out) if spec.mask else None
+    if spec.init_image:
+        if model and not model.supports_init_image:
+            out.append(("init_image", f"model {model.key} has no image encoder (image-to-image)"))
+        if not _finite_in(spec.strength, 0.0, 1.0) or spec.strength == 0.0:
+            out.append(("strength", "must be in (0, 1] with an init image"))
+    elif spec.strength != 0.0:
+        out.append(("strength", "is only used with init_image"))
+    if spec.mask and not spec.init_image:
+        out.append(("mask", "needs init_image"))
+    if init and mask and (mask.width, mask.height) != (init.width, init.height):
+        out_size = _output_size(spec, model)
+        if (mask.width, mask.height) != out_size:
+            out.append((
+                "mask.data",
+                f"{mask.width}x{mask.height} differs from the init image's {init.width}x{init.height}",
+            ))
+    return out
+
+
+def _output_size(spec: JobSpec, model: ModelEntry | None) -> tuple[int, int] | None:
+    if model is None:
+        return None
+    return (spec.width or model.manifest.image.width, spec.height or model.manifest.image.height)
+
+
+def _output(spec: JobSpec, model: ModelEntry | None, now: float) -> list[Violation]:
+    out: list[Violation] = []
+    if spec.output_quality > 100:
+        out.append(("output_quality", "must be between 1 and 100 (0: 90)"))
+    if spec.deadline is not None and spec.deadline <= now:
+        out.append(("deadline", "has already passed"))
+    if len(spec.request_id) > MAX_REQUEST_ID_CHARS:
+        out.append(("request_id", f"must be at most {MAX_REQUEST_ID_CHARS} characters"))
+    return out
+
+
+def _labels(spec: JobSpec) -> list[Violation]:
+    out: list[Violation] = []
+    if len(spec.labels) > MAX_LABELS:
+        out.append(("labels", f"{len(spec.labels)} labels is over the limit of {MAX_LABELS}"))
+    for key, value in spec.labels.items():
+        if not key or len(key) > MAX_LABEL_CHARS:
+            out.append((f"labels[{key[:32]!r}]", f"keys must be 1 to {MAX_LABEL_CHARS} characters"))
+        if len(value) > MAX_LABEL_CHARS:
+            out.append((f"labels[{key[:32]!r}]", f"values must be at most {MAX_LABEL_CHARS} characters"))
+    return out
