@@ -209,3 +209,17 @@ def make_stack(redis_url, keys, model_repo):
 @pytest.fixture
 def stack(make_stack) -> Stack:
     return make_stack()
+
+
+@pytest.fixture
+def model_repo_two(tmp_path):
+    """The test model plus a fixed-size model without an image encoder."""
+    root = tmp_path / "models2"
+    write_model(root)
+    folder = root / "fixed-model" / "3"
+    folder.mkdir(parents=True)
+    from services.common.manifest import LatentSpec
+
+    manifest = Manifest(name="fixed-model", version="3", latent=LatentSpec(dynamic_size=False))
+    (folder / "manifest.json").write_text(manifest.to_json())
+    return root

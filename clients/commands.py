@@ -1,0 +1,257 @@
+"""`atelier generate`, `atelier jobs get|watch|cancel`, `atelier models`: the gateway from a shell.
+
+Every gRPC error ends in one clear message on stderr and an exit status:
+2 invalid request, 3 authentication, 4 no such job, 5 overloaded (retry later),
+6 gateway unreachable, 1 anything else (including a job that did not succeed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from clients.config import default_api_key, default_gateway
+
+EXIT = {"INVALID_ARGUMENT": 2, "UNAUTHENTICATED": 3, "PERMISSION_DENIED": 3, "NOT_FOUND": 4,
+        "RESOURCE_EXHAUSTED": 5, "UNAVAILABLE": 6}
+
+
+def _connection_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("connection")
+    g.add_argument("--gateway", default=None, help="gateway address host:port (env ATELIER_GATEWAY)")
+    g.add_argument("--api-key", default=None, help="API key (env ATELIER_API_KEY, or the key file of `atelier up`)")
+    g.add_argument("--tls", action="store_true", help="connect with TLS")
+    g.add_argument("--ca-cert", type=Path, help="PEM CA to verify the gateway (implies --tls)")
+    g.add_argument("--client-cert", type=Path, help="PEM client certificate for mutual TLS")
+    g.add_argument("--client-key", type=Path, help="PEM client key for mutual TLS")
+    g.add_argument("--timeout", type=float, default=30.0, help="seconds for unary calls (default 30)")
+
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        w, h = text.lower().split("x")
+        return int(w), int(h)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected WIDTHxHEIGHT, e.g. 64x64") from None
+
+
+def register(parser: argparse.ArgumentParser, name: str) -> None:
+    if name == "generate":
+        _register_generate(parser)
+    elif name == "jobs":
+        sub = parser.add_subparsers(dest="jobs_command", metavar="ACTION", required=True)
+        get = sub.add_parser("get", help="show a job's state")
+        get.add_argument("job_id")
+        watch = sub.add_parser("watch", help="follow a job's events, writing its images")
+        watch.add_argument("job_id")
+        watch.add_argument("--after", default="", help="resume after this event id")
+        watch.add_argument("--out", type=Path, default=Path("out"), help="folder for images (default out/)")
+        watch.add_argument("--no-progress", action="store_true", help="no progress bar")
+        cancel = sub.add_parser("cancel", help="cancel a job")
+        cancel.add_argument("job_id")
+        for p in (get, watch, cancel):
+            _connection_args(p)
+        parser.set_defaults(func=_jobs)
+    elif name == "models":
+        _connection_args(parser)
+        parser.set_defaults(func=_models)
+    else:
+        raise ValueError(f"clients.commands has no subcommand {name!r}")
+
+
+def _register_generate(p: argparse.ArgumentParser) -> None:
+    p.add_argument("prompt", help="what to draw")
+    p.add_argument("--style", default="", help="art style (see `atelier models`)")
+    p.add_argument("--negative", default="", help="what to steer away from")
+    p.add_argument("--seed", type=int, action="append", default=[], help="seed of one image (repeatable)")
+    p.add_argument("--count", type=int, default=0, help="images with service-drawn seeds (without --seed)")
+    p.add_argument("--steps", type=int, default=0, help="sampler steps (default: the model's)")
+    p.add_argument("--sampler", default="", help="ddim, euler, euler_ancestral, heun, dpmpp_2m, unipc, ...")
+    p.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale")
+    p.add_argument("--size", type=_size, default=None, help="WIDTHxHEIGHT in pixels (default: native)")
+    p.add_argument("--init", type=Path, default=None, help="init image for image-to-image")
+    p.add_argument("--strength", type=float, default=0.0, help="image-to-image strength in (0, 1]")
+    p.add_argument("--mask", type=Path, default=None, help="inpainting mask (white = repaint)")
+    p.add_argument("--tile", action="store_true", help="seamless tile")
+    p.add_argument("--format", default="png", choices=["png", "jpeg", "webp", "raw"], help="image encoding")
+    p.add_argument("--quality", type=int, default=0, help="JPEG/WEBP quality 1-100")
+    p.add_argument("--out", type=Path, default=Path("out"), help="folder for images (default out/)")
+    p.add_argument("--priority", default="interactive", choices=["interactive", "batch"])
+    p.add_argument("--deadline", type=float, default=None, help="seconds from now by which the job must finish")
+    p.add_argument("--preview-every", type=int, default=2, help="preview every N steps (0: none)")
+    p.add_argument("--model", default="", help="model name (default: the service's)")
+    p.add_argument("--model-version", default="", help="model version (default: newest ready)")
+    p.add_argument("--request-id", default="", help="idempotency key")
+    p.add_argument("--cancel-on-exit", action="store_true", help="cancel the job if this command is interrupted")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _connection_args(p)
+    p.set_defaults(func=_generate)
+
+
+def _client(args):
+    from clients.client import Client
+
+    tls = args.tls or args.ca_cert is not None or args.client_cert is not None
+    return Client(
+        args.gateway or default_gateway(),
+        args.api_key or default_api_key(),
+        tls=tls,
+        root_certificates=args.ca_cert,
+        private_key=args.client_key,
+        certificate_chain=args.client_cert,
+        timeout=args.timeout,
+    )
+
+
+def _explain(err, args) -> str:
+    from clients.errors import InvalidArgument, ResourceExhausted
+
+    address = args.gateway or default_gateway()
+    name = err.code.name
+    if name == "UNAUTHENTICATED":
+        return (f"the gateway refused the API key ({err.message}); pass --api-key or set ATELIER_API_KEY "
+                "(create one with `atelier gateway add-key --tenant NAME`)")
+    if name == "UNAVAILABLE":
+        return f"cannot reach the gateway at {address} ({err.message}); is `atelier up` or `atelier gateway` running?"
+    if name == "NOT_FOUND":
+        return "no such job (unknown id, another tenant's, or expired)"
+    if isinstance(err, InvalidArgument):
+        lines = ["the gateway rejected the request:"]
+        lines += [f"  {v.field}: {v.description}" for v in err.violations] or [f"  {err.message}"]
+        return "\n".join(lines)
+    if isinstance(err, ResourceExhausted):
+        wait = f"; retry in {err.retry_after:.1f} s" if err.retry_after is not None else ""
+        return f"the gateway is at capacity: {err.message}{wait}"
+    if name == "DEADLINE_EXCEEDED":
+        return f"the gateway did not answer within {args.timeout:.0f} s"
+    return f"{name}: {err.message}"
+
+
+def _run(args, action) -> int:
+    from clients.errors import AtelierError
+
+    try:
+        return action(args)
+    except AtelierError as err:
+        print(f"atelier: {_explain(err, args)}", file=sys.stderr)
+        return EXIT.get(err.code.name, 1)
+    except OSError as err:
+        print(f"atelier: {err}", file=sys.stderr)
+        return 1
+
+
+def _follow(events, args) -> int:
+    from clients.render import EventWriter
+
+    writer = EventWriter(args.out, progress=not args.no_progress)
+    try:
+        for event in events:
+            writer.handle(event)
+    except KeyboardInterrupt:
+        writer.close()
+        job = writer.last_event_id and getattr(args, "_job_id", "")
+        hint = f" `atelier jobs watch {job} --after {writer.last_event_id}` resumes" if job else ""
+        print(f"\natelier: interrupted;{hint}", file=sys.stderr)
+        return 130
+    finally:
+        writer.close()
+    if writer.preview is not None:
+        print(f"latest preview: {writer.preview}", file=sys.stderr)
+    for path in writer.written:
+        print(path)
+    return 0 if writer.succeeded else 1
+
+
+def _generate(args) -> int:
+    def action(args) -> int:
+        from clients.requests import build_request
+
+        width, height = args.size or (0, 0)
+        request = build_request(
+            args.prompt, negative_prompt=args.negative, style=args.style, model=args.model,
+            model_version=args.model_version, width=width, height=height, steps=args.steps,
+            sampler=args.sampler or None, guidance_scale=args.guidance, seeds=args.seed, count=args.count,
+            init_image=args.init, strength=args.strength, mask=args.mask, tiling=args.tile,
+            output_format=args.format, output_quality=args.quality, priority=args.priority,
+            deadline=args.deadline, preview_every_steps=args.preview_every, request_id=args.request_id,
+            cancel_on_disconnect=args.cancel_on_exit,
+        )
+        with _client(args) as client:
+
+            def events():
+                for event in client.generate(request=request):
+                    args._job_id = event.job_id
+                    yield event
+
+            return _follow(events(), args)
+
+    return _run(args, action)
+
+
+def _jobs(args) -> int:
+    def action(args) -> int:
+        with _client(args) as client:
+            if args.jobs_command == "get":
+                _print_job(client.get(args.job_id))
+                return 0
+            if args.jobs_command == "cancel":
+                from atelier.v1 import types_pb2
+
+                reply = client.cancel(args.job_id)
+                state = types_pb2.JobState.Name(reply.state).removeprefix("JOB_STATE_").lower()
+                print(f"job {args.job_id}: {'cancelled' if reply.cancelled else 'already ' + state}")
+                return 0
+            args._job_id = args.job_id
+            return _follow(client.watch(args.job_id, args.after), args)
+
+    return _run(args, action)
+
+
+def _print_job(job) -> None:
+    from atelier.v1 import types_pb2
+
+    def when(ts) -> str:
+        return ts.ToDatetime().isoformat(timespec="seconds") + "Z" if ts.seconds else "-"
+
+    rows = [
+        ("job", job.job_id),
+        ("state", types_pb2.JobState.Name(job.state).removeprefix("JOB_STATE_").lower()),
+        ("model", f"{job.model}/{job.model_version}"),
+        ("priority", types_pb2.Priority.Name(job.priority).removeprefix("PRIORITY_").lower()),
+        ("created", when(job.created_at)),
+        ("started", when(job.started_at)),
+        ("finished", when(job.finished_at)),
+        ("steps", f"{job.steps_done}/{job.steps_total}"),
+        ("images", f"{job.images_done}/{job.images_total}"),
+        ("seeds", " ".join(str(s) for s in job.seeds)),
+        ("last event", job.last_event_id or "-"),
+    ]
+    if job.error_message:
+        rows.append(("error", f"{types_pb2.ErrorCode.Name(job.error_code)}: {job.error_message}"))
+    if job.labels:
+        rows.append(("labels", " ".join(f"{k}={v}" for k, v in sorted(job.labels.items()))))
+    for key, value in rows:
+        print(f"{key:>10}  {value}")
+
+
+def _models(args) -> int:
+    def action(args) -> int:
+        from clients.requests import sampler_name
+
+        with _client(args) as client:
+            models = client.list_models()
+        if not models:
+            print("no models")
+        for m in models:
+            print(f"{m.name}/{m.version}  {'ready' if m.ready else 'not ready'}  {m.width}x{m.height} "
+                  f"(multiples of {m.latent_factor}, up to {m.max_size})  sha256 {m.sha256[:12]}")
+            if m.description:
+                print(f"    {m.description}")
+            print(f"    styles: {', '.join(m.styles) or '-'}")
+            print(f"    default: {sampler_name(m.default_sampler)}, {m.default_steps} steps, "
+                  f"guidance {m.default_guidance_scale:g}; tiling {'yes' if m.supports_tiling else 'no'}, "
+                  f"image-to-image {'yes' if m.supports_init_image else 'no'}")
+        return 0
+
+    return _run(args, action)
