@@ -14,6 +14,8 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter, Gauge, Histo
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from services.common.queues import queue_depth
+
 # Seconds from 10 ms to ~20 min: interactive jobs land in the low buckets, batch jobs high.
 _JOB_SECONDS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1200)
 _CALL_SECONDS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5)
@@ -63,10 +65,7 @@ class QueueDepthCollector(Collector):
         self.priority_steps = tuple(priority_steps)
 
     def depth(self, queue: str) -> int:
-        pipe = self.client.pipeline(transaction=False)
-        for step in self.priority_steps:
-            pipe.llen(queue if step == 0 else f"{queue}\x06\x16{step}")
-        return int(sum(pipe.execute()))
+        return queue_depth(self.client, queue, self.priority_steps)
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
         family = GaugeMetricFamily("atelier_queue_depth", "Jobs waiting in each queue.", labels=["queue"])

@@ -20,7 +20,13 @@ from services.common.store import JobNotFound, JobStore
 from services.worker import pipeline
 from services.worker.batching import NonFiniteOutput
 from services.worker.models import ModelRegistry, ModelUnavailable
-from services.worker.reporting import DeadlineExceeded, JobStopped, StoreReporter, TimeLimitExceeded
+from services.worker.reporting import (
+    DeadlineExceeded,
+    JobStopped,
+    StoreReporter,
+    TimeLimitExceeded,
+    WorkerShuttingDown,
+)
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +39,7 @@ class JobExecutor:
     def __init__(self, store: JobStore, models: ModelRegistry, settings: Settings, name: str | None = None):
         self.store, self.models, self.settings = store, models, settings
         self.name = name or worker_name()
+        self.stop_event: threading.Event | None = None  # set: running jobs hand themselves back
         self._busy = 0
         self._busy_lock = threading.Lock()
 
@@ -77,6 +84,7 @@ class JobExecutor:
             deadline=job.spec.deadline,
             time_limit_seconds=self.settings.task_soft_time_limit,
             progress_interval_ms=self.settings.progress_interval_ms,
+            stop_event=self.stop_event,
         )
         model_name = loaded.runtime.info.name
 
@@ -92,6 +100,9 @@ class JobExecutor:
                 max_upload_pixels=self.settings.max_upload_pixels,
                 skip=frozenset(self.store.artifact_indices(job.job_id)),
             )
+        except WorkerShuttingDown:
+            log.info("job %s handed back: the worker is shutting down", job.job_id)
+            raise
         except JobStopped:
             log.info("job %s stopped: cancelled or taken over", job.job_id)
         except DeadlineExceeded:

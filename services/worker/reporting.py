@@ -2,8 +2,9 @@
 
 `check()` runs between sampler steps and costs one Redis round trip: it stops the job
 when it was cancelled (or taken over by a later attempt after this worker was presumed
-lost), when its deadline passed, and when it ran past the soft time limit (Celery's own
-time limits need signals, which the thread pool does not have).
+lost), when its deadline passed, when it ran past the soft time limit (Celery's own
+time limits need signals, which the thread pool does not have), and when the worker is
+shutting down (the job is then handed back to its queue).
 """
 
 from __future__ import annotations
@@ -28,6 +29,10 @@ class TimeLimitExceeded(Exception):
     """The job ran past the worker's soft time limit."""
 
 
+class WorkerShuttingDown(Exception):
+    """The worker is stopping: the job goes back to its queue unfinished."""
+
+
 class StoreReporter:
     def __init__(
         self,
@@ -39,6 +44,7 @@ class StoreReporter:
         time_limit_seconds: float | None = None,
         progress_interval_ms: float = 100,
         clock=time.time,
+        stop_event=None,
     ):
         self.store, self.job_id, self.attempt = store, job_id, attempt
         self.deadline = deadline
@@ -48,9 +54,12 @@ class StoreReporter:
         self.progress_interval = progress_interval_ms / 1000.0
         self._last_progress = float("-inf")
         self.steps_done = 0
+        self.stop_event = stop_event
 
     def check(self) -> None:
         now = self.clock()
+        if self.stop_event is not None and self.stop_event.is_set():
+            raise WorkerShuttingDown(self.job_id)
         if not self.store.still_running(self.job_id, self.attempt):
             raise JobStopped(self.job_id)
         if self.deadline is not None and now >= self.deadline:

@@ -1,0 +1,63 @@
+"""The Celery side of the job path that both the gateway and workers need.
+
+The gateway enqueues a job with :func:`enqueue` (only the job id travels), workers run
+`TASK_NAME`; both build their Celery configuration with :func:`celery_config`, so the
+broker options (visibility timeout, queue order) cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kombu import Exchange, Queue
+
+from services.common.jobs import Priority
+from services.common.settings import Settings
+
+TASK_NAME = "atelier.generate"
+# Consumption order: a worker always drains `interactive` before it takes a `batch` job.
+QUEUES = (Priority.INTERACTIVE, Priority.BATCH)
+EXCHANGE = Exchange("atelier", type="direct")
+
+
+def celery_config(settings: Settings) -> dict[str, Any]:
+    # Abandoned (unacknowledged) jobs are looked for this often; the kombu default (10 s x 10
+    # scans) would leave a killed worker's job waiting far longer than the visibility timeout.
+    restore_interval = max(1, min(10, settings.visibility_timeout // 10))
+    return {
+        "broker_url": settings.redis_url,
+        "broker_connection_retry_on_startup": True,
+        "broker_transport_options": {
+            "visibility_timeout": settings.visibility_timeout,
+            "queue_order_strategy": "priority",
+            "unacked_restore_interval": restore_interval,
+            "unacked_restore_throttle": 1,
+        },
+        "task_queues": tuple(Queue(name, EXCHANGE, routing_key=name) for name in QUEUES),
+        "task_default_exchange": EXCHANGE.name,
+        "task_default_queue": Priority.INTERACTIVE,
+        "task_serializer": "json",
+        "accept_content": ["json"],
+        "task_ignore_result": True,  # results live in the job store, not a Celery backend
+        "task_acks_late": True,
+        "task_reject_on_worker_lost": True,
+        "worker_prefetch_multiplier": 1,
+        "task_soft_time_limit": settings.task_soft_time_limit,
+        "task_time_limit": settings.task_time_limit,
+        "worker_hijack_root_logger": False,
+    }
+
+
+def enqueue(app, job_id: str, queue: str) -> None:
+    """Send the job's task to `queue` ("interactive" or "batch")."""
+    if queue not in QUEUES:
+        raise ValueError(f"queue must be one of {QUEUES}, got {queue!r}")
+    app.send_task(TASK_NAME, args=[job_id], queue=queue, exchange=EXCHANGE.name, routing_key=queue)
+
+
+def queue_depth(client, queue: str, priority_steps: tuple[int, ...] = (0, 3, 6, 9)) -> int:
+    """Messages waiting in `queue` (Celery's Redis transport keeps one list per priority step)."""
+    pipe = client.pipeline(transaction=False)
+    for step in priority_steps:
+        pipe.llen(queue if step == 0 else f"{queue}\x06\x16{step}")
+    return int(sum(pipe.execute()))

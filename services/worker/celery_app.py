@@ -1,0 +1,104 @@
+"""The worker's Celery app, built from Settings: `celery -A services.worker.celery_app worker`.
+
+Prefer `atelier worker`, which passes the options this app expects (thread pool of
+`worker_concurrency`, queues `interactive,batch` in that order). The process-wide
+:class:`WorkerContext` (job store, loaded models, metrics endpoint, readiness heartbeat)
+is made when the worker starts and torn down when it stops.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import redis
+from celery import Celery, signals
+
+from services.common import metrics, readiness
+from services.common.queues import QUEUES, celery_config
+from services.common.settings import Settings
+from services.common.store import JobStore
+from services.worker.executor import JobExecutor, worker_name
+from services.worker.models import ModelRegistry
+from services.worker.runtime import load_loader
+
+log = logging.getLogger(__name__)
+
+
+def make_celery(settings: Settings) -> Celery:
+    app = Celery("atelier", include=["services.worker.tasks"])
+    app.conf.update(celery_config(settings))
+    app.conf.atelier_settings = settings
+    return app
+
+
+class WorkerContext:
+    """What one worker process shares between its job threads."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.name = worker_name()
+        self.client = redis.Redis.from_url(settings.redis_url)
+        self.store = JobStore(self.client, settings.key_prefix, settings.result_ttl_seconds)
+        loader = load_loader(settings.runtime_loader)
+        self.models = ModelRegistry(
+            lambda model, version: loader(settings, model, version),
+            max_batch=settings.max_batch,
+            wait_ms=settings.batch_wait_ms,
+        )
+        self.executor = JobExecutor(self.store, self.models, settings, name=self.name)
+        # Set when the worker begins to shut down: running jobs hand themselves back.
+        self.shutting_down = threading.Event()
+        self.executor.stop_event = self.shutting_down
+        self.heartbeat: readiness.Heartbeat | None = None
+
+    def start(self) -> None:
+        metrics.SLOTS.set(self.settings.worker_concurrency)
+        metrics.REGISTRY.register(metrics.QueueDepthCollector(self.client, QUEUES))
+        metrics.serve(self.settings.worker_metrics_port)
+        ready: tuple[str, ...] = ()
+        provider = ""
+        try:  # warm up the default model so the first job does not pay for loading it
+            loaded = self.models.get(self.settings.default_model)
+            ready, provider = (loaded.key,), loaded.runtime.execution_provider
+        except Exception as err:  # noqa: BLE001 - the worker still serves other models
+            log.warning("default model %s not loaded: %s", self.settings.default_model, err)
+        status = readiness.WorkerStatus(
+            worker=self.name, models=ready, concurrency=self.settings.worker_concurrency, execution_provider=provider
+        )
+        self.heartbeat = readiness.Heartbeat(self.client, self.settings.key_prefix, status).start()
+
+    def stop(self) -> None:
+        if self.heartbeat:
+            self.heartbeat.stop()
+        self.models.close()
+
+
+app = make_celery(Settings.from_env())
+_context: WorkerContext | None = None
+_context_lock = threading.Lock()
+
+
+def context() -> WorkerContext:
+    global _context
+    with _context_lock:
+        if _context is None:
+            _context = WorkerContext(app.conf.atelier_settings)
+        return _context
+
+
+@signals.worker_ready.connect
+def _on_worker_ready(**_) -> None:
+    context().start()
+
+
+@signals.worker_shutting_down.connect
+def _on_shutting_down(**_) -> None:
+    if _context is not None:
+        _context.shutting_down.set()
+
+
+@signals.worker_shutdown.connect
+def _on_worker_shutdown(**_) -> None:
+    if _context is not None:
+        _context.stop()
