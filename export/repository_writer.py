@@ -6,11 +6,12 @@ Kept free of torch so tests and tools can assemble repositories from ready files
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 from pathlib import Path
 
 from services.common.manifest import MANIFEST_NAME, FileEntry, Manifest
-from services.common.model_repository import PICKLE_SUFFIXES, ModelRepository, sha256_file
+from services.common.model_repository import PICKLE_SUFFIXES, ModelVersion, sha256_file
 
 # Every committed file stays below this (git hosting limits, and a clone stays light).
 MAX_FILE_BYTES = 20 * 1000 * 1000
@@ -45,5 +46,6 @@ def write_manifest(folder: Path, manifest: Manifest, entries: dict[str, FileEntr
     tmp.write_text(manifest.to_json(), encoding="utf-8")
     os.replace(tmp, folder / MANIFEST_NAME)
     # Read it back the way a worker will: the export fails here rather than in production.
-    ModelRepository(folder.parent.parent).open(manifest.name, manifest.version).verify()
+    raw = (folder / MANIFEST_NAME).read_bytes()
+    ModelVersion(folder, Manifest.from_json(raw), hashlib.sha256(raw).hexdigest()).verify()
     return manifest

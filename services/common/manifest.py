@@ -115,6 +115,9 @@ class LatentSpec(_Json):
     scale: float = 1.0
     shift: float = 0.0
     dynamic_size: bool = True              # the UNet and VAE accept other multiples of `factor`
+    # [C + 1, 3]: RGB in [-1, 1] ~ [z, 1] @ preview_rgb, a least-squares fit made at export;
+    # workers stream previews with it instead of running the decoder.
+    preview_rgb: tuple[tuple[float, ...], ...] = ()
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,198 @@
+"""SOURCE -> `models/<name>/<version>/`: export, check, parity, variants, manifest.
+
+Everything is written into `<version>.partial/` and renamed into place only after every
+file passed `onnx.checker` and parity and the manifest read back through the repository
+reader, so a worker never sees a half-exported version.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import platform
+import shutil
+import subprocess
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+
+from export import parity
+from export.component import FP16, OPTIMIZED, Component
+from export.fp16 import to_fp16
+from export.onnx_files import check_onnx, save_onnx, store_weights_fp16
+from export.optimize import optimize_offline
+from export.repository_writer import MAX_FILE_BYTES, write_manifest
+from export.source import Source, load_source
+from export.torch_export import OPSET, export_component
+from services.common.manifest import FileEntry, LatentSpec, Manifest, OnnxSpec
+
+Progress = Callable[[str], None]
+# Roles that get fp16 / optimised twins: the per-step and per-image networks. The text
+# encoder runs once per prompt (and is cached), so its twins would only add files.
+ACCELERATED_ROLES = ("unet", "vae_decoder", "vae_encoder")
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    name: str
+    version: str
+    out: Path
+    tiling: bool = False
+    fp16: bool = False
+    optimize: bool = False
+    tensorrt: bool = False
+    exporter: str = "torchscript"
+    max_file_bytes: int = MAX_FILE_BYTES
+    overwrite: bool = False
+    text_fp16: bool | None = None      # None: fp16-stored weights for big text encoders
+
+
+class ExportError(RuntimeError):
+    """The export cannot go on; the message says why and what to do."""
+
+
+def _variant(component: Component, suffix: str) -> str:
+    base = component.variant
+    return suffix if base == "default" else f"{base}-{suffix}"
+
+
+class _Writer:
+    """Collects files, their roles and the parity entries while a version is written."""
+
+    def __init__(self, folder: Path, max_file_bytes: int):
+        self.folder = folder
+        self.max_file_bytes = max_file_bytes
+        self.entries: dict[str, FileEntry] = {}
+        self.components: dict[str, str] = {}
+        self.variants: dict[str, dict[str, str]] = {}
+        self.parity: dict[str, dict] = {}
+
+    def onnx_file(self, model: onnx.ModelProto, file: str, component: Component, variant: str,
+                  precision: str, tolerance) -> None:
+        paths = save_onnx(model, self.folder / file, self.max_file_bytes)
+        check_onnx(self.folder / file)
+        self.parity[file] = parity.check(component, self.folder / file, tolerance)
+        self.entries[file] = FileEntry("0" * 64, 0, component.role, variant, precision)
+        for extra in paths[1:]:
+            self.entries[extra.name] = FileEntry("0" * 64, 0, "external_data", variant, precision)
+        if variant == "default":
+            self.components[component.role] = file
+        else:
+            self.variants.setdefault(variant, {})[component.role] = file
+
+
+def _preview_factors(source: Source) -> tuple[tuple[float, ...], ...]:
+    """Least-squares [C+1, 3] map from a latent cell to its decoded mean RGB: the cheap
+    preview workers stream while sampling (no decoder run per preview)."""
+    decoder = next(c for c in source.components if c.role == "vae_decoder" and c.variant == "default")
+    z = torch.randn(8, source.latent.channels, source.latent.height, source.latent.width,
+                    generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        img = decoder.module(z / source.latent.scale + source.latent.shift).float()
+    f = source.latent.factor
+    rgb = torch.nn.functional.avg_pool2d(img[:, :3], f).permute(0, 2, 3, 1).reshape(-1, 3).numpy()
+    lat = z.permute(0, 2, 3, 1).reshape(-1, source.latent.channels).numpy()
+    design = np.concatenate([lat, np.ones((lat.shape[0], 1), np.float32)], axis=1)
+    solution, *_ = np.linalg.lstsq(design, rgb, rcond=None)
+    return tuple(tuple(round(float(v), 6) for v in row) for row in solution)
+
+
+def _sha256_files(folder: Path, pattern: str) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.glob(pattern)) if p.is_file()}
+
+
+def _git_commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10,
+                              cwd=Path(__file__).parent).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def export_model(source_path: Path, options: ExportOptions, progress: Progress = lambda _: None) -> Manifest:
+    if options.tensorrt:
+        # Fail before minutes of export: TensorRT needs an NVIDIA GPU and libnvinfer.
+        from export.tensorrt import require_tensorrt
+
+        require_tensorrt()
+    final = Path(options.out) / options.name / str(options.version)
+    if final.exists() and not options.overwrite:
+        raise ExportError(f"{final} exists; pick another --version (or --overwrite)")
+    folder = final.with_name(final.name + ".partial")
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    try:
+        manifest = _export_into(Path(source_path), folder, options, progress)
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    if final.exists():
+        shutil.rmtree(final)
+    folder.rename(final)
+    if options.tensorrt:
+        from export.tensorrt import build_engines
+
+        progress("building TensorRT engines")
+        build_engines(final.parent.parent, options.name, options.version, progress)
+    return manifest
+
+
+def _export_into(source_path: Path, folder: Path, options: ExportOptions, progress: Progress) -> Manifest:
+    progress(f"loading {source_path}")
+    torch.manual_seed(0)
+    source = load_source(source_path, tiling=options.tiling, text_fp16=options.text_fp16)
+    writer = _Writer(folder, options.max_file_bytes)
+    for component in source.components:
+        file = f"{component.file_stem}.onnx"
+        progress(f"exporting {file}")
+        model = export_component(component, options.exporter)
+        if component.store_fp16_weights:
+            store_weights_fp16(model)
+        precision = "fp16-weights" if component.store_fp16_weights else "fp32"
+        progress(f"checking {file} (onnx.checker, parity at batch 1 and 4)")
+        writer.onnx_file(model, file, component, component.variant, precision, component.tolerance)
+        if component.role not in ACCELERATED_ROLES:
+            continue
+        if options.fp16:
+            fp16_file = f"{component.file_stem}.fp16.onnx"
+            progress(f"writing {fp16_file}")
+            writer.onnx_file(to_fp16(model), fp16_file, component, _variant(component, "fp16"), "fp16",
+                             component.fp16_tolerance or FP16)
+        if options.optimize:
+            opt_file = f"{component.file_stem}.opt.onnx"
+            progress(f"writing {opt_file} (ONNX Runtime offline optimisation)")
+            writer.onnx_file(optimize_offline(folder / file), opt_file, component,
+                             _variant(component, "optimized"), "fp32", OPTIMIZED)
+
+    (folder / "tokenizer.json").write_text(source.tokenizer_json, encoding="utf-8")
+    writer.entries["tokenizer.json"] = FileEntry("0" * 64, 0, "tokenizer")
+    writer.components["tokenizer"] = "tokenizer.json"
+    (folder / "parity.json").write_text(json.dumps(writer.parity, indent=2) + "\n", encoding="utf-8")
+    writer.entries["parity.json"] = FileEntry("0" * 64, 0, "report")
+
+    latent = LatentSpec(**{**source.latent.to_dict(), "preview_rgb": _preview_factors(source)})
+    first = onnx.load(str(folder / writer.components["unet"]), load_external_data=False)
+    manifest = Manifest(
+        name=options.name, version=str(options.version), description=source.description,
+        created=dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), source=source.kind,
+        image=source.image, latent=latent, schedule=source.schedule, unet=source.unet,
+        text_encoder=source.text_encoder, styles=source.styles, defaults=source.defaults,
+        components=writer.components, variants=writer.variants,
+        onnx=OnnxSpec(opset=OPSET, ir_version=first.ir_version,
+                      exporter=f"torch {torch.__version__} {options.exporter}",
+                      producer=f"onnxruntime {ort.__version__} (parity), onnx {onnx.__version__}"),
+        data_card=source.data_card, licenses=source.licenses,
+        provenance={**source.provenance, "source": str(source_path), "source_kind": source.kind,
+                    "source_weights_sha256": _sha256_files(source_path, "**/*.safetensors")
+                    if source.kind == "diffusers" else _sha256_files(source_path, "*.safetensors"),
+                    "export_git_commit": _git_commit(), "export_host": platform.node()},
+        parity={f: {"max_abs": p["max_abs"], "min_cosine": p["min_cosine"]} for f, p in writer.parity.items()},
+    )
+    progress("writing manifest.json")
+    return write_manifest(folder, manifest, writer.entries, options.max_file_bytes)

@@ -1,0 +1,1 @@
+"""Export sources: an Atelier training checkpoint, or a diffusers pipeline folder."""
