@@ -14,7 +14,7 @@ from kombu import Exchange, Queue
 from services.common.jobs import Priority
 from services.common.settings import Settings
 
-TASK_NAME = "atelier.generate"
+TASK_NAME = "atelier.run_job"  # what services/gateway/enqueue.py sends
 # Consumption order: a worker always drains `interactive` before it takes a `batch` job.
 QUEUES = (Priority.INTERACTIVE, Priority.BATCH)
 EXCHANGE = Exchange("atelier", type="direct")
