@@ -1,19 +1,21 @@
 """Seeded, counter-based Gaussian noise: the same seed gives the same image at any batch position.
 
-Every image owns a 64-bit seed.  Its noise is drawn from Philox4x64-10 (Salmon et al. 2011,
-"Parallel random numbers: as easy as 1, 2, 3"), a counter-based generator, with the 128-bit key
-``seed + (stream << 64)``:
+Every image owns a 64-bit seed.  Its noise comes from Philox4x32-10 (Salmon et al. 2011,
+"Parallel random numbers: as easy as 1, 2, 3"), the counter-based generator of Random123,
+cuRAND and JAX, implemented here in vectorised numpy integer arithmetic and checked against
+Random123's known-answer vectors.  For image ``i`` and stream ``s``:
 
-* stream 0 is the initial latent noise;
-* stream ``k + 1`` is the noise a stochastic sampler draws at step ``k`` (0-based).
+* key = (low 32 bits, high 32 bits) of ``seeds[i]``;
+* counter = (block index low, block index high, ``s`` low, ``s`` high), block j giving elements
+  2j and 2j+1 of the image's flattened array;
+* stream 0 is the initial latent noise, stream ``k + 1`` the noise a stochastic sampler draws at
+  step ``k`` (0-based).
 
-Normals come from the generator's raw 64-bit words by the Box–Muller transform (Box & Muller
-1958), not from numpy's ziggurat, whose output numpy does not promise to keep stable between
-releases; Philox and Box–Muller are fully specified, so another implementation (a GPU kernel, a
-later numpy) reproduces the same numbers up to float rounding of ``log``/``cos``.
-
-Row ``i`` of every array below depends only on ``seeds[i]`` (and the step), never on the batch
-size or on the other rows.
+Each block's four 32-bit words make two 53-bit uniforms in (0, 1) and, by the Box–Muller
+transform (Box & Muller 1958), two standard normals.  Only integer arithmetic and IEEE ``log``,
+``sqrt``, ``cos``, ``sin`` are involved, so any machine (or a GPU kernel) reproduces the numbers
+up to the last-bit rounding of those functions.  Row ``i`` of every array below depends only on
+``seeds[i]`` (and the step), never on the batch size or on the other rows.
 
 **The ``noise`` argument of samplers** is a callable ``noise(k) -> ndarray`` returning standard
 normal noise shaped like ``x`` for step ``k``; a sampler calls it at most once per step index.
@@ -31,7 +33,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["NoiseFn", "SeededNoise", "content_noise", "initial_noise", "seeded_normal", "validate_seed"]
+__all__ = [
+    "NoiseFn",
+    "SeededNoise",
+    "content_noise",
+    "initial_noise",
+    "normal_rows",
+    "philox4x32",
+    "seeded_normal",
+    "validate_seed",
+]
 
 NoiseFn = Callable[[int], np.ndarray]
 
@@ -46,31 +57,63 @@ def validate_seed(seed: int) -> int:
     return s
 
 
-def seeded_normal(seed: int, stream: int, shape: Sequence[int]) -> np.ndarray:
-    """Standard normal float64 array of ``shape`` from Philox keyed by ``(seed, stream)``."""
-    key = validate_seed(seed) + (int(stream) << 64)
+_M0, _M1 = np.uint64(0xD2511F53), np.uint64(0xCD9E8D57)  # Philox4x32 multipliers
+_W0, _W1 = np.uint64(0x9E3779B9), np.uint64(0xBB67AE85)  # Weyl key increments
+_LO32 = np.uint64(0xFFFFFFFF)
+_S32 = np.uint64(32)
+
+
+def philox4x32(counter: Sequence[np.ndarray], key: Sequence[np.ndarray], rounds: int = 10) -> list[np.ndarray]:
+    """Philox4x32-R block function (Salmon et al. 2011, §3.3) on broadcastable arrays.
+
+    ``counter`` is four and ``key`` two arrays of 32-bit values (held in uint64); returns the four
+    output words.  Each round multiplies words 0 and 2 by the Philox constants, then mixes the
+    high halves with the other words and the key; the key is bumped by the Weyl constants.
+    """
+    c0, c1, c2, c3 = (np.asarray(c, dtype=np.uint64) for c in counter)
+    k0, k1 = (np.asarray(k, dtype=np.uint64) for k in key)
+    for _ in range(rounds):
+        p0, p1 = _M0 * c0, _M1 * c2  # 32 x 32 -> 64-bit products, exact in uint64
+        c0, c1, c2, c3 = (p1 >> _S32) ^ c1 ^ k0, p1 & _LO32, (p0 >> _S32) ^ c3 ^ k1, p0 & _LO32
+        k0, k1 = (k0 + _W0) & _LO32, (k1 + _W1) & _LO32
+    return [c0, c1, c2, c3]
+
+
+def _uniform53(hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
+    """53-bit uniform in the open interval (0, 1) from two 32-bit words."""
+    bits = (hi >> np.uint64(5)) * np.uint64(1 << 26) + (lo >> np.uint64(6))
+    return (bits.astype(np.float64) + 0.5) * (1.0 / 9007199254740992.0)
+
+
+def normal_rows(seeds: Sequence[int], stream: int, shape: Sequence[int]) -> np.ndarray:
+    """Standard normal float64 ``[len(seeds), *shape]``; row i from (seeds[i], stream) only."""
+    shape = tuple(int(d) for d in shape)
     size = int(np.prod(shape, dtype=np.int64))
-    pairs = (size + 1) // 2
-    raw = np.random.Philox(key=key).random_raw(2 * pairs)
-    # 53-bit uniforms in the open interval (0, 1): (k + 0.5) / 2^53.
-    u = ((raw >> np.uint64(11)).astype(np.float64) + 0.5) * (1.0 / 9007199254740992.0)
-    u1, u2 = u[:pairs], u[pairs:]
+    seed_arr = np.array([validate_seed(s) for s in seeds], dtype=np.uint64).reshape(-1, 1)
+    stream = int(stream)
+    blocks = np.arange((size + 1) // 2, dtype=np.uint64).reshape(1, -1)
+    words = philox4x32(
+        (blocks & _LO32, blocks >> _S32, np.uint64(stream & 0xFFFFFFFF), np.uint64(stream >> 32)),
+        (seed_arr & _LO32, seed_arr >> _S32),
+    )
+    u1, u2 = _uniform53(words[0], words[1]), _uniform53(words[2], words[3])
     radius = np.sqrt(-2.0 * np.log(u1))
-    angle = 2.0 * np.pi * u2
-    z = np.concatenate([radius * np.cos(angle), radius * np.sin(angle)])
-    return z[:size].reshape(tuple(shape))
+    angle = (2.0 * np.pi) * u2
+    z = np.stack([radius * np.cos(angle), radius * np.sin(angle)], axis=-1)  # [B, blocks, 2]
+    return z.reshape(len(seed_arr), -1)[:, :size].reshape(len(seed_arr), *shape)
 
 
-def initial_noise(
-    seeds: Sequence[int], shape: Sequence[int], dtype: np.dtype | type = np.float64
-) -> np.ndarray:
+def seeded_normal(seed: int, stream: int, shape: Sequence[int]) -> np.ndarray:
+    """Standard normal float64 array of ``shape`` for one seed and stream."""
+    return normal_rows([seed], stream, shape)[0]
+
+
+def initial_noise(seeds: Sequence[int], shape: Sequence[int], dtype: np.dtype | type = np.float64) -> np.ndarray:
     """Initial latent noise ``[len(seeds), *shape]``; row i from stream 0 of ``seeds[i]``.
 
     Samplers start from ``initial_noise(...) * sigmas[0]``.
     """
-    shape = tuple(int(d) for d in shape)
-    rows = [seeded_normal(s, 0, shape) for s in seeds]
-    return np.stack(rows).astype(dtype, copy=False) if rows else np.zeros((0, *shape), dtype=dtype)
+    return normal_rows(seeds, 0, shape).astype(dtype, copy=False)
 
 
 @dataclass(frozen=True)
@@ -92,8 +135,7 @@ class SeededNoise:
     def __call__(self, k: int) -> np.ndarray:
         if k < 0:
             raise ValueError("step index must be >= 0")
-        rows = [seeded_normal(s, int(k) + 1, self.shape) for s in self.seeds]
-        return np.stack(rows).astype(self.dtype, copy=False)
+        return normal_rows(self.seeds, int(k) + 1, self.shape).astype(self.dtype, copy=False)
 
     def row(self, i: int) -> SeededNoise:
         """The noise source of image ``i`` alone."""
