@@ -148,7 +148,10 @@ class ModelVersion:
 
     def onnx(self, role: str, variant: str = "default") -> VerifiedOnnx:
         """The ONNX file playing `role` in `variant`, with its external data checked."""
-        name = self.manifest.file_for(role, variant)
+        return self.onnx_file(self.manifest.file_for(role, variant))
+
+    def onnx_file(self, name: str) -> VerifiedOnnx:
+        """A listed ONNX file by name, with its external data checked."""
         data = self.read_bytes(name)
         try:
             refs = external_refs(data)

@@ -1,0 +1,338 @@
+"""The worker's model runtime on ONNX Runtime (implements services.worker.runtime.ModelRuntime).
+
+Loads one repository version through the hash-checking reader, picks the providers
+(TensorRT -> CUDA -> CPU as really usable, services.worker.providers), opens one session per
+network, warms them up, and exposes the project's contracts over numpy:
+
+    encode_text(prompts, styles) -> cond          dict of UNet conditioning inputs, [B, ...]
+    denoise(x, sigma, cond) -> x0                 DESIGN §3; eps/v networks via diffusion.denoisers
+    decode(latents) -> uint8 RGBA [B, H, W, 4]    straight alpha
+    encode(images) -> latents                     posterior mean, scaled for the UNet
+
+No torch here (DESIGN §2): a worker image holds onnxruntime, numpy and tokenizers only.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+from tokenizers import Tokenizer
+
+from diffusion.denoisers import VPDenoiser
+from diffusion.schedules import alphas_cumprod_from_betas, betas_for, karras_sigmas, sampling_sigmas, vp_sigmas
+from services.common.manifest import Manifest
+from services.common.model_repository import ModelRepository, ModelVersion
+from services.common.settings import Settings
+from services.worker import providers as prov
+from services.worker.runtime import ModelInfo
+
+log = logging.getLogger(__name__)
+
+Cond = Mapping[str, np.ndarray]
+# Which variant each provider prefers when the version has it: TensorRT makes its own fp16
+# engines from the fp32 graph; CUDA runs the fp16 file on tensor cores; the CPU runs the
+# offline-optimised file (fusions done at export).
+PREFERRED_VARIANT = {prov.TENSORRT: "default", prov.CUDA: "fp16", prov.CPU: "optimized"}
+
+
+def _setting(settings: Settings, name: str, default: Any) -> Any:
+    return getattr(settings, name, default)
+
+
+class OnnxModelRuntime:
+    def __init__(self, version: ModelVersion, settings: Settings | None = None,
+                 providers: Sequence[str] | None = None, warm_up: bool = True):
+        settings = settings or Settings()
+        self.version = version
+        self.manifest: Manifest = version.manifest
+        self.settings = settings
+        self.providers = list(providers) if providers else prov.resolve(settings.execution_providers)
+        self.execution_provider = self.providers[0]
+        wanted = _setting(settings, "onnx_variant", "auto")
+        self.variant = PREFERRED_VARIANT[self.execution_provider] if wanted == "auto" else wanted
+        self.load_seconds: dict[str, float] = {}
+        self._sessions: dict[tuple[str, bool], ort.InferenceSession] = {}
+        self._lock = threading.Lock()
+        self._text_cache: OrderedDict[str, tuple[np.ndarray, np.ndarray]] = OrderedDict()
+        self._text_cache_size = int(_setting(settings, "text_cache_size", 1024))
+        m = self.manifest
+        tok = Tokenizer.from_str(version.text("tokenizer"))
+        tok.enable_truncation(max_length=m.text_encoder.max_tokens)
+        tok.enable_padding(length=m.text_encoder.max_tokens, pad_id=m.text_encoder.pad_token_id)
+        self._tokenizer = tok
+        if m.schedule.kind == "discrete":
+            betas = betas_for(m.schedule.beta_schedule, m.schedule.num_train_timesteps,
+                              **{k: v for k, v in (("beta_start", m.schedule.beta_start),
+                                                   ("beta_end", m.schedule.beta_end)) if v is not None})
+            self._alphas_cumprod = alphas_cumprod_from_betas(betas)
+        self.info = ModelInfo(
+            name=m.name, version=m.version, sha256=version.manifest_sha256, width=m.image.width,
+            height=m.image.height, latent_channels=m.latent.channels, latent_factor=m.latent.factor,
+            styles=tuple(m.styles), default_sampler=m.defaults.sampler, default_steps=m.defaults.steps,
+            default_guidance_scale=m.defaults.guidance_scale, supports_tiling="tiling" in m.variants,
+            supports_init_image="vae_encoder" in m.components, dynamic_size=m.latent.dynamic_size,
+        )
+        for role in ("text_encoder", "unet", "vae_decoder"):
+            self._session(role)
+        log.info("model %s/%s on %s (variant %s), sessions in %s", m.name, m.version, self.execution_provider,
+                 self.variant, {k: round(v, 2) for k, v in self.load_seconds.items()})
+        if warm_up:
+            self.warm_up()
+
+    # --- sessions
+
+    def _file(self, role: str, tiling: bool) -> str:
+        m = self.manifest
+        if tiling:
+            if "tiling" not in m.variants:
+                raise ValueError(f"model {m.name}/{m.version} has no tiling networks (export with --tiling)")
+            variant = "tiling" if self.variant == "default" else f"tiling-{self.variant}"
+            if role not in m.variants.get(variant, {}):
+                variant = "tiling"
+            return m.file_for(role, variant)
+        return m.file_for(role, self.variant)
+
+    def _options(self) -> ort.SessionOptions:
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.intra_op_num_threads = int(_setting(self.settings, "onnx_intra_op_threads", 0))
+        # Sampler threads already overlap; ORT's own inter-op pool would only oversubscribe.
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        return options
+
+    def _provider_options(self, role: str) -> list[tuple[str, dict[str, Any]] | str]:
+        out: list[tuple[str, dict[str, Any]] | str] = []
+        for name in self.providers:
+            if name == prov.TENSORRT:
+                out.append((name, self._trt_options(role)))
+            elif name == prov.CUDA:
+                out.append((name, {"cudnn_conv_algo_search": "HEURISTIC", "arena_extend_strategy": "kSameAsRequested"}))
+            else:
+                out.append(name)
+        return out
+
+    def _trt_options(self, role: str) -> dict[str, Any]:
+        """fp16 engines, cached on disk, with profiles for batch 1..max_batch at the default size."""
+        m = self.manifest
+        cache = str(self.settings.trt_engine_cache)
+        max_b = max(m.unet.max_batch, int(_setting(self.settings, "max_batch", 16)))
+        c, h, w, L = m.latent.channels, m.latent.height, m.latent.width, m.text_encoder.max_tokens
+        shapes = {
+            "unet": lambda b: ",".join([f"sample:{b}x{c}x{h}x{w}", f"sigma:{b}", f"timestep:{b}",
+                                        f"encoder_hidden_states:{b}x{L}x{m.text_encoder.hidden_size}",
+                                        f"encoder_attention_mask:{b}x{L}", f"style:{b}"]),
+            "vae_decoder": lambda b: f"latent:{b}x{c}x{h}x{w}",
+            "vae_encoder": lambda b: f"image:{b}x{m.image.channels}x{m.image.height}x{m.image.width}",
+            "text_encoder": lambda b: f"input_ids:{b}x{L},attention_mask:{b}x{L}",
+        }[role]
+        options = {"trt_fp16_enable": True, "trt_engine_cache_enable": True, "trt_engine_cache_path": cache,
+                   "trt_timing_cache_enable": True, "trt_timing_cache_path": cache}
+        options.update(trt_profile_min_shapes=self._only_inputs(role, shapes(1)),
+                       trt_profile_opt_shapes=self._only_inputs(role, shapes(min(8, max_b))),
+                       trt_profile_max_shapes=self._only_inputs(role, shapes(max_b)))
+        return options
+
+    def _only_inputs(self, role: str, spec: str) -> str:
+        """Profile entries for the inputs this file really has (unused ones would be refused)."""
+        names = {"unet": ("sample", self.manifest.unet.time_input, *self.manifest.unet.cond_inputs)}.get(role)
+        if names is None:
+            return spec
+        return ",".join(p for p in spec.split(",") if p.split(":")[0] in names)
+
+    def _session(self, role: str, tiling: bool = False) -> ort.InferenceSession:
+        key = (role, tiling)
+        with self._lock:
+            session = self._sessions.get(key)
+            if session is not None:
+                return session
+            start = time.perf_counter()
+            verified = self.version.onnx_file(self._file(role, tiling))
+            options = self._options()
+            if verified.has_external_data or prov.TENSORRT in self.providers:
+                # External weights are read by path from the (already verified) folder;
+                # TensorRT names its engine cache after the model path.
+                options.add_session_config_entry("session.model_external_initializers_file_folder_path",
+                                                 str(self.version.path))
+                source: Any = str(verified.path)
+            else:
+                source = verified.data
+            session = ort.InferenceSession(source, options, providers=self._provider_options(role))
+            self._sessions[key] = session
+            self.load_seconds[verified.name] = time.perf_counter() - start
+            return session
+
+    def _run(self, role: str, feeds: dict[str, np.ndarray], tiling: bool = False) -> np.ndarray:
+        session = self._session(role, tiling)
+        names = {i.name for i in session.get_inputs()}
+        return session.run(None, {k: v for k, v in feeds.items() if k in names})[0]
+
+    def warm_up(self) -> None:
+        """One call per network at batch 1: first-run allocations and kernel choices happen
+        here, not in the first user's job."""
+        start = time.perf_counter()
+        cond = self.encode_text([""], [])
+        x = np.zeros((1, *self.info.latent_shape(self.info.width, self.info.height)), np.float32)
+        x0 = self.denoise(x, np.ones(1), cond)
+        self.decode(x0)
+        self.load_seconds["warm_up"] = time.perf_counter() - start
+
+    # --- text
+
+    def _encode_prompts(self, prompts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Token states and masks, each prompt computed once and then served from the LRU."""
+        missing = []
+        with self._lock:
+            for p in dict.fromkeys(prompts):
+                if p in self._text_cache:
+                    self._text_cache.move_to_end(p)
+                else:
+                    missing.append(p)
+        if missing:
+            enc = self._tokenizer.encode_batch(missing)
+            ids = np.array([e.ids for e in enc], dtype=np.int64)
+            mask = np.array([e.attention_mask for e in enc], dtype=np.int64)
+            states = self._run("text_encoder", {"input_ids": ids, "attention_mask": mask}).astype(np.float32)
+            with self._lock:
+                for i, p in enumerate(missing):
+                    self._text_cache[p] = (states[i], mask[i].astype(np.float32))
+                while len(self._text_cache) > self._text_cache_size:
+                    self._text_cache.popitem(last=False)
+        with self._lock:
+            rows = [self._text_cache.get(p) for p in prompts]
+        if any(r is None for r in rows):   # evicted between the two locks by a large batch
+            return self._encode_uncached(prompts)
+        return np.stack([r[0] for r in rows]), np.stack([r[1] for r in rows])
+
+    def _encode_uncached(self, prompts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        enc = self._tokenizer.encode_batch(list(prompts))
+        ids = np.array([e.ids for e in enc], dtype=np.int64)
+        mask = np.array([e.attention_mask for e in enc], dtype=np.int64)
+        states = self._run("text_encoder", {"input_ids": ids, "attention_mask": mask}).astype(np.float32)
+        return states, mask.astype(np.float32)
+
+    def encode_text(self, prompts: Sequence[str], styles: Sequence[str] | None = None) -> Cond:
+        """Conditioning rows for the UNet, one per prompt; `styles` by name ("" or none: style 0)."""
+        states, mask = self._encode_prompts(list(prompts))
+        cond: dict[str, np.ndarray] = {}
+        inputs = self.manifest.unet.cond_inputs
+        if "encoder_hidden_states" in inputs:
+            cond["encoder_hidden_states"] = states
+        if "encoder_attention_mask" in inputs:
+            cond["encoder_attention_mask"] = mask
+        if "style" in inputs:
+            cond["style"] = self._style_ids(styles, len(prompts))
+        return cond
+
+    def _style_ids(self, styles: Sequence[str] | None, n: int) -> np.ndarray:
+        names = list(self.manifest.styles)
+        styles = list(styles or [])
+        if len(styles) == 1 and n > 1:
+            styles = styles * n
+        if styles and len(styles) != n:
+            raise ValueError(f"{len(styles)} styles for {n} prompts")
+        ids = []
+        for s in styles or [""] * n:
+            if s in ("", None):
+                ids.append(0)
+            elif s in names:
+                ids.append(names.index(s))
+            else:
+                raise ValueError(f"unknown style {s!r}; model {self.manifest.name} has {names}")
+        return np.array(ids, dtype=np.int64)
+
+    # --- denoising
+
+    def _net(self, tiling: bool):
+        time_name = self.manifest.unet.time_input
+
+        def net(x_in: np.ndarray, t: np.ndarray, cond: Cond | None) -> np.ndarray:
+            feeds = {"sample": np.ascontiguousarray(x_in, dtype=np.float32),
+                     time_name: np.asarray(t, dtype=np.float32).reshape(-1)}
+            feeds.update(cond or {})
+            return self._run("unet", feeds, tiling)
+
+        return net
+
+    def denoiser(self, tiling: bool = False):
+        """`denoise(x, sigma, cond) -> x0` (DESIGN §3), for x0 (EDM-wrapped), eps and v networks."""
+        net = self._net(tiling)
+        if self.manifest.unet.prediction == "x0" and self.manifest.unet.time_input == "sigma":
+            def denoise(x: np.ndarray, sigma: np.ndarray, cond: Cond | None = None) -> np.ndarray:
+                sigma = np.broadcast_to(np.asarray(sigma, dtype=np.float64), (x.shape[0],))
+                return net(x, sigma, cond).astype(x.dtype, copy=False)
+
+            return denoise
+        return VPDenoiser(net, self._alphas_cumprod, prediction=self.manifest.unet.prediction)
+
+    def denoise(self, x: np.ndarray, sigma: np.ndarray, cond: Cond | None = None) -> np.ndarray:
+        return self.denoiser(False)(x, sigma, cond)
+
+    def sigmas(self, steps: int) -> np.ndarray:
+        m = self.manifest
+        if m.schedule.kind == "edm":
+            return karras_sigmas(steps, m.schedule.sigma_min, m.schedule.sigma_max, m.schedule.rho)
+        return sampling_sigmas(m.defaults.schedule, steps, vp_sigmas(self._alphas_cumprod),
+                               steps_offset=m.schedule.steps_offset)
+
+    # --- pixels
+
+    def decode(self, latents: np.ndarray, tiling: bool = False) -> np.ndarray:
+        m = self.manifest
+        z = np.asarray(latents, dtype=np.float32) / m.latent.scale + m.latent.shift
+        image = self._run("vae_decoder", {"latent": z}, tiling)
+        return _to_rgba8(image, m.image.value_range, m.image.premultiplied_alpha)
+
+    def encode(self, images: np.ndarray) -> np.ndarray:
+        m = self.manifest
+        x = _from_rgba8(images, m.image.channels, m.image.value_range, m.image.premultiplied_alpha)
+        mean = self._run("vae_encoder", {"image": x})
+        return ((mean - m.latent.shift) * m.latent.scale).astype(np.float32)
+
+    def preview(self, latents: np.ndarray) -> np.ndarray:
+        """RGB uint8 at latent resolution by the export's linear fit (no decoder run)."""
+        factors = np.asarray(self.manifest.latent.preview_rgb, dtype=np.float32)
+        if factors.size == 0:
+            return self.decode(latents)[..., :3]
+        z = np.asarray(latents, dtype=np.float32)
+        rgb = np.einsum("bchw,cr->bhwr", z, factors[:-1]) + factors[-1]
+        lo, hi = self.manifest.image.value_range
+        return np.clip((rgb - lo) / (hi - lo) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+
+
+def _to_rgba8(image: np.ndarray, value_range: Sequence[float], premultiplied: bool) -> np.ndarray:
+    lo, hi = value_range
+    x = np.clip((np.transpose(image, (0, 2, 3, 1)) - lo) / (hi - lo), 0.0, 1.0)
+    if x.shape[-1] == 3:
+        x = np.concatenate([x, np.ones_like(x[..., :1])], axis=-1)
+    elif premultiplied:
+        a = x[..., 3:4]
+        # Straight alpha out: colour = premultiplied colour / alpha where alpha is visible.
+        x = np.concatenate([np.where(a > 0.5 / 255, np.clip(x[..., :3] / np.maximum(a, 1e-6), 0, 1), 0.0), a], -1)
+    return (x * 255.0 + 0.5).astype(np.uint8)
+
+
+def _from_rgba8(images: np.ndarray, channels: int, value_range: Sequence[float], premultiplied: bool) -> np.ndarray:
+    x = np.asarray(images, dtype=np.float32) / 255.0
+    if x.shape[-1] == 3:
+        x = np.concatenate([x, np.ones_like(x[..., :1])], axis=-1)
+    if channels == 4 and premultiplied:
+        x = np.concatenate([x[..., :3] * x[..., 3:4], x[..., 3:4]], axis=-1)
+    x = x[..., :channels]
+    lo, hi = value_range
+    return np.ascontiguousarray(np.transpose(x * (hi - lo) + lo, (0, 3, 1, 2)), dtype=np.float32)
+
+
+def load_runtime(settings: Settings, model: str, version: str | None = None, **kwargs: Any) -> OnnxModelRuntime:
+    """The `Settings.runtime_loader` entry point: a hash-checked version on the best providers."""
+    repo = ModelRepository(settings.model_repository)
+    opened = repo.open(model, version)
+    opened.verify()
+    return OnnxModelRuntime(opened, settings, **kwargs)
