@@ -75,7 +75,8 @@ class MetricsInterceptor(grpc.ServerInterceptor):
         handler = continuation(handler_call_details)
         if handler is None:
             return None
-        method = handler_call_details.method.rsplit(".", 1)[-1]  # "/atelier.v1.Generation/Submit" -> ...
+        # "/atelier.v1.Generation/Submit" -> "Generation/Submit": bounded, and unique across services
+        method = handler_call_details.method.rsplit(".", 1)[-1]
         if handler.unary_unary:
             return grpc.unary_unary_rpc_method_handler(
                 _unary(handler.unary_unary, method),
