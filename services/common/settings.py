@@ -45,7 +45,7 @@ class Settings:
         "ONNX Runtime providers in order, comma-separated, or `auto` (TensorRT, CUDA, CPU as really usable).",
     )
     runtime_loader: str = _setting(
-        "services.worker.runtime_onnx:load_runtime",
+        "services.worker.onnx_runtime:load_runtime",
         "`module:function` that loads a model version for a worker: `load(settings, model, version)`.",
     )
     trt_engine_cache: Path = _setting(Path(".cache/trt"), "Folder of TensorRT engine caches.")
