@@ -16,9 +16,9 @@ class EventWriter:
     """Writes each artifact to `out/<job>-<index>.<ext>` and the latest preview to
     `out/<job>-preview.jpg`; shows a live tqdm bar of sampler steps on stderr."""
 
-    def __init__(self, out: Path, progress: bool = True, stream=sys.stderr):
+    def __init__(self, out: Path, progress: bool = True, stream=None):
         self.out = Path(out)
-        self.stream = stream
+        self.stream = stream if stream is not None else sys.stderr
         self.progress = progress
         self.bar: tqdm | None = None
         self.written: list[Path] = []
@@ -32,7 +32,10 @@ class EventWriter:
         return self.bar
 
     def _say(self, text: str) -> None:
-        (self.bar.write if self.bar else lambda t: print(t, file=self.stream))(text)
+        if self.bar is not None:
+            self.bar.write(text, file=self.stream)
+        else:
+            print(text, file=self.stream)
 
     def handle(self, event: gen.JobEvent) -> None:
         self.last_event_id = event.id

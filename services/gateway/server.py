@@ -118,7 +118,7 @@ def serve(
     catalog = catalog or ModelCatalog(settings.model_repository, settings.default_model, settings.max_side, ready)
     closers = []
     if enqueue is None:
-        enqueue = CeleryEnqueue(settings.redis_url, settings.visibility_timeout)
+        enqueue = CeleryEnqueue(settings)
         closers.append(enqueue.close)
     jobs = JobService(
         store,
