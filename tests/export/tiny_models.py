@@ -55,3 +55,74 @@ def atelier_checkpoint(folder: Path) -> Path:
     save_file(_perturb(UNet(unet_cfg), 2).state_dict(), str(folder / "unet_ema.safetensors"))
     tiny_bert(folder / "text_encoder")
     return folder
+
+
+# --- a tiny Stable Diffusion pipeline ------------------------------------------------------------
+
+SD_WORDS = ("a", "red", "heart", "cat", "face", "green", "tree")
+
+
+def _byte_alphabet() -> list[str]:
+    """The 256 printable stand-ins byte-level BPE uses for bytes (GPT-2 / CLIP convention)."""
+    keep = [*range(ord("!"), ord("~") + 1), *range(0xA1, 0xAC + 1), *range(0xAE, 0xFF + 1)]
+    out, n = [], 0
+    for b in range(256):
+        if b in keep:
+            out.append(chr(b))
+        else:
+            out.append(chr(256 + n))
+            n += 1
+    return out
+
+
+def tiny_clip_tokenizer(max_length: int = 16):
+    """A CLIP BPE tokenizer over a small vocabulary written here: every byte, every byte at a
+    word's end, and merges that build the words of SD_WORDS."""
+    import transformers
+
+    chars = _byte_alphabet()
+    vocab = {c: i for i, c in enumerate(chars)}
+    vocab.update({c + "</w>": len(chars) + i for i, c in enumerate(chars)})
+    merges: list[tuple[str, str]] = []
+    for word in SD_WORDS:
+        toks = [*word[:-1], word[-1] + "</w>"]
+        while len(toks) > 1:
+            pair = (toks[0], toks[1])
+            if pair not in merges:
+                merges.append(pair)
+            vocab.setdefault(pair[0] + pair[1], len(vocab))
+            toks = [pair[0] + pair[1], *toks[2:]]
+    vocab["<|startoftext|>"] = len(vocab)
+    vocab["<|endoftext|>"] = len(vocab)
+    return transformers.CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=max_length)
+
+
+def sd_pipeline(folder: Path):
+    """StableDiffusionPipeline with random weights, tiny configs, Euler with trailing spacing."""
+    import diffusers
+    import transformers
+
+    torch.manual_seed(0)
+    tokenizer = tiny_clip_tokenizer()
+    text = transformers.CLIPTextModel(transformers.CLIPTextConfig(
+        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+        max_position_embeddings=16, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id)).eval()
+    unet = diffusers.UNet2DConditionModel(
+        sample_size=8, in_channels=4, out_channels=4, block_out_channels=(32, 64), layers_per_block=1,
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+        cross_attention_dim=32, attention_head_dim=8, norm_num_groups=8).eval()
+    vae = diffusers.AutoencoderKL(
+        in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
+        up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"), block_out_channels=(16, 32), latent_channels=4,
+        norm_num_groups=8, sample_size=16).eval()
+    _perturb(unet, 4, 0.02)
+    scheduler = diffusers.EulerDiscreteScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+                                                 num_train_timesteps=1000, timestep_spacing="trailing",
+                                                 steps_offset=1)
+    pipe = diffusers.StableDiffusionPipeline(vae=vae, text_encoder=text, tokenizer=tokenizer, unet=unet,
+                                             scheduler=scheduler, safety_checker=None, feature_extractor=None,
+                                             requires_safety_checker=False)
+    pipe.set_progress_bar_config(disable=True)
+    pipe.save_pretrained(folder, safe_serialization=True)
+    return pipe
