@@ -49,6 +49,12 @@ class Settings:
         "`module:function` that loads a model version for a worker: `load(settings, model, version)`.",
     )
     trt_engine_cache: Path = _setting(Path(".cache/trt"), "Folder of TensorRT engine caches.")
+    onnx_variant: str = _setting(
+        "auto",
+        "Model files a worker runs: `auto` (CPU: `optimized`, CUDA: `fp16`, TensorRT: `default`), or a variant name.",
+    )
+    onnx_intra_op_threads: int = _setting(0, "ONNX Runtime threads per operator (0: one per physical core).")
+    text_cache_size: int = _setting(1024, "Prompts whose text-encoder states a worker keeps (LRU).")
     # --- security
     api_keys_file: Path | None = _setting(
         None,

@@ -42,10 +42,6 @@ Cond = Mapping[str, np.ndarray]
 PREFERRED_VARIANT = {prov.TENSORRT: "default", prov.CUDA: "fp16", prov.CPU: "optimized"}
 
 
-def _setting(settings: Settings, name: str, default: Any) -> Any:
-    return getattr(settings, name, default)
-
-
 class OnnxModelRuntime:
     def __init__(self, version: ModelVersion, settings: Settings | None = None,
                  providers: Sequence[str] | None = None, warm_up: bool = True):
@@ -55,18 +51,20 @@ class OnnxModelRuntime:
         self.settings = settings
         self.providers = list(providers) if providers else prov.resolve(settings.execution_providers)
         self.execution_provider = self.providers[0]
-        wanted = _setting(settings, "onnx_variant", "auto")
+        wanted = settings.onnx_variant
         self.variant = PREFERRED_VARIANT[self.execution_provider] if wanted == "auto" else wanted
         self.load_seconds: dict[str, float] = {}
         self._sessions: dict[tuple[str, bool], ort.InferenceSession] = {}
         self._lock = threading.Lock()
         self._text_cache: OrderedDict[str, tuple[np.ndarray, np.ndarray]] = OrderedDict()
-        self._text_cache_size = int(_setting(settings, "text_cache_size", 1024))
+        self._text_cache_size = int(settings.text_cache_size)
         m = self.manifest
-        tok = Tokenizer.from_str(version.text("tokenizer"))
-        tok.enable_truncation(max_length=m.text_encoder.max_tokens)
-        tok.enable_padding(length=m.text_encoder.max_tokens, pad_id=m.text_encoder.pad_token_id)
-        self._tokenizer = tok
+        self._tokenizer: Tokenizer | None = None
+        if "text_encoder" in m.components:       # unconditional models have none
+            tok = Tokenizer.from_str(version.text("tokenizer"))
+            tok.enable_truncation(max_length=m.text_encoder.max_tokens)
+            tok.enable_padding(length=m.text_encoder.max_tokens, pad_id=m.text_encoder.pad_token_id)
+            self._tokenizer = tok
         if m.schedule.kind == "discrete":
             betas = betas_for(m.schedule.beta_schedule, m.schedule.num_train_timesteps,
                               **{k: v for k, v in (("beta_start", m.schedule.beta_start),
@@ -80,7 +78,8 @@ class OnnxModelRuntime:
             supports_init_image="vae_encoder" in m.components, dynamic_size=m.latent.dynamic_size,
         )
         for role in ("text_encoder", "unet", "vae_decoder"):
-            self._session(role)
+            if role in m.components:
+                self._session(role)
         log.info("model %s/%s on %s (variant %s), sessions in %s", m.name, m.version, self.execution_provider,
                  self.variant, {k: round(v, 2) for k, v in self.load_seconds.items()})
         if warm_up:
@@ -102,7 +101,7 @@ class OnnxModelRuntime:
     def _options(self) -> ort.SessionOptions:
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.intra_op_num_threads = int(_setting(self.settings, "onnx_intra_op_threads", 0))
+        options.intra_op_num_threads = int(self.settings.onnx_intra_op_threads)
         # Sampler threads already overlap; ORT's own inter-op pool would only oversubscribe.
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
@@ -123,7 +122,7 @@ class OnnxModelRuntime:
         """fp16 engines, cached on disk, with profiles for batch 1..max_batch at the default size."""
         m = self.manifest
         cache = str(self.settings.trt_engine_cache)
-        max_b = max(m.unet.max_batch, int(_setting(self.settings, "max_batch", 16)))
+        max_b = max(m.unet.max_batch, int(self.settings.max_batch))
         c, h, w, L = m.latent.channels, m.latent.height, m.latent.width, m.text_encoder.max_tokens
         shapes = {
             "unet": lambda b: ",".join([f"sample:{b}x{c}x{h}x{w}", f"sigma:{b}", f"timestep:{b}",
@@ -220,9 +219,10 @@ class OnnxModelRuntime:
 
     def encode_text(self, prompts: Sequence[str], styles: Sequence[str] | None = None) -> Cond:
         """Conditioning rows for the UNet, one per prompt; `styles` by name ("" or none: style 0)."""
-        states, mask = self._encode_prompts(list(prompts))
         cond: dict[str, np.ndarray] = {}
         inputs = self.manifest.unet.cond_inputs
+        if self._tokenizer is not None:
+            states, mask = self._encode_prompts(list(prompts))
         if "encoder_hidden_states" in inputs:
             cond["encoder_hidden_states"] = states
         if "encoder_attention_mask" in inputs:
