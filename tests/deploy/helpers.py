@@ -6,6 +6,7 @@ import dataclasses
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -29,8 +30,8 @@ DEFAULTS = Settings()
 
 def tool(name: str) -> str:
     """Path of a command-line tool `make deploy-tools` installs; fails (never skips) when missing."""
-    venv_bin = ROOT / ".venv" / "bin" / name
-    found = shutil.which(name) or (str(venv_bin) if venv_bin.exists() else None)
+    beside_python = Path(sys.executable).parent / name  # pip-installed tools (hadolint) in the venv
+    found = shutil.which(name) or (str(beside_python) if beside_python.exists() else None)
     if not found:
         pytest.fail(
             f"`{name}` is not installed: run `make deploy-tools` (it installs promtool, hadolint, "

@@ -172,7 +172,8 @@ def test_copied_files_exist_and_reach_the_build_context(path):
             continue
         words = [w for w in shlex.split(ins.args) if not w.startswith("--")]
         for source in words[:-1]:
-            assert (ROOT / source).exists(), f"{path.name}:{ins.line}: COPY {source}: no such path"
+            hint = " (the shipped model repository is not committed yet)" if source == "models" else ""
+            assert (ROOT / source).exists(), f"{path.name}:{ins.line}: COPY {source}: no such path{hint}"
             assert not _ignored(source.rstrip("/"), patterns), f".dockerignore drops {source}"
 
 
