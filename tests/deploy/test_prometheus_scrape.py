@@ -36,6 +36,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.redis]
 
 PREFIX = "deploytest:"
 MODEL = "toy"  # tests/services/toy_runtime.py serves it; write_model gives the gateway its manifest
+HOSTNAME = "atelier-deploy-test"
+WORKER_NODE = f"celery@{HOSTNAME}"  # Celery's default node name in a container whose $HOSTNAME this is
 
 
 def _get(url: str, timeout: float = 5.0) -> bytes:
@@ -87,7 +89,7 @@ class Stack:
                 "--concurrency",
                 "2",
                 "--hostname",
-                "deploy@test",
+                WORKER_NODE,
             ],
             cwd=ROOT,
             env=env,
@@ -316,3 +318,24 @@ def test_every_series_used_is_on_a_live_metrics_page(stack, ran_jobs):
         if metric_names(expr) - known
     }
     assert not missing, f"series no live endpoint exports: {missing}"
+
+
+def test_container_health_checks_pass_against_the_real_services(stack, ran_jobs):
+    """The images' HEALTHCHECK commands, run as the containers run them, against live services."""
+    from .test_docker import DOCKERFILES, exec_form, parse, stages
+
+    checks = {}
+    for path in DOCKERFILES:
+        health = [i.args for i in stages(parse(path))[-1] if i.op == "HEALTHCHECK"][0]
+        if health != "NONE":
+            checks[path.name] = exec_form(health.split("CMD", 1)[1].strip())
+    gateway_port = stack.gateway.address.rsplit(":", 1)[1]
+    env = dict(os.environ, **stack.env, HOSTNAME=HOSTNAME, ATELIER_GRPC_LISTEN=f"0.0.0.0:{gateway_port}")
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"  # celery, as in the image
+    for name, argv in checks.items():
+        if argv[0] == "grpc-health-check":  # installed under that name in the image
+            argv = [sys.executable, str(ROOT / "deploy" / "docker" / "grpc_health_check.py"), *argv[1:]]
+        result = subprocess.run(
+            argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=False
+        )
+        assert result.returncode == 0, f"{name}: {argv}\n{result.stdout}{result.stderr}"
