@@ -8,7 +8,7 @@ PROTOS := $(wildcard proto/atelier/v1/*.proto)
 
 .PHONY: setup proto test test-fast lint demo clean
 
-setup: $(STAMP)
+setup: $(STAMP) deploy-tools
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)

@@ -122,6 +122,7 @@ class JobExecutor:
             metrics.SAMPLING.labels(model=model_name).observe(time.perf_counter() - started)
             sampler = job.spec.sampler or loaded.runtime.info.default_sampler
             metrics.STEPS.labels(model=model_name, sampler=sampler).inc(reporter.steps_done)
+            metrics.IMAGES.labels(model=model_name).inc(reporter.images_written)
 
     def _finish(self, job: JobRecord, attempt: int | None, state: str, code: str, message: str) -> None:
         if self.store.finish(job.job_id, attempt, state, code, message):

@@ -54,6 +54,7 @@ class StoreReporter:
         self.progress_interval = progress_interval_ms / 1000.0
         self._last_progress = float("-inf")
         self.steps_done = 0
+        self.images_written = 0
         self.stop_event = stop_event
 
     def check(self) -> None:
@@ -85,7 +86,9 @@ class StoreReporter:
         self._require(self.store.append_event(self.job_id, self.attempt, EventKind.PREVIEW, data, blob=jpeg))
 
     def artifact(self, data: dict[str, Any], blob: bytes) -> None:
-        if self.store.add_artifact(self.job_id, self.attempt, data, blob) is None:
+        if self.store.add_artifact(self.job_id, self.attempt, data, blob) is not None:
+            self.images_written += 1
+        else:
             # Refused: either the job stopped being ours, or this index was already recorded.
             if not self.store.still_running(self.job_id, self.attempt):
                 raise JobStopped(self.job_id)

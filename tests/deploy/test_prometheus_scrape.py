@@ -267,7 +267,7 @@ MAY_BE_EMPTY = {
 }
 # Known gaps in the code, each with its own strict xfail test below (it fails once fixed, so
 # the entry gets removed).
-KNOWN_GAPS = {"Images and sampler steps [A]"}
+KNOWN_GAPS: set[str] = set()
 
 
 def _empty_dashboard_queries(stack) -> list[str]:
@@ -286,7 +286,6 @@ def test_every_dashboard_query_evaluates(stack, ran_jobs):
     assert not unexpected, f"dashboard queries with no data after jobs ran: {sorted(unexpected)}"
 
 
-@pytest.mark.xfail(strict=True, reason="the worker declares atelier_images_total but never increments it")
 def test_worker_counts_images(stack, ran_jobs):
     stack.wait_for("sum(atelier_images_total)", sum(ran_jobs.values()), timeout=5)
 
