@@ -96,7 +96,6 @@ def run_demo(address: str, api_key: str | None, out: Path) -> int:
             return 1
         model = models[0]
         styles = list(model.styles) or [""]
-        size = max(model.width, 64)
         print(f"model {model.name}/{model.version}: {model.width}x{model.height}, styles {styles}", file=sys.stderr)
         rows: list[tuple[str, list[DemoImage]]] = []
 
@@ -135,7 +134,7 @@ def run_demo(address: str, api_key: str | None, out: Path) -> int:
         rows.append(("edits", [DemoImage("source", source.image, source.path), *restyle, *inpaint]))
 
         sprite = _run(client, out, "sprite", lambda a: "raw RGBA8", model=model.name, prompt="rocket",
-                      style=styles[0], seeds=[3], output_format="raw_rgba8", width=size, height=size)
+                      style=styles[0], seeds=[3], output_format="raw_rgba8")
         rows[-1][1].extend(sprite)
 
     sheet = _sheet(rows)

@@ -130,16 +130,24 @@ class EmbeddedStack:
         log.info("worker process %d (log: %s)", self.worker.pid, self.worker_log)
 
     def _wait_ready(self) -> None:
+        import redis
+
         from clients import Client
+        from services.common import readiness
 
         deadline = time.monotonic() + self.ready_timeout
-        with Client(self.address, self.api_key, timeout=2.0, retries=0) as client:
+        store = redis.Redis.from_url(self.settings.redis_url)
+        with store, Client(self.address, self.api_key, timeout=2.0, retries=0) as client:
             while time.monotonic() < deadline:
                 if self.worker is not None and self.worker.poll() is not None:
                     raise StackError(
                         f"the worker exited with code {self.worker.returncode} before it was ready; "
                         f"its log:\n{self._log_tail()}"
                     )
+                failed = [w.load_error for w in readiness.workers(store, self.settings.key_prefix)
+                          if w.load_error and not w.models]
+                if failed:
+                    raise StackError(f"the worker is up but has no model: {failed[0]}")
                 try:
                     if client.health() == "SERVING":
                         return

@@ -32,6 +32,7 @@ class WorkerStatus:
     busy: int = 0  # jobs it is sampling now
     step_seconds: float = 0.0  # recent wall time of one sampler step of one image (0: unknown)
     execution_provider: str = ""
+    load_error: str = ""  # why the default model could not be loaded, for operators and `atelier up`
     time: float = field(default=0.0)  # when it was written (Unix seconds)
 
     def has(self, name: str, version: str) -> bool:

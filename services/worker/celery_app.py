@@ -57,14 +57,16 @@ class WorkerContext:
         metrics.REGISTRY.register(metrics.QueueDepthCollector(self.client, QUEUES))
         metrics.serve(self.settings.worker_metrics_port)
         ready: tuple[str, ...] = ()
-        provider = ""
+        provider = load_error = ""
         try:  # warm up the default model so the first job does not pay for loading it
             loaded = self.models.get(self.settings.default_model)
             ready, provider = (loaded.key,), loaded.runtime.execution_provider
         except Exception as err:  # noqa: BLE001 - the worker still serves other models
             log.warning("default model %s not loaded: %s", self.settings.default_model, err)
+            load_error = f"default model {self.settings.default_model} not loaded: {err}"
         status = readiness.WorkerStatus(
-            worker=self.name, models=ready, concurrency=self.settings.worker_concurrency, execution_provider=provider
+            worker=self.name, models=ready, concurrency=self.settings.worker_concurrency, execution_provider=provider,
+            load_error=load_error,
         )
         self.heartbeat = readiness.Heartbeat(self.client, self.settings.key_prefix, status).start()
 

