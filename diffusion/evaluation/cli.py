@@ -18,6 +18,12 @@ def _default_data(size: int = 32) -> Path:
     return default_cache() / "datasets" / f"emoji-{size}.npz"
 
 
+def _command() -> str | None:
+    """The command line, when this process is the `atelier` program (not a test calling main())."""
+    argv = sys.argv[1:]
+    return "atelier " + " ".join(shlex.quote(a) for a in argv) if argv[:1] == ["eval"] else None
+
+
 def _classifier(args: argparse.Namespace) -> int:
     import torch
     from tqdm import tqdm
@@ -33,7 +39,7 @@ def _classifier(args: argparse.Namespace) -> int:
     model, metrics = train_classifier(ds, config_for(ds), opts, progress=lambda it: tqdm(it, desc="classifier"))
     metrics["data"] = str(data)
     metrics["data_sha256"] = hashlib.sha256(data.read_bytes()).hexdigest()
-    metrics["command"] = "atelier " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    metrics["command"] = _command()
     save_classifier(model, args.out, metrics)
     v = metrics["validation"]
     print(f"validation accuracy: category {v['category']:.3f}, style {v['style']:.3f} ({v['images']} images)")
@@ -41,7 +47,65 @@ def _classifier(args: argparse.Namespace) -> int:
     return 0
 
 
+def _model(args: argparse.Namespace) -> int:
+    import json
+    import platform
+    import time
+
+    import torch
+    from tqdm import tqdm
+
+    from diffusion.data import load_dataset
+    from diffusion.data.images import grid
+    from diffusion.evaluation.classifier import load_classifier
+    from diffusion.evaluation.evaluate import evaluate, model_contact_sheet
+    from diffusion.evaluation.pipeline import load_latent_model
+    from diffusion.evaluation.report import write_report
+
+    torch.set_num_threads(args.threads)
+    model, meta = load_latent_model(args.checkpoint, vae_run=args.vae_run, weights=args.weights)
+    data = Path(args.data) if args.data else Path(meta.get("dataset") or _default_data())
+    ds = load_dataset(data)
+    classifier = load_classifier(args.classifier)
+    baselines = {}
+    for item in args.baseline:
+        label, _, path = item.partition("=")
+        baselines[label] = json.loads(Path(path).read_text(encoding="utf-8"))
+    options = {"steps": args.steps, "sampler": args.sampler, "guidance": args.guidance,
+               "batch_size": args.batch_size}
+    report, images = evaluate(model, classifier, ds, split=args.split, limit=args.limit,
+                              seeds_per_prompt=args.seeds_per_prompt, seed=args.seed,
+                              progress=lambda it: tqdm(it, desc="generate", unit="batch"), **options)
+    planned = meta.get("train", {}).get("steps")
+    clf_accuracy = json.loads((Path(args.classifier) / "metrics.json").read_text(encoding="utf-8"))
+    report = {
+        "model": {"label": args.label or Path(meta["checkpoint"]).parent.parent.name,
+                  "checkpoint": meta["checkpoint"], "weights": args.weights, "step": meta.get("step"),
+                  "planned_steps": planned, "dataset": str(data)},
+        **report,
+        "classifier": {"path": str(args.classifier), "train": clf_accuracy["train"],
+                       "validation": clf_accuracy["validation"]},
+        "command": _command(),
+        "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "machine": f"{platform.machine()}, {torch.get_num_threads()} torch thread(s), torch {torch.__version__}",
+    }
+    out = Path(args.out)
+    paths = write_report(report, out, baselines)
+    grid(images[:min(len(images), 128)], cols=16, scale=2).save(out / "samples.png")
+    if args.contact_sheet:
+        sheet = model_contact_sheet(model, seeds=tuple(args.contact_seeds),
+                                    progress=lambda it: tqdm(it, desc="contact sheet", unit="batch"), **options)
+        sheet.save(out / "contact_sheet.png")
+    g, f = report["sets"]["generated"], report["sets"]["real"]
+    for key in ("fid", "kid", "category_adherence", "style_adherence"):
+        print(f"{key}: generated {g[key]:.3f}, real floor {f[key]:.3f}")
+    print(f"wrote {paths['json']}, {paths['markdown']}")
+    return 0
+
+
 def register(parser: argparse.ArgumentParser, name: str = "eval") -> None:
+    from diffusion.samplers import DEFAULT_SAMPLER, SAMPLERS
+
     sub = parser.add_subparsers(dest=f"{name}_command", metavar="WHAT", required=True)
 
     c = sub.add_parser("classifier", help="train the domain classifier (category + style) used by the metrics")
@@ -53,3 +117,28 @@ def register(parser: argparse.ArgumentParser, name: str = "eval") -> None:
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: leave cores to training)")
     c.set_defaults(func=_classifier)
+
+    m = sub.add_parser("model", help="evaluate a UNet checkpoint: FID/KID, IS analogue, precision/recall, adherence")
+    m.add_argument("checkpoint", help="UNet run folder or checkpoint .safetensors (JSON meta beside it)")
+    m.add_argument("--out", required=True, help="folder for eval.json, EVAL.md, samples.png, contact_sheet.png")
+    m.add_argument("--label", help="name of this model in the report (default: the run folder's name)")
+    m.add_argument("--data", help="dataset .npz (default: the one the checkpoint was trained on)")
+    m.add_argument("--vae-run", help="VAE run folder (default: the one the checkpoint names)")
+    m.add_argument("--weights", choices=["ema", "model"], default="ema", help="EMA (shipped) or raw weights")
+    m.add_argument("--classifier", default=str(DEFAULT_CLASSIFIER), help="domain classifier folder")
+    m.add_argument("--split", choices=["validation", "train"], default="validation",
+                   help="whose captions and styles are the prompts (default validation: unseen subjects)")
+    m.add_argument("--limit", type=int, help="use an evenly spaced subset of N prompts")
+    m.add_argument("--seeds-per-prompt", type=int, default=1)
+    m.add_argument("--seed", type=int, default=0, help="first seed; image i gets seed + i")
+    m.add_argument("--steps", type=int, default=20)
+    m.add_argument("--sampler", default=DEFAULT_SAMPLER, choices=sorted(SAMPLERS),
+                   help=f"registered sampler (default {DEFAULT_SAMPLER})")
+    m.add_argument("--guidance", type=float, default=3.0, help="classifier-free guidance scale")
+    m.add_argument("--batch-size", type=int, default=32)
+    m.add_argument("--baseline", action="append", default=[], metavar="LABEL=EVAL.JSON",
+                   help="add another run's generated figures as a column (e.g. quarter=runs/quarter/eval.json)")
+    m.add_argument("--contact-sheet", action=argparse.BooleanOptionalAction, default=True)
+    m.add_argument("--contact-seeds", type=int, nargs="+", default=[0, 1])
+    m.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: leave cores to training)")
+    m.set_defaults(func=_model)

@@ -1,0 +1,121 @@
+"""A trained PyTorch checkpoint as a :class:`~diffusion.evaluation.generate.LatentModel`.
+
+The torch networks sit behind numpy in, numpy out methods, so evaluation samples through the
+same numpy samplers, noise and guidance adapters that serving uses (DESIGN §3), and only the
+network calls differ from a served job (torch here, ONNX Runtime there).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from diffusion.nets.config import EDMConfig, LatentConfig, ModelConfig, TextConfig, UNetConfig
+from diffusion.nets.edm import EDMDenoiser
+from diffusion.nets.unet import UNet
+from diffusion.nets.vae import VAE
+from diffusion.training.checkpoint import load_checkpoint
+from diffusion.training.latents import load_vae
+from diffusion.training.tensors import to_images
+
+TextFn = Callable[[list[str]], tuple[np.ndarray, np.ndarray]]
+
+
+@dataclass
+class TorchLatentModel:
+    """EDM-preconditioned UNet + VAE decoder + text encoder, numpy at the edges.
+
+    ``text`` maps captions to (token states [B,L,D], mask [B,L]); the unconditional branch of
+    classifier-free guidance is ``uncond_caption`` with style ``uncond_style`` (what the model saw
+    when training dropped its conditioning)."""
+    denoiser: EDMDenoiser
+    vae: VAE
+    text: TextFn
+    latent: LatentConfig
+    edm: EDMConfig
+    styles: tuple[str, ...] = ("none",)
+    uncond_caption: str = ""
+    uncond_style: int = 0
+    _uncond: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        self.denoiser.eval()
+        self.vae.eval()
+
+    @property
+    def latent_shape(self) -> tuple[int, int, int]:
+        return (self.latent.latent_channels, self.latent.latent_size, self.latent.latent_size)
+
+    @property
+    def sigma_min(self) -> float:
+        return float(self.edm.sigma_min)
+
+    @property
+    def sigma_max(self) -> float:
+        return float(self.edm.sigma_max)
+
+    def condition(self, captions: Sequence[str], style_ids: np.ndarray) -> dict[str, np.ndarray]:
+        context, mask = self.text(list(captions))
+        return {"context": context, "mask": mask, "style": np.asarray(style_ids, dtype=np.int64)}
+
+    def unconditional(self, n: int) -> dict[str, np.ndarray]:
+        if self._uncond is None:
+            self._uncond = self.text([self.uncond_caption])
+        context, mask = self._uncond
+        return {"context": np.repeat(context, n, axis=0), "mask": np.repeat(mask, n, axis=0),
+                "style": np.full(n, self.uncond_style, dtype=np.int64)}
+
+    @torch.no_grad()
+    def denoise(self, x: np.ndarray, sigma: np.ndarray, cond: dict[str, np.ndarray]) -> np.ndarray:
+        out = self.denoiser(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)),
+                            torch.from_numpy(np.asarray(sigma, dtype=np.float32)),
+                            torch.from_numpy(cond["context"]).float(), torch.from_numpy(cond["mask"]).float(),
+                            torch.from_numpy(cond["style"]))
+        return out.numpy().astype(x.dtype, copy=False)
+
+    @torch.no_grad()
+    def decode(self, latents: np.ndarray) -> np.ndarray:
+        # Inverse of the latent normalisation z = (mean(E(x)) - shift) * scale.
+        z = torch.from_numpy(np.asarray(latents, dtype=np.float32)) / self.latent.scale + self.latent.shift
+        return to_images(self.vae.decode(z))
+
+
+def checkpoint_file(path: str | Path) -> Path:
+    """A UNet run folder, its ``checkpoints/`` folder, or a checkpoint ``.safetensors`` -> the file."""
+    path = Path(path)
+    if path.is_dir():
+        for candidate in (path / "checkpoints" / "latest.safetensors", path / "latest.safetensors"):
+            if candidate.exists():
+                return candidate
+        raise FileNotFoundError(f"no checkpoints/latest.safetensors under {path}")
+    return path
+
+
+def load_latent_model(checkpoint: str | Path, *, vae_run: str | Path | None = None, weights: str = "ema",
+                      text: TextFn | None = None) -> tuple[TorchLatentModel, dict]:
+    """A training checkpoint of ``atelier train unet`` (safetensors + JSON meta) as a model.
+
+    ``weights``: "ema" (what ships) or "model" (the raw weights). The VAE comes from the run the
+    checkpoint names (``vae_run`` overrides). ``text`` defaults to the MiniLM encoder of the
+    model's text config. Returns the model and the checkpoint's meta."""
+    path = checkpoint_file(checkpoint)
+    groups, meta = load_checkpoint(path)
+    if meta.get("kind") != "unet":
+        raise ValueError(f"{path} is not a UNet checkpoint (kind {meta.get('kind')!r})")
+    if weights not in groups:
+        raise ValueError(f"{path} has no {weights!r} weights; it has {sorted(groups)}")
+    cfg = ModelConfig.from_dict(meta["model"])
+    edm = EDMConfig.from_dict(cfg.edm)
+    denoiser = EDMDenoiser(UNet(UNetConfig.from_dict(cfg.unet)), edm)
+    denoiser.load_state_dict({k: v.float() for k, v in groups[weights].items()})
+    vae = load_vae(Path(vae_run or meta["vae_run"]))
+    if text is None:
+        from diffusion.nets.text import TextEncoder
+
+        text = TextEncoder(TextConfig.from_dict(cfg.text).max_length)
+    model = TorchLatentModel(denoiser, vae, text, LatentConfig.from_dict(cfg.latent), edm, tuple(cfg.styles))
+    return model, {**{k: v for k, v in meta.items() if k != "param_groups"}, "checkpoint": str(path)}
