@@ -1,0 +1,1 @@
+"""Training: VAE, latent UNet (EDM), fine-tuning; resumable safetensors checkpoints."""

@@ -1,0 +1,58 @@
+"""Encode a dataset once with the trained VAE, and fix the latent scale and shift.
+
+Rombach et al. 2022 (§4.3.2, appendix G) rescale latents by 1/std so the diffusion model
+sees unit-variance data; we keep the shift too, so z = (E(x) - shift) * scale has mean 0,
+std 1 over the training set, and sigma_data = 1 in the EDM preconditioning."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from diffusion.nets.config import LatentConfig, VAEConfig
+from diffusion.nets.vae import VAE
+from diffusion.training.tensors import to_model
+
+
+def load_vae(run_dir: Path) -> VAE:
+    from safetensors.torch import load_file
+
+    cfg = VAEConfig.load(Path(run_dir) / "vae_config.json")
+    vae = VAE(cfg)
+    vae.load_state_dict(load_file(str(Path(run_dir) / "vae_ema.safetensors")))
+    return vae.eval()
+
+
+@torch.no_grad()
+def encode_images(vae: VAE, images: np.ndarray, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """uint8 premultiplied RGBA [N,H,W,4] -> posterior mean and log-variance, float32 [N,C,h,w]."""
+    means, logvars = [], []
+    for i in range(0, len(images), batch_size):
+        m, lv = vae.encode(to_model(images[i:i + batch_size]))
+        means.append(m.numpy())
+        logvars.append(lv.numpy())
+    return np.concatenate(means), np.concatenate(logvars)
+
+
+def latent_stats(mean: np.ndarray, logvar: np.ndarray, image_size: int) -> LatentConfig:
+    """Scale from the std of posterior samples: Var[z] = Var[mean] + E[exp(logvar)]."""
+    shift = float(mean.mean())
+    var = float(mean.var() + np.exp(logvar).mean())
+    return LatentConfig(image_size=image_size, latent_size=int(mean.shape[-1]), latent_channels=int(mean.shape[1]),
+                        scale=float(1.0 / np.sqrt(var)), shift=shift)
+
+
+def encode_dataset(vae_run: Path, images: np.ndarray, out: Path) -> tuple[np.ndarray, np.ndarray, LatentConfig]:
+    """Cache ``out`` (.npz: mean, logvar) and ``out``.json (LatentConfig); reuse if present."""
+    out = Path(out)
+    cfg_path = out.with_suffix(".json")
+    if out.exists() and cfg_path.exists():
+        with np.load(out, allow_pickle=False) as z:
+            return z["mean"], z["logvar"], LatentConfig.load(cfg_path)
+    mean, logvar = encode_images(load_vae(vae_run), images)
+    cfg = latent_stats(mean, logvar, images.shape[1])
+    np.savez(out, mean=mean, logvar=logvar)
+    cfg.save(cfg_path)
+    return mean, logvar, cfg

@@ -1,0 +1,166 @@
+"""Train the text- and style-conditioned latent UNet with the EDM objective (Karras et al. 2022):
+ln(sigma) ~ N(P_mean, P_std^2), loss = lambda(sigma) ||D(z + n; sigma) - z||^2."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from diffusion.data.dataset import TRAIN, load_dataset
+from diffusion.data.images import grid
+from diffusion.nets.config import EDMConfig, LatentConfig, ModelConfig, TextConfig, UNetConfig
+from diffusion.nets.edm import EDMDenoiser, edm_loss_weight, sample_training_sigma
+from diffusion.nets.unet import UNet
+from diffusion.training.checkpoint import save_weights
+from diffusion.training.common import Optimization, TrainConfig, autocast, configure_torch
+from diffusion.training.latents import encode_dataset, load_vae
+from diffusion.training.loop import train_loop
+from diffusion.training.sampling import guided, karras_sigmas, sample_heun
+from diffusion.training.tensors import to_images
+from diffusion.training.text_cache import build_text_cache
+
+# The prompts of the training sample grid (rows), each shown in every style (columns).
+GRID_PROMPTS = ["grinning face", "red apple", "cat face", "rocket", "pizza", "ghost", "red heart", "japan flag",
+                "dog face", "sun", "birthday cake", "soccer ball"]
+
+
+@dataclass
+class CondDropout:
+    """Classifier-free guidance training (Ho & Salimans 2022): p_both drops text and style
+    together (the unconditional branch used at sampling); p_text / p_style drop one alone, so
+    'any style' (style 0 with a prompt) and style-only prompts are also learned."""
+    p_both: float = 0.10
+    p_text: float = 0.05
+    p_style: float = 0.05
+
+    def masks(self, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        drop_text = u < self.p_both + self.p_text
+        drop_style = (u < self.p_both) | ((u >= self.p_both + self.p_text)
+                                          & (u < self.p_both + self.p_text + self.p_style))
+        return drop_text, drop_style
+
+
+class Conditioning:
+    """Per-example conditioning tensors from the caption cache."""
+
+    def __init__(self, states: np.ndarray, mask: np.ndarray, rows: np.ndarray, styles: np.ndarray):
+        self.states = torch.from_numpy(np.ascontiguousarray(states)).float()
+        self.mask = torch.from_numpy(np.ascontiguousarray(mask)).float()
+        self.rows = torch.from_numpy(rows.astype(np.int64))
+        self.styles = torch.from_numpy(styles.astype(np.int64))
+
+    def batch(self, idx: torch.Tensor, drop_text: torch.Tensor, drop_style: torch.Tensor):
+        rows = torch.where(drop_text, torch.zeros_like(idx), self.rows[idx])  # row 0 is ""
+        style = torch.where(drop_style, torch.zeros_like(idx), self.styles[idx])
+        return self.states[rows], self.mask[rows], style
+
+
+def build_denoiser(unet_cfg: UNetConfig, edm_cfg: EDMConfig, seed: int = 0) -> EDMDenoiser:
+    torch.manual_seed(seed)
+    return EDMDenoiser(UNet(unet_cfg), edm_cfg)
+
+
+@torch.no_grad()
+def sample_grid(denoiser: EDMDenoiser, vae, latent: LatentConfig, text_states, text_mask, styles: list[int],
+                seed: int = 0, steps: int = 18, guidance: float = 3.0, edm: EDMConfig | None = None) -> np.ndarray:
+    """text_states [P+1, L, 384] (last row: "") x styles -> premultiplied RGBA uint8 [P*S, H, W, 4],
+    prompt-major; only the first P rows are prompts."""
+    denoiser.eval()
+    edm = edm or denoiser.config
+    n_p, n_s = text_states.shape[0] - 1, len(styles)
+    ctx = text_states[:n_p].repeat_interleave(n_s, 0)
+    mask = text_mask[:n_p].repeat_interleave(n_s, 0)
+    style = torch.tensor(styles, dtype=torch.int64).repeat(n_p)
+    b = ctx.shape[0]
+    g = torch.Generator().manual_seed(seed)
+    noise = torch.randn(b, latent.latent_channels, latent.latent_size, latent.latent_size, generator=g)
+    # By convention the last row of text_states is the empty caption "" (the unconditional input).
+    empty_states, empty_mask = text_states[-1:].expand(b, -1, -1), text_mask[-1:].expand(b, -1)
+    denoise = guided(denoiser, (ctx, mask, style), (empty_states, empty_mask, torch.zeros_like(style)), guidance)
+    z = sample_heun(denoise, noise, karras_sigmas(steps, edm.sigma_min, edm.sigma_max))
+    x = vae.decode(z / latent.scale + latent.shift)
+    return to_images(x)
+
+
+def train_unet(dataset: Path, vae_run: Path, run_dir: Path, unet_cfg: UNetConfig, cfg: TrainConfig,
+               edm_cfg: EDMConfig | None = None, text_cfg: TextConfig | None = None,
+               dropout: CondDropout | None = None, progress=None, resume: bool = True,
+               stop_at: int | None = None) -> dict:
+    device = configure_torch(cfg)
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    edm_cfg, text_cfg, dropout = edm_cfg or EDMConfig(), text_cfg or TextConfig(), dropout or CondDropout()
+    ds = load_dataset(dataset)
+    unet_cfg.num_styles = max(unet_cfg.num_styles, len(ds.styles))
+    train = ds.subset(TRAIN)
+    mean, logvar, latent_cfg = encode_dataset(vae_run, train.images, run_dir / "latents.npz")
+    states, mask, row_of = build_text_cache([str(c) for c in train.captions], run_dir / "text_cache.npz",
+                                            text_cfg.max_length)
+    cond = Conditioning(states, mask, np.array([row_of[str(c)] for c in train.captions]), train.style_ids)
+    mean_t, std_t = torch.from_numpy(mean), torch.from_numpy(np.exp(0.5 * logvar))
+
+    model_cfg = ModelConfig(vae=json.loads((Path(vae_run) / "vae_config.json").read_text()),
+                            unet=unet_cfg.to_dict(), edm=edm_cfg.to_dict(), text=text_cfg.to_dict(),
+                            latent=latent_cfg.to_dict(), styles=tuple(ds.styles))
+    model_cfg.save(run_dir / "model_config.json")
+    cfg.save(run_dir / "train_config.json")
+
+    denoiser = build_denoiser(unet_cfg, edm_cfg, cfg.seed).to(device)
+    opt = Optimization(denoiser, cfg)
+    vae = load_vae(vae_run)
+
+    def loss_fn(step: int, g: torch.Generator):
+        b = cfg.batch_size
+        idx = torch.randint(len(mean_t), (b,), generator=g)
+        eps_z = torch.randn(mean_t[idx].shape, generator=g)
+        z = (mean_t[idx] + std_t[idx] * eps_z - latent_cfg.shift) * latent_cfg.scale
+        drop_text, drop_style = dropout.masks(torch.rand(b, generator=g))
+        ctx, ctx_mask, style = cond.batch(idx, drop_text, drop_style)
+        sigma = sample_training_sigma(b, edm_cfg, g)
+        n = torch.randn(z.shape, generator=g) * sigma[:, None, None, None]
+        z, n, sigma = z.to(device), n.to(device), sigma.to(device)
+        with autocast(cfg, device):
+            d = denoiser(z + n, sigma, ctx.to(device), ctx_mask.to(device), style.to(device))
+        w = edm_loss_weight(sigma, edm_cfg.sigma_data)[:, None, None, None]
+        loss = (w * (d.float() - z).square()).mean()
+        return loss, {}
+
+    grid_text = None
+    style_ids = list(range(1, len(ds.styles)))
+
+    def sample_fn(step: int) -> None:
+        nonlocal grid_text
+        if grid_text is None:
+            from diffusion.nets.text import TextEncoder
+
+            s, m = TextEncoder(text_cfg.max_length)(GRID_PROMPTS + [""])
+            grid_text = (torch.from_numpy(s), torch.from_numpy(m))
+        ema = build_denoiser(unet_cfg, edm_cfg)
+        opt.ema.copy_to(ema)
+        imgs = sample_grid(ema, vae, latent_cfg, grid_text[0], grid_text[1], style_ids, seed=cfg.seed,
+                           edm=edm_cfg)
+        sheet = grid(_regroup(imgs, len(GRID_PROMPTS), len(style_ids)), cols=len(GRID_PROMPTS), scale=3)
+        (run_dir / "samples").mkdir(exist_ok=True)
+        sheet.save(run_dir / "samples" / f"samples_{step:06d}.png")
+        sheet.save(run_dir / "samples" / "latest.png")
+        opt.model.train()
+
+    meta = {"kind": "unet", "model": model_cfg.to_dict(), "train": cfg.to_dict(), "dataset": str(dataset),
+            "vae_run": str(vae_run)}
+    summary = train_loop(opt, cfg, run_dir, loss_fn, meta, sample_fn, progress, resume, stop_at)
+    ema = build_denoiser(unet_cfg, edm_cfg)
+    opt.ema.copy_to(ema)
+    save_weights(run_dir / "unet_ema.safetensors", ema.net.state_dict())
+    (run_dir / "summary.json").write_text(json.dumps({k: v for k, v in summary.items() if k != "losses"},
+                                                     indent=2) + "\n", encoding="utf-8")
+    return summary
+
+
+def _regroup(images: np.ndarray, n_prompts: int, n_styles: int) -> np.ndarray:
+    """[prompt-major] -> [style-major] so each grid row is one style and each column one prompt."""
+    return images.reshape(n_prompts, n_styles, *images.shape[1:]).transpose(1, 0, 2, 3, 4).reshape(
+        -1, *images.shape[1:])
