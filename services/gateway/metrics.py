@@ -92,38 +92,42 @@ class MetricsInterceptor(grpc.ServerInterceptor):
         return handler
 
 
-def _record(method: str, context, started: float, failed: bool) -> None:
-    code = _code_of(context)
-    if failed and code == "OK":
-        code = "UNKNOWN"
+def _record(method: str, code: str, started: float) -> None:
     RPCS.labels(method=method, code=code).inc()
     RPC_SECONDS.labels(method=method).observe(time.perf_counter() - started)
 
 
 def _unary(behavior, method):
     def wrapped(request, context):
-        started, failed = time.perf_counter(), True
+        started, code = time.perf_counter(), "UNKNOWN"
         try:
             response = behavior(request, context)
-            failed = False
+            code = _code_of(context)
             return response
+        except Exception:
+            code = _code_of(context)
+            code = "UNKNOWN" if code == "OK" else code  # an exception that was not an abort
+            raise
         finally:
-            _record(method, context, started, failed)
+            _record(method, code, started)
 
     return wrapped
 
 
 def _stream(behavior, method):
     def wrapped(request, context):
-        started, failed = time.perf_counter(), True
+        started, code = time.perf_counter(), "UNKNOWN"
         try:
             yield from behavior(request, context)
-            failed = False
-        except GeneratorExit:
-            failed = False
-            context.set_code(grpc.StatusCode.CANCELLED) if not context.is_active() else None
+            code = _code_of(context)
+        except GeneratorExit:  # gRPC stopped iterating: the client left or the server stopped
+            code = "CANCELLED"
+            raise
+        except Exception:
+            code = _code_of(context)
+            code = "UNKNOWN" if code == "OK" else code
             raise
         finally:
-            _record(method, context, started, failed)
+            _record(method, code, started)
 
     return wrapped

@@ -161,12 +161,19 @@ def serve(
     monitor = HealthMonitor(health_servicer, check, interval=health_interval)
 
     credentials = server_credentials(settings)
-    if credentials is None:
-        port = server.add_insecure_port(settings.grpc_listen)
-    else:
-        port = server.add_secure_port(settings.grpc_listen, credentials)
+    try:
+        if credentials is None:
+            port = server.add_insecure_port(settings.grpc_listen)
+        else:
+            port = server.add_secure_port(settings.grpc_listen, credentials)
+    except RuntimeError:
+        port = 0
     if port == 0:
-        raise OSError(f"cannot listen on {settings.grpc_listen}")
+        server.stop(None)
+        for close in closers:
+            close()
+        client.close()
+        raise OSError(f"cannot listen on {settings.grpc_listen} (address in use?)")
     host = settings.grpc_listen.rsplit(":", 1)[0]
     server.start()
     monitor.start()

@@ -5,6 +5,7 @@ import threading
 import time
 
 import pytest
+import redis as redis_lib
 
 from atelier.v1 import types_pb2
 from clients import (
@@ -18,6 +19,7 @@ from clients import (
     build_request,
 )
 from services.common.embedded_redis import free_port
+from services.common.store import JobStore
 from services.gateway.server import serve
 from tests.gateway.conftest import gateway_settings
 
@@ -73,6 +75,18 @@ def test_submit_is_idempotent_with_a_request_id(stack):
         assert a.job_id == b.job_id and b.existing
 
 
+def _serve_again(settings, jobs, patience: float = 10.0):
+    """A new gateway on the same port (which the old one may take a moment to release)."""
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            return serve(settings, enqueue=jobs, poll_seconds=0.1)
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
 def test_watch_resumes_by_itself_across_a_gateway_restart(redis_url, keys, model_repo):
     port = free_port()
     settings = gateway_settings(redis_url, keys, model_repo, grpc_listen=f"127.0.0.1:{port}")
@@ -84,7 +98,9 @@ def test_watch_resumes_by_itself_across_a_gateway_restart(redis_url, keys, model
     try:
         with Client(first.address, keys.alice, retries=30) as c:
             handle = c.submit("a fox", seeds=[1, 2], preview_every_steps=1)
-            worker = ScriptedWorker(first.jobs.store, jobs, step_delay=0.05, steps=10)
+            # The worker's own Redis connection: the first gateway's closes when it stops.
+            store = JobStore(redis_lib.Redis.from_url(redis_url), settings.key_prefix)
+            worker = ScriptedWorker(store, jobs, step_delay=0.05, steps=10)
             runner = threading.Thread(target=worker.run_one)
             runner.start()
             seen = []
@@ -92,9 +108,9 @@ def test_watch_resumes_by_itself_across_a_gateway_restart(redis_url, keys, model
                 seen.append(event)
                 if len(seen) == 4:  # the gateway goes away mid-stream, and comes back
                     first.stop(grace=0)
-                    time.sleep(0.3)
-                    second = serve(settings, enqueue=jobs, poll_seconds=0.1)
+                    second = _serve_again(settings, jobs)
             runner.join()
+            store.client.close()
             full = list(c.watch(handle.job_id))
         assert second is not None
         assert [e.id for e in seen] == [e.id for e in full]  # nothing missed, nothing repeated

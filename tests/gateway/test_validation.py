@@ -14,7 +14,7 @@ from atelier.v1 import types_pb2
 from tests.gateway.conftest import png_bytes
 from tests.gateway.helpers import Stubs, auth, violations
 
-pytestmark = pytest.mark.redis
+pytestmark = [pytest.mark.redis, pytest.mark.filterwarnings("ignore::PIL.Image.DecompressionBombWarning")]
 
 LIMITS = dict(max_upload_bytes=20_000, max_upload_pixels=128 * 128, max_bulk_prompts=4, max_images_per_job=8,
               max_steps=50, max_prompt_chars=100)
