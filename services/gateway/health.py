@@ -1,5 +1,7 @@
 """grpc.health.v1.Health: SERVING only while Redis answers and a worker has a model ready.
 
+The service name `atelier.liveness` is SERVING while the process runs, for liveness probes.
+
 A daemon thread re-checks every `interval` seconds and sets the status of the whole
 server ("") and of each Atelier service, so a load balancer or Kubernetes probe stops
 sending jobs to a gateway whose jobs could not run.
@@ -16,6 +18,9 @@ from grpc_health.v1 import health, health_pb2
 log = logging.getLogger(__name__)
 
 SERVICES = ("", "atelier.v1.Generation", "atelier.v1.Models")
+# SERVING for as long as the process answers at all: what a liveness probe asks. A gateway
+# whose Redis or workers are down is alive (restarting it would not help), only not ready.
+LIVENESS = "atelier.liveness"
 
 
 class HealthMonitor:
@@ -39,6 +44,7 @@ class HealthMonitor:
         return ok
 
     def start(self) -> HealthMonitor:
+        self.servicer.set(LIVENESS, health_pb2.HealthCheckResponse.SERVING)
         self.refresh()
         self._thread = threading.Thread(target=self._run, name="atelier-health", daemon=True)
         self._thread.start()

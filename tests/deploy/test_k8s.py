@@ -163,9 +163,10 @@ def test_gateway_probes_and_ports_match_the_settings(objects, settings):
     )
     readiness = container["readinessProbe"]
     assert readiness["grpc"] == {"port": grpc_port, "service": ""}, "native gRPC readiness probe"
-    liveness = container["livenessProbe"]
-    probe = liveness.get("grpc") or liveness.get("tcpSocket")
-    assert probe and _port_number(container, probe["port"]) == grpc_port
+    from services.gateway.health import LIVENESS
+
+    liveness = container["livenessProbe"]["grpc"]
+    assert liveness == {"port": grpc_port, "service": LIVENESS}, "liveness must not follow Redis or workers"
     spec = find(objects, "Deployment", "atelier-gateway")["spec"]["template"]["spec"]
     assert spec["terminationGracePeriodSeconds"] > settings.shutdown_grace_seconds
     service = find(objects, "Service", "atelier-gateway")

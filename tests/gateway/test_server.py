@@ -11,7 +11,7 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoRe
 from atelier.v1 import models_pb2
 from services.common import readiness
 from services.common.embedded_redis import free_port
-from services.gateway.health import HealthMonitor
+from services.gateway.health import LIVENESS, HealthMonitor
 from tests.gateway.helpers import Stubs, auth, request
 from tests.gateway.tls_certs import make_pki
 
@@ -37,6 +37,8 @@ def test_health_follows_worker_readiness(make_stack):
     serving, not_serving = health_pb2.HealthCheckResponse.SERVING, health_pb2.HealthCheckResponse.NOT_SERVING
     for service in ("", "atelier.v1.Generation", "atelier.v1.Models"):
         assert _health(stack.address, service) == not_serving
+    # Alive all the same: a liveness probe must not restart a gateway because workers are down.
+    assert _health(stack.address, LIVENESS) == serving
     prefix = stack.gateway.settings.key_prefix
     readiness.report(stack.redis, prefix, readiness.WorkerStatus("w1", ("other-model/1",)), ttl=60)
     time.sleep(0.5)
