@@ -97,6 +97,9 @@ class Settings:
     preview_size: int = _setting(64, "Longest side of preview images, in pixels.")
     progress_interval_ms: int = _setting(100, "Least time between two progress events of one job.")
     # --- gateway
+    outbox_grace_seconds: float = _setting(
+        30.0, "Age at which a stored job that no gateway handed to the broker is sent by the outbox sweeper."
+    )
     shutdown_grace_seconds: float = _setting(10.0, "Time open streams get to finish when the gateway stops.")
     gateway_threads: int = _setting(
         256, "Most gRPC calls the gateway serves at once (each open stream holds one); beyond: RESOURCE_EXHAUSTED."

@@ -14,6 +14,8 @@ Keys (all under `Settings.key_prefix`):
     job:<id>:artifacts           hash    image index -> encoded image bytes
     tenant:<t>:inflight          set     ids of the tenant's queued and running jobs
     tenant:<t>:request:<rid>     string  idempotency key -> job id
+    outbox                       zset    ids of jobs stored but not yet handed to the broker,
+                                         scored by creation time (see :meth:`JobStore.unsent`)
 
 A finished job's keys expire after `result_ttl_seconds`.
 """
@@ -44,17 +46,30 @@ def new_job_id() -> str:
     return uuid.uuid4().hex
 
 
+# The job and its outbox entry are written together: a gateway that dies before it hands
+# the job to the broker leaves the entry behind, and a sweeper sends the job later (the
+# transactional-outbox pattern), so no accepted job is ever stranded in QUEUED.
 _CREATE = """
-if #KEYS >= 4 then
-  local existing = redis.call('GET', KEYS[4])
+if #KEYS >= 5 then
+  local existing = redis.call('GET', KEYS[5])
   if existing then return {0, existing} end
 end
 if redis.call('EXISTS', KEYS[1]) == 1 then return redis.error_reply('DUPLICATE job exists') end
 redis.call('HSET', KEYS[1], unpack(ARGV, 4))
 redis.call('SADD', KEYS[3], ARGV[1])
-if #KEYS >= 4 then redis.call('SET', KEYS[4], ARGV[1]) end
+redis.call('ZADD', KEYS[4], ARGV[2], ARGV[1])
+if #KEYS >= 5 then redis.call('SET', KEYS[5], ARGV[1]) end
 redis.call('XADD', KEYS[2], '*', 'kind', 'queued', 'time', ARGV[2], 'data', ARGV[3])
 return {1, ARGV[1]}
+"""
+
+# A sweeper leases an outbox entry by moving its score to now: whoever moved it sends the
+# job; if that sweeper dies before sending, the entry comes due again one grace period later.
+_CLAIM_UNSENT = """
+local score = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if not score or tonumber(score) > tonumber(ARGV[2]) then return 0 end
+redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
+return 1
 """
 
 # QUEUED -> RUNNING, or RUNNING -> RUNNING when a lost worker's job is redelivered; the
@@ -127,6 +142,7 @@ class JobStore:
         self._append = client.register_script(_APPEND)
         self._artifact = client.register_script(_ARTIFACT)
         self._finish = client.register_script(_FINISH)
+        self._claim_unsent = client.register_script(_CLAIM_UNSENT)
 
     @classmethod
     def from_settings(cls, settings) -> JobStore:
@@ -169,7 +185,7 @@ class JobStore:
         """
         job_id = job_id or new_job_id()
         now = time.time() if now is None else now
-        keys = [self.job_key(job_id), self.events_key(job_id), self.inflight_key(tenant)]
+        keys = [self.job_key(job_id), self.events_key(job_id), self.inflight_key(tenant), self.outbox_key]
         if spec.request_id:
             keys.append(self.request_key(tenant, spec.request_id))
         record: dict[str, Any] = {
@@ -216,6 +232,28 @@ class JobStore:
         return self._finish_job(
             record, JobState.EXPIRED, JobState.ACTIVE, None, ErrorCode.NONE, "deadline passed", now
         )
+
+    # --- the outbox: jobs stored but not yet on the broker
+
+    @property
+    def outbox_key(self) -> str:
+        return f"{self.prefix}outbox"
+
+    def sent(self, job_id: str) -> bool:
+        """Take a job out of the outbox; True for the one caller that removed it."""
+        return bool(self.client.zrem(self.outbox_key, job_id))
+
+    def unsent(self, older_than_seconds: float, now: float | None = None, limit: int = 500) -> list[str]:
+        """Ids of jobs stored more than `older_than_seconds` ago and never handed to the broker."""
+        now = time.time() if now is None else now
+        found = self.client.zrangebyscore(self.outbox_key, "-inf", now - older_than_seconds, start=0, num=limit)
+        return [m.decode() for m in found]
+
+    def claim_unsent(self, job_id: str, older_than_seconds: float, now: float | None = None) -> bool:
+        """Lease an overdue outbox entry to this caller (True) unless another sweeper has it."""
+        now = time.time() if now is None else now
+        args = [job_id, repr(now - older_than_seconds), repr(now)]
+        return bool(self._claim_unsent(keys=[self.outbox_key], args=args))
 
     def count_in_flight(self, tenant: str) -> int:
         return int(self.client.scard(self.inflight_key(tenant)))

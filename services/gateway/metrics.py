@@ -41,7 +41,11 @@ EDGE_LATENCY = Histogram(
     "Submission to final event of jobs followed by their Generate stream.",
     ["queue", "outcome"], buckets=_SECONDS, registry=None,
 )
-_ALL = (RPCS, RPC_SECONDS, SUBMITTED, REJECTED, EDGE_QUEUE, EDGE_LATENCY)
+OUTBOX_RESENT = Counter(
+    "atelier_outbox_resent_total", "Jobs sent to the broker by the outbox sweeper (their gateway died first).",
+    registry=None,
+)
+_ALL = (RPCS, RPC_SECONDS, SUBMITTED, REJECTED, EDGE_QUEUE, EDGE_LATENCY, OUTBOX_RESENT)
 
 
 def registry_for(redis_client) -> CollectorRegistry:

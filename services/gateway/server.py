@@ -31,6 +31,7 @@ from services.gateway.auth import KeyRing
 from services.gateway.catalog import ModelCatalog
 from services.gateway.enqueue import CeleryEnqueue, Enqueue
 from services.gateway.health import HealthMonitor
+from services.gateway.outbox import OutboxSweeper
 from services.gateway.service import JobService
 from services.gateway.servicers import GenerationServicer, ModelsServicer
 from services.gateway.validation import Limits
@@ -177,6 +178,8 @@ def serve(
     host = settings.grpc_listen.rsplit(":", 1)[0]
     server.start()
     monitor.start()
+    sweeper = OutboxSweeper(store, enqueue, grace_seconds=settings.outbox_grace_seconds).start()
+    closers.insert(0, sweeper.stop)
     registry = metrics.registry_for(client)
     metrics_server = metrics.serve_metrics(settings.gateway_metrics_port, registry)
     closers.append(client.close)

@@ -81,7 +81,9 @@ class JobService:
         except Exception:
             log.exception("could not queue job %s; failing it", job_id)
             self.store.finish(job_id, None, JobState.FAILED, ErrorCode.INTERNAL, "the gateway could not queue the job")
+            self.store.sent(job_id)
             raise
+        self.store.sent(job_id)
         metrics.SUBMITTED.labels(queue=spec.priority).inc()
         return Submitted(self.store.get(job_id, tenant), False, placement.position, placement.eta_seconds)
 
