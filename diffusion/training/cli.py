@@ -63,6 +63,16 @@ def _finetune(args: argparse.Namespace) -> int:
     return 0
 
 
+def _package(args: argparse.Namespace) -> int:
+    from diffusion.training.package import package_model
+
+    files = package_model(Path(args.root), Path(args.out), Path(args.data_card) if args.data_card else None,
+                          Path(args.contact) if args.contact else None, command=args.command_line)
+    for k, p in files.items():
+        print(f"{k}: {p}")
+    return 0
+
+
 def _common(p: argparse.ArgumentParser, steps: int, batch: int, lr: float, channels: list[int]) -> None:
     p.add_argument("--data", required=True, help="dataset .npz from `atelier data`")
     p.add_argument("--run-dir", required=True, help="logs, samples and checkpoints (resumes if present)")
@@ -103,3 +113,10 @@ def register(parser: argparse.ArgumentParser, name: str = "train") -> None:
     _common(f, 1000, 32, 1e-4, [64, 128])
     f.add_argument("--model", default="models/atelier-emoji/1", help="shipped model folder")
     f.set_defaults(func=_finetune)
+    p = sub.add_parser("package", help="copy a finished run's EMA weights, configs and figures into a model folder")
+    p.add_argument("--root", required=True, help="pipeline run root holding vae/ and unet/")
+    p.add_argument("--out", default="models/atelier-emoji/1")
+    p.add_argument("--data-card", help="the dataset's .card.json")
+    p.add_argument("--contact", help="the dataset's contact sheet PNG")
+    p.add_argument("--command-line", default="", help="training command recorded in the model card")
+    p.set_defaults(func=_package)

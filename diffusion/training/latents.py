@@ -16,10 +16,12 @@ from diffusion.nets.vae import VAE
 from diffusion.training.tensors import to_model
 
 
-def load_vae(run_dir: Path) -> VAE:
+def load_vae(run_dir: Path, cfg: VAEConfig | None = None) -> VAE:
+    """The EMA VAE of a training run (``vae_config.json`` + ``vae_ema.safetensors``), or of a
+    shipped model folder when ``cfg`` is given."""
     from safetensors.torch import load_file
 
-    cfg = VAEConfig.load(Path(run_dir) / "vae_config.json")
+    cfg = cfg or VAEConfig.load(Path(run_dir) / "vae_config.json")
     vae = VAE(cfg)
     vae.load_state_dict(load_file(str(Path(run_dir) / "vae_ema.safetensors")))
     return vae.eval()
@@ -44,15 +46,17 @@ def latent_stats(mean: np.ndarray, logvar: np.ndarray, image_size: int) -> Laten
                         scale=float(1.0 / np.sqrt(var)), shift=shift)
 
 
-def encode_dataset(vae_run: Path, images: np.ndarray, out: Path) -> tuple[np.ndarray, np.ndarray, LatentConfig]:
-    """Cache ``out`` (.npz: mean, logvar) and ``out``.json (LatentConfig); reuse if present."""
+def encode_dataset(vae: VAE, images: np.ndarray, out: Path,
+                   fixed: LatentConfig | None = None) -> tuple[np.ndarray, np.ndarray, LatentConfig]:
+    """Cache ``out`` (.npz: mean, logvar) and ``out``.json (LatentConfig); reuse if present.
+    ``fixed`` keeps an existing model's scale and shift (fine-tuning must not move them)."""
     out = Path(out)
     cfg_path = out.with_suffix(".json")
     if out.exists() and cfg_path.exists():
         with np.load(out, allow_pickle=False) as z:
             return z["mean"], z["logvar"], LatentConfig.load(cfg_path)
-    mean, logvar = encode_images(load_vae(vae_run), images)
-    cfg = latent_stats(mean, logvar, images.shape[1])
+    mean, logvar = encode_images(vae, images)
+    cfg = fixed or latent_stats(mean, logvar, images.shape[1])
     np.savez(out, mean=mean, logvar=logvar)
     cfg.save(cfg_path)
     return mean, logvar, cfg

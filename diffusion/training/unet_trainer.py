@@ -12,7 +12,7 @@ import torch
 
 from diffusion.data.dataset import TRAIN, load_dataset
 from diffusion.data.images import grid
-from diffusion.nets.config import EDMConfig, LatentConfig, ModelConfig, TextConfig, UNetConfig
+from diffusion.nets.config import EDMConfig, LatentConfig, ModelConfig, TextConfig, UNetConfig, VAEConfig
 from diffusion.nets.edm import EDMDenoiser, edm_loss_weight, sample_training_sigma
 from diffusion.nets.unet import UNet
 from diffusion.training.checkpoint import save_weights
@@ -89,29 +89,36 @@ def sample_grid(denoiser: EDMDenoiser, vae, latent: LatentConfig, text_states, t
 def train_unet(dataset: Path, vae_run: Path, run_dir: Path, unet_cfg: UNetConfig, cfg: TrainConfig,
                edm_cfg: EDMConfig | None = None, text_cfg: TextConfig | None = None,
                dropout: CondDropout | None = None, progress=None, resume: bool = True,
-               stop_at: int | None = None) -> dict:
+               stop_at: int | None = None, init: dict | None = None, vae_cfg: VAEConfig | None = None,
+               latent_cfg: LatentConfig | None = None, styles: list[str] | None = None) -> dict:
+    """Train from scratch, or (fine-tuning) from ``init`` UNet weights with a shipped model's VAE
+    (``vae_run`` folder + ``vae_cfg``), latent normalisation ``latent_cfg`` and style list ``styles``."""
     device = configure_torch(cfg)
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     edm_cfg, text_cfg, dropout = edm_cfg or EDMConfig(), text_cfg or TextConfig(), dropout or CondDropout()
     ds = load_dataset(dataset)
-    unet_cfg.num_styles = max(unet_cfg.num_styles, len(ds.styles))
+    styles = styles or list(ds.styles)
+    unet_cfg.num_styles = max(unet_cfg.num_styles, len(styles))
     train = ds.subset(TRAIN)
-    mean, logvar, latent_cfg = encode_dataset(vae_run, train.images, run_dir / "latents.npz")
+    style_ids = np.array([styles.index(ds.styles[i]) for i in train.style_ids], dtype=np.int64)
+    vae = load_vae(vae_run, vae_cfg)
+    mean, logvar, latent_cfg = encode_dataset(vae, train.images, run_dir / "latents.npz", latent_cfg)
     states, mask, row_of = build_text_cache([str(c) for c in train.captions], run_dir / "text_cache.npz",
                                             text_cfg.max_length)
-    cond = Conditioning(states, mask, np.array([row_of[str(c)] for c in train.captions]), train.style_ids)
+    cond = Conditioning(states, mask, np.array([row_of[str(c)] for c in train.captions]), style_ids)
     mean_t, std_t = torch.from_numpy(mean), torch.from_numpy(np.exp(0.5 * logvar))
 
-    model_cfg = ModelConfig(vae=json.loads((Path(vae_run) / "vae_config.json").read_text()),
-                            unet=unet_cfg.to_dict(), edm=edm_cfg.to_dict(), text=text_cfg.to_dict(),
-                            latent=latent_cfg.to_dict(), styles=tuple(ds.styles))
+    model_cfg = ModelConfig(vae=vae.config.to_dict(), unet=unet_cfg.to_dict(), edm=edm_cfg.to_dict(),
+                            text=text_cfg.to_dict(), latent=latent_cfg.to_dict(), styles=tuple(styles))
     model_cfg.save(run_dir / "model_config.json")
     cfg.save(run_dir / "train_config.json")
 
-    denoiser = build_denoiser(unet_cfg, edm_cfg, cfg.seed).to(device)
+    denoiser = build_denoiser(unet_cfg, edm_cfg, cfg.seed)
+    if init is not None:
+        denoiser.net.load_state_dict(init)
+    denoiser = denoiser.to(device)
     opt = Optimization(denoiser, cfg)
-    vae = load_vae(vae_run)
 
     def loss_fn(step: int, g: torch.Generator):
         b = cfg.batch_size
@@ -130,7 +137,7 @@ def train_unet(dataset: Path, vae_run: Path, run_dir: Path, unet_cfg: UNetConfig
         return loss, {}
 
     grid_text = None
-    style_ids = list(range(1, len(ds.styles)))
+    grid_styles = sorted({int(s) for s in style_ids if s > 0}) or [0]
 
     def sample_fn(step: int) -> None:
         nonlocal grid_text
@@ -141,9 +148,9 @@ def train_unet(dataset: Path, vae_run: Path, run_dir: Path, unet_cfg: UNetConfig
             grid_text = (torch.from_numpy(s), torch.from_numpy(m))
         ema = build_denoiser(unet_cfg, edm_cfg)
         opt.ema.copy_to(ema)
-        imgs = sample_grid(ema, vae, latent_cfg, grid_text[0], grid_text[1], style_ids, seed=cfg.seed,
+        imgs = sample_grid(ema, vae, latent_cfg, grid_text[0], grid_text[1], grid_styles, seed=cfg.seed,
                            edm=edm_cfg)
-        sheet = grid(_regroup(imgs, len(GRID_PROMPTS), len(style_ids)), cols=len(GRID_PROMPTS), scale=3)
+        sheet = grid(_regroup(imgs, len(GRID_PROMPTS), len(grid_styles)), cols=len(GRID_PROMPTS), scale=3)
         (run_dir / "samples").mkdir(exist_ok=True)
         sheet.save(run_dir / "samples" / f"samples_{step:06d}.png")
         sheet.save(run_dir / "samples" / "latest.png")

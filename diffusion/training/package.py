@@ -1,0 +1,116 @@
+"""Package a finished run as the shipped model folder (``models/<name>/<version>/``).
+
+Writes ``config.json`` (ModelConfig + sampling defaults, data card, licences, provenance: the
+layout export/sources/atelier.py reads), the EMA weights, training curves, the last sample
+grid, VAE reconstructions, the data contact sheet and MODEL_CARD.md."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+from diffusion.training.logger import plot_curves, read_metrics
+
+MAX_FILE_BYTES = 20 * 1024 * 1024  # every committed file stays under 20 MB
+
+
+def _json(path: Path) -> dict:
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+
+
+def _run_stats(run: Path) -> dict:
+    recs = read_metrics(run / "metrics.jsonl")
+    summary = _json(run / "summary.json")
+    if not recs:
+        return {"steps": summary.get("steps", 0)}
+    rates = [r["steps_per_s"] for r in recs if "steps_per_s" in r]
+    last = recs[-1]
+    return {"steps": summary.get("steps", last["step"] + 1),
+            "wall_minutes": round((recs[-1]["time"] - recs[0]["time"]) / 60.0, 1),
+            "steps_per_s": round(rates[-1], 3) if rates else None,
+            "final_loss": round(sum(r["loss"] for r in recs[-20:]) / len(recs[-20:]), 4)}
+
+
+def package_model(root: Path, out: Path, data_card: Path | None = None, contact: Path | None = None,
+                  command: str = "") -> dict[str, Path]:
+    root, out = Path(root), Path(out)
+    vae_run, unet_run = root / "vae", root / "unet"
+    out.mkdir(parents=True, exist_ok=True)
+    files = {"vae": out / "vae_ema.safetensors", "unet": out / "unet_ema.safetensors"}
+    shutil.copyfile(vae_run / "vae_ema.safetensors", files["vae"])
+    shutil.copyfile(unet_run / "unet_ema.safetensors", files["unet"])
+    for p in files.values():
+        if p.stat().st_size >= MAX_FILE_BYTES:
+            raise ValueError(f"{p} is {p.stat().st_size} bytes: over the 20 MB limit for committed files")
+
+    model_cfg = _json(unet_run / "model_config.json")
+    card = _json(data_card) if data_card else {}
+    licences = sorted({f"{s}: {v['licence']} ({v['attribution']})" for s, v in card.get("sources", {}).items()})
+    vae_stats, unet_stats = _run_stats(vae_run), _run_stats(unet_run)
+    provenance = {"vae_train": _json(vae_run / "train_config.json"),
+                  "unet_train": _json(unet_run / "train_config.json"),
+                  "vae_stats": vae_stats, "unet_stats": unet_stats, "command": command,
+                  "packaged": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    config = {**model_cfg,
+              "description": "Atelier emoji: text- and style-conditioned latent diffusion on 32x32 RGBA emoji",
+              "defaults": {"sampler": "dpmpp_2m", "steps": 20, "guidance_scale": 3.0, "schedule": "karras"},
+              "data_card": card, "licenses": licences, "provenance": provenance}
+    files["config"] = out / "config.json"
+    files["config"].write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+
+    files["curves"] = plot_curves({"VAE (L1 + KL)": vae_run, "UNet (EDM loss)": unet_run},
+                                  out / "training_curves.png",
+                                  {"VAE (L1 + KL)": ["loss", "l1"], "UNet (EDM loss)": ["loss"]})
+    for name, src in (("samples", unet_run / "samples" / "latest.png"),
+                      ("vae_reconstructions", vae_run / "samples" / "latest.png"), ("data_contact_sheet", contact)):
+        if src and Path(src).exists():
+            files[name] = out / f"{name}.png"
+            shutil.copyfile(src, files[name])
+    files["card"] = out / "MODEL_CARD.md"
+    files["card"].write_text(model_card(config, vae_stats, unet_stats, command), encoding="utf-8")
+    return files
+
+
+def model_card(config: dict, vae_stats: dict, unet_stats: dict, command: str) -> str:
+    unet, vae, latent, card = config["unet"], config["vae"], config["latent"], config.get("data_card", {})
+    lines = [
+        "# atelier-emoji, version 1", "",
+        "A small text- and style-conditioned latent diffusion model for 32x32 RGBA (premultiplied alpha)",
+        "emoji-like sprites, trained from scratch on this project's 2-core CPU.", "",
+        "## Model", "",
+        f"- VAE: KL-regularised, channels {vae['channels']}, {2 ** (len(vae['channels']) - 1)}x downsampling, "
+        f"{vae['latent_channels']} latent channels; latents {latent['latent_channels']}x{latent['latent_size']}x"
+        f"{latent['latent_size']}, z = (mean(E(x)) - {latent['shift']:.4f}) * {latent['scale']:.4f}.",
+        f"- UNet: channels {unet['channels']}, {unet['num_res_blocks']} res blocks a level, self- and cross-attention "
+        f"at levels {unet['attention']}, embedding {unet['embed_dim']}, {unet['num_styles']} style ids "
+        f"{list(config['styles'])} (0 = none).",
+        "- Parameterisation: EDM preconditioning (Karras et al. 2022), sigma_data = "
+        f"{config['edm']['sigma_data']}; the network is a denoiser D(x, sigma, cond) -> x0.",
+        f"- Text: {config['text']['encoder']} token states [B, {config['text']['max_length']}, "
+        f"{config['text']['dim']}] + attention mask; unconditional = caption \"\" with style 0.",
+        "- Classifier-free guidance: conditioning dropped in training 10% (both), 5% text only, 5% style only.",
+        "", "## Data", "",
+        f"{card.get('images', '?')} images ({card.get('train', '?')} train, {card.get('validation', '?')} validation), "
+        "split by a hash of the emoji id (the same emoji is in the same split in every style).", "",
+        "| style | images | source | licence |", "|---|---|---|---|"]
+    for s, n in card.get("per_style", {}).items():
+        src = card.get("sources", {}).get(s, {})
+        lines.append(f"| {s} | {n} | {src.get('package', '-')} | {src.get('licence', '-')}: "
+                     f"{src.get('attribution', '')} |")
+    lines += ["", "Captions: the emoji's Unicode name plus its short names (emoji.json of emoji-datasource).",
+              "Twemoji artwork is CC-BY-4.0: attribution to Twitter/X Corp and contributors is required when "
+              "redistributing images derived from it.", "",
+              "## Training", "",
+              "| stage | steps | wall time (min) | steps/s | final loss |", "|---|---|---|---|---|",
+              f"| VAE | {vae_stats.get('steps')} | {vae_stats.get('wall_minutes')} | {vae_stats.get('steps_per_s')} "
+              f"| {vae_stats.get('final_loss')} |",
+              f"| UNet | {unet_stats.get('steps')} | {unet_stats.get('wall_minutes')} | "
+              f"{unet_stats.get('steps_per_s')} | {unet_stats.get('final_loss')} |", "",
+              "Measured on a 2-core CPU shared with other jobs (steps/s varies with the load).", "",
+              "Command:", "", "```", command or "diffusion/training/run_emoji.sh /work/runs/atelier-emoji-1", "```", "",
+              "Files: `config.json`, `vae_ema.safetensors`, `unet_ema.safetensors` (EMA weights), "
+              "`training_curves.png`, `samples.png` (rows: styles, columns: prompts), `vae_reconstructions.png`, "
+              "`data_contact_sheet.png`.", ""]
+    return "\n".join(lines)
