@@ -82,6 +82,8 @@ def caption_of(entry: dict) -> str:
     words = [name]
     for short in entry.get("short_names") or []:
         s = short.replace("_", " ").replace("-", " ").lower()
+        if re.fullmatch(r"[a-z ]+\d", s) and s[:-1] in words:  # "cat2" (disambiguation), not a new word
+            continue
         if s and s not in words and s != name:
             words.append(s)
     return ", ".join(w for w in words if w)
@@ -124,10 +126,12 @@ _TONES = ("-light", "-medium-light", "-medium", "-medium-dark", "-dark")
 def fluent_items(package_dir: Path, subdir: str, metadata: list[dict], raster: int = 128) -> Iterator[Item]:
     """Fluent icons are named by CLDR slug; match them to emoji.json by slugged name or short name.
     Skin-tone variants are dropped and '-default' is the base emoji."""
-    by_slug: dict[str, dict] = {}
+    # Names first: Fluent's "cat" is U+1F408 CAT, although "cat" is also a short name of CAT FACE.
+    by_name = {slug(e.get("name") or ""): e for e in metadata}
+    by_short: dict[str, dict] = {}
     for entry in metadata:
-        for key in [entry.get("name") or ""] + list(entry.get("short_names") or []):
-            by_slug.setdefault(slug(key), entry)
+        for key in entry.get("short_names") or []:
+            by_short.setdefault(slug(key), entry)
     icon_dir = package_dir / "icons" / subdir
     names = sorted(p.stem for p in icon_dir.glob("*.svg"))
     present = set(names)
@@ -138,7 +142,7 @@ def fluent_items(package_dir: Path, subdir: str, metadata: list[dict], raster: i
             base = name[: -len("-default")]
         elif any(name.endswith(t) and name[: -len(t)] + "-default" in present for t in _TONES):
             continue
-        entry = by_slug.get(base)
+        entry = by_name.get(base) or by_short.get(base)
         if entry is None or entry.get("category") == "Component" or entry["unified"] in seen:
             continue
         seen.add(entry["unified"])
