@@ -5,7 +5,9 @@ seconds, so a worker that dies (or is SIGKILLed) drops out on its own. The gatew
 the records to answer health checks (SERVING only when some worker has a model ready),
 to fill `ModelInfo.ready`, and to estimate queue ETAs from the workers' measured speed.
 
-Key: `<prefix>worker:<worker id>` -> JSON of :class:`WorkerStatus`, with a TTL.
+Keys: `<prefix>worker:<worker id>` -> JSON of :class:`WorkerStatus`, with a TTL, and the
+set `<prefix>workers` of worker ids, so that readers find the records without scanning the
+keyspace (which holds every job's keys for a day: a SCAN per Submit grew with it).
 
 A worker calls ``Heartbeat(client, prefix, status).start()`` after its warm-up run (or
 ``report(...)`` itself on a timer) and ``withdraw(...)`` on a clean shutdown.
@@ -43,24 +45,58 @@ def worker_key(prefix: str, worker: str) -> str:
     return f"{prefix}worker:{worker}"
 
 
+def index_key(prefix: str) -> str:
+    return f"{prefix}workers"
+
+
+# KEYS[1] the index, KEYS[2..] records found missing; ARGV their worker ids. Drops an id only
+# if its record is still missing: a worker that reported again meanwhile keeps its entry.
+_PRUNE = """
+for i, worker in ipairs(ARGV) do
+  if redis.call('EXISTS', KEYS[i + 1]) == 0 then redis.call('SREM', KEYS[1], worker) end
+end
+return 0
+"""
+
+
 def report(client: redis.Redis, prefix: str, status: WorkerStatus, ttl: float = DEFAULT_TTL_SECONDS) -> None:
     """Write (or refresh) one worker's record."""
     status = replace(status, time=time.time(), models=tuple(status.models))
-    client.set(worker_key(prefix, status.worker), json.dumps(asdict(status)), px=int(ttl * 1000))
+    pipe = client.pipeline(transaction=True)  # MULTI: the record and its index entry appear together
+    pipe.set(worker_key(prefix, status.worker), json.dumps(asdict(status)), px=int(ttl * 1000))
+    pipe.sadd(index_key(prefix), status.worker)
+    pipe.execute()
 
 
 def withdraw(client: redis.Redis, prefix: str, worker: str) -> None:
-    client.delete(worker_key(prefix, worker))
+    pipe = client.pipeline(transaction=True)
+    pipe.delete(worker_key(prefix, worker))
+    pipe.srem(index_key(prefix), worker)
+    pipe.execute()
+
+
+def _record_keys(client: redis.Redis, prefix: str) -> tuple[list[str], list[str]]:
+    """(worker ids, their record keys) from the index; by SCAN only when the index is empty
+    (workers of a release before the index write none)."""
+    ids = sorted(m.decode() if isinstance(m, bytes) else m for m in client.smembers(index_key(prefix)))
+    if ids:
+        return ids, [worker_key(prefix, w) for w in ids]
+    keys = sorted(k.decode() if isinstance(k, bytes) else k
+                  for k in client.scan_iter(match=f"{prefix}worker:*", count=500))
+    return [], keys
 
 
 def workers(client: redis.Redis, prefix: str) -> list[WorkerStatus]:
     """Every worker whose heartbeat has not expired."""
-    keys = list(client.scan_iter(match=f"{prefix}worker:*", count=500))
+    ids, keys = _record_keys(client, prefix)
     if not keys:
         return []
     found = []
-    for raw in client.mget(keys):
+    missing: list[tuple[str, str]] = []
+    for i, raw in enumerate(client.mget(keys)):
         if raw is None:
+            if ids:
+                missing.append((keys[i], ids[i]))
             continue
         try:
             data = json.loads(raw)
@@ -68,6 +104,9 @@ def workers(client: redis.Redis, prefix: str) -> list[WorkerStatus]:
             found.append(WorkerStatus(**{k: v for k, v in data.items() if k in WorkerStatus.__dataclass_fields__}))
         except (ValueError, TypeError):
             continue
+    if missing:  # expired: the worker died without withdrawing
+        client.register_script(_PRUNE)(keys=[index_key(prefix), *(k for k, _ in missing)],
+                                       args=[w for _, w in missing])
     return found
 
 
