@@ -95,7 +95,10 @@ class Settings:
         "Seconds before an unacknowledged job is redelivered; above task_time_limit.",
     )
     preview_size: int = _setting(64, "Longest side of preview images, in pixels.")
-    progress_interval_ms: int = _setting(100, "Least time between two progress events of one job.")
+    progress_interval_ms: int = _setting(
+        100, "Least time between two progress events of one job, and between two checks in Redis of whether it was "
+        "cancelled."
+    )
     # --- gateway
     outbox_grace_seconds: float = _setting(
         30.0, "Age at which a stored job that no gateway handed to the broker is sent by the outbox sweeper."

@@ -84,6 +84,8 @@ class JobExecutor:
             deadline=job.spec.deadline,
             time_limit_seconds=self.settings.task_soft_time_limit,
             progress_interval_ms=self.settings.progress_interval_ms,
+            # Ask Redis whether the job was cancelled no more often than progress is reported.
+            check_interval_ms=self.settings.progress_interval_ms,
             stop_event=self.stop_event,
         )
         model_name = loaded.runtime.info.name
