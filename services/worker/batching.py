@@ -54,6 +54,7 @@ class _Request:
     sigma: np.ndarray
     cond: Cond
     signature: tuple
+    caller: object = None  # shared by the pieces of one call
     done: threading.Event = field(default_factory=threading.Event)
     result: np.ndarray | None = None
     error: BaseException | None = None
@@ -94,7 +95,6 @@ class BatchingDenoiser:
         self.name = name
         self.stats = BatchStats()
         self._pending: collections.deque[_Request] = collections.deque()
-        self._waiting_callers = 0  # callers blocked in __call__
         self._sessions = 0
         self._closed = False
         self._lock = threading.Condition()
@@ -110,7 +110,7 @@ class BatchingDenoiser:
         sigma = np.broadcast_to(np.asarray(sigma, dtype=np.float64), (x.shape[0],))
         if x.shape[0] == 0:
             return x.copy()
-        signature = _signature(x, cond)
+        signature, caller = _signature(x, cond), object()
         # A request wider than one call is cut into pieces that may ride in different calls.
         pieces = [
             _Request(
@@ -118,6 +118,7 @@ class BatchingDenoiser:
                 sigma[i : i + self.max_batch],
                 None if cond is None else {k: v[i : i + self.max_batch] for k, v in cond.items()},
                 signature,
+                caller,
             )
             for i in range(0, x.shape[0], self.max_batch)
         ]
@@ -125,14 +126,9 @@ class BatchingDenoiser:
             if self._closed:
                 raise DenoiserClosed(self.name)
             self._pending.extend(pieces)
-            self._waiting_callers += 1
             self._lock.notify_all()
-        try:
-            for piece in pieces:
-                piece.done.wait()
-        finally:
-            with self._lock:
-                self._waiting_callers -= 1
+        for piece in pieces:
+            piece.done.wait()
         for piece in pieces:
             if piece.error is not None:
                 raise piece.error
@@ -162,7 +158,10 @@ class BatchingDenoiser:
     # --- the owner thread
 
     def _everyone_waiting(self) -> bool:
-        return self._sessions > 0 and self._waiting_callers >= self._sessions
+        # Counted from the requests still queued, not from callers blocked in __call__: a caller
+        # already served but not yet woken would otherwise count as waiting, and the owner would
+        # run the first arrivals alone, splitting the jobs into alternating half-full calls.
+        return self._sessions > 0 and len({id(r.caller) for r in self._pending}) >= self._sessions
 
     def _pending_rows(self) -> int:
         return sum(r.rows for r in self._pending)
