@@ -86,6 +86,7 @@ class JobExecutor:
             progress_interval_ms=self.settings.progress_interval_ms,
             # Ask Redis whether the job was cancelled no more often than progress is reported.
             check_interval_ms=self.settings.progress_interval_ms,
+            confirmed_at=time.time(),  # begin_attempt has just handed this attempt the job
             stop_event=self.stop_event,
         )
         model_name = loaded.runtime.info.name
@@ -100,7 +101,8 @@ class JobExecutor:
                 rows_per_chunk=self.settings.max_batch,
                 preview_size=self.settings.preview_size,
                 max_upload_pixels=self.settings.max_upload_pixels,
-                skip=frozenset(self.store.artifact_indices(job.job_id)),
+                # Only an earlier attempt can have stored images: a first one need not ask.
+                skip=frozenset(self.store.artifact_indices(job.job_id)) if attempt > 1 else frozenset(),
             )
         except WorkerShuttingDown:
             log.info("job %s handed back: the worker is shutting down", job.job_id)
@@ -127,7 +129,7 @@ class JobExecutor:
             metrics.IMAGES.labels(model=model_name).inc(reporter.images_written)
 
     def _finish(self, job: JobRecord, attempt: int | None, state: str, code: str, message: str) -> None:
-        if self.store.finish(job.job_id, attempt, state, code, message):
+        if self.store.finish(job.job_id, attempt, state, code, message, record=job):
             metrics.record_outcome(state, job.spec.priority, time.time() - job.created_at)
 
     def _state(self, job_id: str) -> str | None:

@@ -48,6 +48,7 @@ class StoreReporter:
         time_limit_seconds: float | None = None,
         progress_interval_ms: float = 100,
         check_interval_ms: float = 0,
+        confirmed_at: float | None = None,
         clock=time.time,
         stop_event=None,
     ):
@@ -59,7 +60,8 @@ class StoreReporter:
         self.progress_interval = progress_interval_ms / 1000.0
         self._last_progress = float("-inf")
         self.check_interval = check_interval_ms / 1000.0
-        self._confirmed = float("-inf")  # when Redis last said this attempt still owns the job
+        # When Redis last said this attempt still owns the job (None: never yet).
+        self._confirmed = float("-inf") if confirmed_at is None else confirmed_at
         self.steps_done = 0
         self.images_written = 0
         self.stop_event = stop_event

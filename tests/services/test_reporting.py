@@ -74,3 +74,13 @@ def test_a_cancelled_job_stops_at_the_first_check_after_the_interval():
     clock.now += 0.06
     with pytest.raises(JobStopped):
         r.check()
+
+
+def test_a_reporter_made_just_after_begin_attempt_need_not_ask_at_once():
+    store, clock = FakeStore(), Clock()
+    r = reporter(store, clock, check_interval_ms=100, confirmed_at=clock.now)
+    r.check()
+    assert store.asked == 0
+    clock.now += 0.1
+    r.check()
+    assert store.asked == 1

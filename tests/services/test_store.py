@@ -54,6 +54,25 @@ def test_same_request_id_returns_the_existing_job(store):
     assert store.find_request("acme", "r1") == first
 
 
+def test_the_started_event_carries_the_attempt_and_the_time_in_queue(store):
+    job_id, _ = store.create("acme", spec(), now=1000.0)
+    assert store.begin_attempt(job_id, "w1", "CPUExecutionProvider", now=1002.5) == 1
+    started = store.read_events(job_id)[1]
+    assert started.kind == "started" and started.data["attempt"] == 1
+    assert started.data["queued_for_seconds"] == pytest.approx(2.5)
+    assert started.data["worker"] == "w1" and started.data["execution_provider"] == "CPUExecutionProvider"
+    assert store.begin_attempt("no-such-job", "w1") is None
+
+
+def test_finish_with_the_record_in_hand_reads_nothing_more(store, redis_client, monkeypatch):
+    job_id, _ = store.create("acme", spec(request_id="r"))
+    store.begin_attempt(job_id, "w1")
+    record = store.get(job_id)
+    monkeypatch.setattr(store, "get", lambda *a, **k: pytest.fail("finish read the record again"))
+    assert store.finish(job_id, 1, JobState.SUCCEEDED, record=record)
+    assert redis_client.scard(store.inflight_key("acme")) == 0 and redis_client.ttl(store.request_key("acme", "r")) > 0
+
+
 def test_a_job_runs_to_success_and_its_keys_expire(store, redis_client):
     job_id, _ = store.create("acme", spec(request_id="r"))
     attempt = store.begin_attempt(job_id, "w1", "CPUExecutionProvider")
