@@ -52,11 +52,10 @@ def encode_dataset(vae: VAE, images: np.ndarray, out: Path,
     ``fixed`` keeps an existing model's scale and shift (fine-tuning must not move them)."""
     out = Path(out)
     cfg_path = out.with_suffix(".json")
-    if out.exists() and cfg_path.exists():
-        with np.load(out, allow_pickle=False) as z:
-            return z["mean"], z["logvar"], LatentConfig.load(cfg_path)
-    mean, logvar = encode_images(vae, images)
-    cfg = fixed or latent_stats(mean, logvar, images.shape[1])
-    np.savez(out, mean=mean, logvar=logvar)
-    cfg.save(cfg_path)
-    return mean, logvar, cfg
+    if not (out.exists() and cfg_path.exists()):
+        mean, logvar = encode_images(vae, images)
+        (fixed or latent_stats(mean, logvar, images.shape[1])).save(cfg_path)
+        np.savez(out, mean=mean, logvar=logvar)
+    # Always train from the file, so a fresh and a resumed run read the very same arrays.
+    with np.load(out, allow_pickle=False) as z:
+        return z["mean"], z["logvar"], LatentConfig.load(cfg_path)

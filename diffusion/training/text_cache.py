@@ -18,8 +18,8 @@ def build_text_cache(captions: list[str], out: Path, max_length: int = 24) -> tu
         with np.load(out, allow_pickle=False) as z:
             if [str(c) for c in z["captions"]] == unique and z["states"].shape[1] == max_length:
                 return z["states"], z["mask"], {c: i for i, c in enumerate(unique)}
-    from diffusion.nets.text import TextEncoder
+    from diffusion.nets import text
 
-    states, mask = TextEncoder(max_length)(unique)
+    states, mask = text.TextEncoder(max_length)(unique)
     np.savez(out, captions=np.asarray(unique, dtype=np.str_), states=states, mask=mask)
-    return states, mask, {c: i for i, c in enumerate(unique)}
+    return build_text_cache(captions, out, max_length)  # train from the file, as a resumed run does
