@@ -57,18 +57,21 @@ def plot_curves(run_dirs: dict[str, Path], out: Path, keys: dict[str, list[str]]
 
     fig, axes = plt.subplots(1, len(run_dirs), figsize=(6 * len(run_dirs), 4), squeeze=False)
     for ax, (name, d) in zip(axes[0], run_dirs.items(), strict=True):
-        recs = read_metrics(Path(d) / "metrics.jsonl")
-        for key in keys.get(name, []):
+        # A resumed run logs the steps after its checkpoint again: the last record of a step wins.
+        recs = sorted({r["step"]: r for r in read_metrics(Path(d) / "metrics.jsonl")}.values(),
+                      key=lambda r: r["step"])
+        for i, key in enumerate(keys.get(name, [])):
             pts = [(r["step"], r[key]) for r in recs if key in r]
             if not pts:
                 continue
             s, v = np.array(pts).T
             smooth, acc = [], v[0]
             for x in v:
-                acc = 0.98 * acc + 0.02 * x
+                acc = 0.95 * acc + 0.05 * x
                 smooth.append(acc)
-            ax.plot(s, v, alpha=0.25)
-            ax.plot(s, smooth, label=key)
+            colour = f"C{i}"
+            ax.plot(s, v, color=colour, alpha=0.2)
+            ax.plot(s, smooth, color=colour, label=f"{key} (smoothed)")
         ax.set_title(name)
         ax.set_xlabel("step")
         ax.set_yscale("log")

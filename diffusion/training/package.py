@@ -16,6 +16,26 @@ from diffusion.training.logger import plot_curves, read_metrics
 MAX_FILE_BYTES = 20 * 1024 * 1024  # every committed file stays under 20 MB
 
 
+def ship_weights(src: Path, dst: Path) -> str:
+    """Copy fp32 weights; if that file would reach 20 MB, store them as float16 instead (loaders
+    cast back with ``load_state_dict``; |relative error| <= 2^-11, far below the EMA's own noise)."""
+    if src.stat().st_size < MAX_FILE_BYTES:
+        shutil.copyfile(src, dst)
+        return "float32"
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    state = load_file(str(src))
+    for k, v in state.items():
+        if v.is_floating_point() and v.abs().max() > 6.0e4:
+            raise ValueError(f"{src}: {k} does not fit float16")
+    save_file({k: v.to(torch.float16) if v.is_floating_point() else v for k, v in state.items()}, str(dst))
+    dst.chmod(0o644)
+    if dst.stat().st_size >= MAX_FILE_BYTES:
+        raise ValueError(f"{dst} is {dst.stat().st_size} bytes even in float16: over the 20 MB limit")
+    return "float16"
+
+
 def _json(path: Path) -> dict:
     return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
 
@@ -39,11 +59,8 @@ def package_model(root: Path, out: Path, data_card: Path | None = None, contact:
     vae_run, unet_run = root / "vae", root / "unet"
     out.mkdir(parents=True, exist_ok=True)
     files = {"vae": out / "vae_ema.safetensors", "unet": out / "unet_ema.safetensors"}
-    shutil.copyfile(vae_run / "vae_ema.safetensors", files["vae"])
-    shutil.copyfile(unet_run / "unet_ema.safetensors", files["unet"])
-    for p in files.values():
-        if p.stat().st_size >= MAX_FILE_BYTES:
-            raise ValueError(f"{p} is {p.stat().st_size} bytes: over the 20 MB limit for committed files")
+    dtypes = {name: ship_weights(run / f"{name}_ema.safetensors", files[name])
+              for name, run in (("vae", vae_run), ("unet", unet_run))}
 
     model_cfg = _json(unet_run / "model_config.json")
     card = _json(data_card) if data_card else {}
@@ -52,6 +69,7 @@ def package_model(root: Path, out: Path, data_card: Path | None = None, contact:
     provenance = {"vae_train": _json(vae_run / "train_config.json"),
                   "unet_train": _json(unet_run / "train_config.json"),
                   "vae_stats": vae_stats, "unet_stats": unet_stats, "command": command,
+                  "weights_dtype": dtypes,
                   "packaged": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     config = {**model_cfg,
               "description": "Atelier emoji: text- and style-conditioned latent diffusion on 32x32 RGBA emoji",
@@ -82,7 +100,8 @@ def model_card(config: dict, vae_stats: dict, unet_stats: dict, command: str) ->
         "## Model", "",
         f"- VAE: KL-regularised, channels {vae['channels']}, {2 ** (len(vae['channels']) - 1)}x downsampling, "
         f"{vae['latent_channels']} latent channels; latents {latent['latent_channels']}x{latent['latent_size']}x"
-        f"{latent['latent_size']}, z = (mean(E(x)) - {latent['shift']:.4f}) * {latent['scale']:.4f}.",
+        f"{latent['latent_size']}; z = (mean(E(x)) - shift) * scale with shift = {latent['shift']:.6f}, "
+        f"scale = {latent['scale']:.6f} (unit std over the training set).",
         f"- UNet: channels {unet['channels']}, {unet['num_res_blocks']} res blocks a level, self- and cross-attention "
         f"at levels {unet['attention']}, embedding {unet['embed_dim']}, {unet['num_styles']} style ids "
         f"{list(config['styles'])} (0 = none).",
@@ -110,6 +129,12 @@ def model_card(config: dict, vae_stats: dict, unet_stats: dict, command: str) ->
               f"{unet_stats.get('steps_per_s')} | {unet_stats.get('final_loss')} |", "",
               "Measured on a 2-core CPU shared with other jobs (steps/s varies with the load).", "",
               "Command:", "", "```", command or "diffusion/training/run_emoji.sh /work/runs/atelier-emoji-1", "```", "",
+              "## Limitations", "",
+              "32x32 pixels and a small UNet trained for about an hour and a half on a CPU: simple, bold emoji "
+              "(faces, fruit, hearts, flags with large colour fields) come out best; fine detail, text and "
+              "multi-person scenes do not. Captions are English emoji names only.", "",
+              f"Weights dtype: {config['provenance'].get('weights_dtype')} (EMA weights; float16 where float32 "
+              "would exceed the repository's 20 MB per-file limit).", "",
               "Files: `config.json`, `vae_ema.safetensors`, `unet_ema.safetensors` (EMA weights), "
               "`training_curves.png`, `samples.png` (rows: styles, columns: prompts), `vae_reconstructions.png`, "
               "`data_contact_sheet.png`.", ""]
