@@ -1,0 +1,39 @@
+"""Load a shipped model folder (``models/<name>/<version>/``) into torch modules.
+
+Layout (written by ``atelier train package``): ``config.json`` (ModelConfig + defaults, data
+card, licences, provenance), ``vae_ema.safetensors``, ``unet_ema.safetensors``."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from safetensors.torch import load_file
+
+from diffusion.nets.config import EDMConfig, LatentConfig, ModelConfig, TextConfig, UNetConfig, VAEConfig
+from diffusion.nets.edm import EDMDenoiser
+from diffusion.nets.unet import UNet
+from diffusion.nets.vae import VAE
+
+
+@dataclass
+class ShippedModel:
+    denoiser: EDMDenoiser      # denoiser(x, sigma[B], context[B,L,384], mask[B,L], style[B]) -> x0
+    vae: VAE
+    config: ModelConfig
+    latent: LatentConfig
+    text: TextConfig
+    raw: dict                  # the whole config.json (defaults, data card, licences, provenance)
+
+
+def load_shipped(folder: str | Path) -> ShippedModel:
+    folder = Path(folder)
+    raw = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    cfg = ModelConfig.from_dict(raw)
+    vae = VAE(VAEConfig.from_dict(cfg.vae))
+    vae.load_state_dict(load_file(str(folder / "vae_ema.safetensors")))  # float16 files cast to float32 here
+    denoiser = EDMDenoiser(UNet(UNetConfig.from_dict(cfg.unet)), EDMConfig.from_dict(cfg.edm))
+    denoiser.net.load_state_dict(load_file(str(folder / "unet_ema.safetensors")))
+    return ShippedModel(denoiser.eval(), vae.eval(), cfg, LatentConfig.from_dict(cfg.latent),
+                        TextConfig.from_dict(cfg.text), raw)
