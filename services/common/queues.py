@@ -52,7 +52,10 @@ def enqueue(app, job_id: str, queue: str) -> None:
     """Send the job's task to `queue` ("interactive" or "batch")."""
     if queue not in QUEUES:
         raise ValueError(f"queue must be one of {QUEUES}, got {queue!r}")
-    app.send_task(TASK_NAME, args=[job_id], queue=queue, exchange=EXCHANGE.name, routing_key=queue)
+    # No exchange or routing key: Celery then publishes on the anonymous exchange, straight onto
+    # the queue's list. Naming the direct exchange made kombu read the exchange's binding table
+    # from Redis (and build a Redis client for it) on every publish.
+    app.send_task(TASK_NAME, args=[job_id], queue=queue)
 
 
 def queue_depth(client, queue: str, priority_steps: tuple[int, ...] = (0, 3, 6, 9)) -> int:
