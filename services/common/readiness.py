@@ -115,6 +115,32 @@ def ready_models(client: redis.Redis, prefix: str) -> set[str]:
     return {m for w in workers(client, prefix) for m in w.models}
 
 
+class Snapshot:
+    """`workers()` read at most once per `max_age` seconds, for callers on a hot path.
+
+    The gateway consults readiness several times per Submit (model resolution in validation
+    and in submit, the ETA in admission); workers report only every few seconds, so a
+    snapshot up to a second old answers as well and saves those round trips.
+    """
+
+    def __init__(self, client: redis.Redis, prefix: str, max_age: float = 1.0, clock=time.monotonic):
+        self.client, self.prefix, self.max_age, self.clock = client, prefix, max_age, clock
+        self._lock = threading.Lock()
+        self._read_at = float("-inf")
+        self._workers: list[WorkerStatus] = []
+
+    def workers(self) -> list[WorkerStatus]:
+        with self._lock:
+            now = self.clock()
+            if now - self._read_at >= self.max_age:
+                self._workers = workers(self.client, self.prefix)
+                self._read_at = now
+            return list(self._workers)
+
+    def ready_models(self) -> set[str]:
+        return {m for w in self.workers() for m in w.models}
+
+
 class Heartbeat:
     """Reports a worker's status every `interval` seconds from a daemon thread."""
 

@@ -69,14 +69,17 @@ class Admission:
         quotas: Quotas,
         key_prefix: str,
         clock: Callable[[], float] = time.time,
+        workers: Callable[[], list[readiness.WorkerStatus]] | None = None,
     ):
         self.client, self.store, self.quotas, self.prefix, self.clock = client, store, quotas, key_prefix, clock
+        # The live workers (default: read from Redis each time; the server passes a snapshot).
+        self.workers = workers or (lambda: readiness.workers(client, key_prefix))
         self.queues = QueueDepthCollector(client, Priority.ALL)
         self._rate = client.register_script(_RATE)
 
     def _speed(self) -> tuple[int, float]:
         """(job slots across live workers, seconds per sampler step of one image)."""
-        workers = readiness.workers(self.client, self.prefix)
+        workers = self.workers()
         slots = sum(max(1, w.concurrency) for w in workers) or 1
         measured = [w.step_seconds for w in workers if w.step_seconds > 0]
         return slots, (sum(measured) / len(measured) if measured else DEFAULT_STEP_SECONDS)

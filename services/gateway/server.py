@@ -113,10 +113,11 @@ def serve(
     client = redis.Redis.from_url(settings.redis_url, health_check_interval=30)
     store = JobStore(client, settings.key_prefix, settings.result_ttl_seconds)
 
-    def ready() -> set[str]:
-        return readiness.ready_models(client, settings.key_prefix)
-
-    catalog = catalog or ModelCatalog(settings.model_repository, settings.default_model, settings.max_side, ready)
+    # Submits and ListModels read worker readiness from a snapshot at most a second old;
+    # the health check reads it fresh.
+    snapshot = readiness.Snapshot(client, settings.key_prefix)
+    catalog = catalog or ModelCatalog(settings.model_repository, settings.default_model, settings.max_side,
+                                      snapshot.ready_models)
     closers = []
     if enqueue is None:
         enqueue = CeleryEnqueue(settings)
@@ -124,7 +125,7 @@ def serve(
     jobs = JobService(
         store,
         catalog,
-        Admission(client, store, Quotas.from_settings(settings), settings.key_prefix),
+        Admission(client, store, Quotas.from_settings(settings), settings.key_prefix, workers=snapshot.workers),
         enqueue,
         Limits.from_settings(settings),
         poll_seconds=poll_seconds,
@@ -155,7 +156,7 @@ def serve(
     def check() -> tuple[bool, str]:
         client.ping()
         offered = {e.key for e in catalog.entries()}
-        if not offered & ready():
+        if not offered & readiness.ready_models(client, settings.key_prefix):
             return False, "no worker has reported a model of the repository ready"
         return True, ""
 

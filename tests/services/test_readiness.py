@@ -67,3 +67,15 @@ def test_heartbeat_reports_and_withdraws(redis_client):
     finally:
         beat.stop()
     assert readiness.workers(redis_client, PREFIX) == []
+
+
+def test_a_snapshot_reads_redis_at_most_once_per_max_age(redis_client, monkeypatch):
+    now = [100.0]
+    snapshot = readiness.Snapshot(redis_client, PREFIX, max_age=1.0, clock=lambda: now[0])
+    readiness.report(redis_client, PREFIX, WorkerStatus("w1", ("m/1",)), ttl=60)
+    assert snapshot.ready_models() == {"m/1"}
+    readiness.report(redis_client, PREFIX, WorkerStatus("w2", ("m/2",)), ttl=60)
+    now[0] += 0.5
+    assert snapshot.ready_models() == {"m/1"}  # still the snapshot
+    now[0] += 0.5
+    assert snapshot.ready_models() == {"m/1", "m/2"} and len(snapshot.workers()) == 2
