@@ -75,3 +75,13 @@ def test_circular_padding_makes_decoder_outputs_tile():
     set_padding_mode(vae, "zeros")
     with torch.no_grad():
         assert not torch.allclose(vae.decode(z.repeat(1, 1, 2, 2)), one.repeat(1, 1, 2, 2), atol=1e-3)
+
+
+def test_finetune_adds_style_rows_at_the_mean_of_existing_styles():
+    from diffusion.training.finetune import extend_styles
+
+    emb = torch.arange(12, dtype=torch.float32).reshape(4, 3)
+    out = extend_styles({"style_embed.weight": emb, "other": torch.ones(1)}, 6)["style_embed.weight"]
+    assert out.shape == (6, 3)
+    assert torch.equal(out[:4], emb)
+    assert torch.equal(out[4], emb[1:].mean(0)) and torch.equal(out[5], emb[1:].mean(0))
