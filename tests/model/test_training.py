@@ -63,7 +63,6 @@ def test_unet_loss_falls_resume_and_reload(tiny_dataset, tmp_path, fake_text):
     assert first["losses"] + rest["losses"] == full["losses"]
 
     # save -> load reproduces the denoiser's outputs bit for bit
-    from diffusion.evaluation.pipeline import load_latent_model  # noqa: F401  (consumer of this layout)
     from diffusion.nets.config import EDMConfig
     from diffusion.training.unet_trainer import build_denoiser
 
