@@ -143,9 +143,23 @@ def measure(models: list[dict], opts: argparse.Namespace) -> tuple[dict, dict]:
     return raw, gemm
 
 
+def _worker_spinning() -> str:
+    from types import SimpleNamespace
+
+    from services.common.settings import Settings
+    from services.worker.onnx_runtime import OnnxModelRuntime
+
+    options = OnnxModelRuntime._options(SimpleNamespace(settings=Settings()))
+    try:
+        return options.get_session_config_entry("session.intra_op.allow_spinning")
+    except Exception:  # noqa: BLE001 - not set: ORT's default
+        return "default (1)"
+
+
 def summarise(models: list[dict], raw: dict, gemm: dict, opts: argparse.Namespace) -> dict:
     figures: dict = {"threads": opts.threads, "rounds": opts.rounds, "steps": opts.steps, "sampler": "dpmpp_2m",
                      "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "(default)"),
+                     "ort_worker_spinning": _worker_spinning(),
                      "gemm_gflops": {str(t): max(v) / 1e9 for t, v in gemm.items()}, "models": {}, "goals": {}}
     for model in models:
         role = model["role"]
@@ -237,6 +251,10 @@ def main(argv: list[str] | None = None) -> int:
     opts.threads = opts.threads or [1, 2]
     opts.rounds = opts.rounds or 2
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    # torch's OpenMP threads sleep when idle, as `atelier train` sets for this shared machine (and
+    # as the worker's ORT sessions do): spinning threads that wait on a preempted peer made torch
+    # at 2 threads take 1.9 s instead of 28 ms per batch-1 call here.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="atelier-bench-engines-") as tmp:
         models = prepare(Path(tmp), opts)
