@@ -1,0 +1,67 @@
+"""bench.gateway --quick runs end to end on a tiny exported model and ends with its JSON line.
+
+Real stack (embedded Redis, a Celery worker process, the gRPC gateway, the asyncio SDK load
+process); no timing is asserted: the machines are shared, and the benchmark reports what it
+measured side by side (docs/BENCHMARKS.md, "Gateway (issue 7)").
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from clients.cli import main as atelier
+from tests.export.tiny_models import atelier_checkpoint
+
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def tiny_repository(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("gateway-bench")
+    ckpt = atelier_checkpoint(root / "ckpt")
+    assert atelier(["export", str(ckpt), "--name", "tiny", "--version", "1", "--out", str(root / "models")]) == 0
+    return root / "models"
+
+
+def test_quick_run_reports_every_figure(tiny_repository):
+    env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONWARNINGS="ignore")
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.gateway", "--quick", "--repository", str(tiny_repository), "--model", "tiny",
+         "--clients", "8"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-4000:]
+    lines = [line for line in proc.stdout.splitlines() if line.strip()]
+    assert len(lines) > 1  # progress first
+    record = json.loads(lines[-1])
+    assert record["benchmark"] == "gateway" and record["date"] and record["machine"]["cpu_count"] >= 1
+    figures = record["figures"]
+
+    default = figures["default_job"]
+    assert default["pairs"] == 2 and default["steps"] >= 1
+    for side in ("service", "in_process"):
+        assert 0 < default[side]["min_ms"] <= default[side]["median_ms"] <= default[side]["max_ms"]
+    assert set(default["stages_median_ms"]) == {"submit", "dispatch", "run", "deliver"}
+    assert isinstance(default["goal_met"], bool) and default["goal_pct"] == 2.0
+    assert default["overhead_pct_lower_bound"] > 0
+
+    minimal = figures["minimal_job"]
+    assert minimal["steps"] == 1 and minimal["jobs"] == 5
+    assert 0 < minimal["p50_ms"] <= minimal["p99_ms"]
+
+    runs = figures["submit"]["load"]
+    assert [r["worker"] for r in runs] == ["paused", "running", "paused"]
+    assert runs[2]["redis_keys_before"] >= 2000  # the filler keys
+    for r in runs:
+        assert r["clients"] == 8 and r["accepted"] > 0 and r["accepted_per_second"] > 0 and not r["refused"]
+    before, after = figures["submit"]["serial"]
+    assert after["redis_keys_before"] >= before["redis_keys_before"] + 2000
+    assert 0 < before["p50_ms"] <= before["p90_ms"] and 0 < after["p50_ms"]
