@@ -40,6 +40,13 @@ Cond = Mapping[str, np.ndarray]
 # engines from the fp32 graph; CUDA runs the fp16 file on tensor cores; the CPU runs the
 # offline-optimised file (fusions done at export).
 PREFERRED_VARIANT = {prov.TENSORRT: "default", prov.CUDA: "fp16", prov.CPU: "optimized"}
+# UNet batch sizes that run, on the CPU, in a session of their own with every dimension fixed
+# (at the model's default size): ORT then folds into constants the ~1000 shape-arithmetic nodes
+# the tracer writes around each reshape, and plans memory once. Measured on the default UNet,
+# 1 thread (docs/BENCHMARKS.md, Engines): batch 1 4.96 -> 4.41 ms, batch 2 8.26 -> 7.56 ms; from
+# batch 4 on compute dominates and nothing changes. A job alone with guidance is batch 2, without
+# it batch 1. Each such session holds its own copy of the UNet's weights.
+STATIC_BATCHES = (1, 2)
 
 
 class OnnxModelRuntime:
@@ -54,7 +61,7 @@ class OnnxModelRuntime:
         wanted = settings.onnx_variant
         self.variant = PREFERRED_VARIANT[self.execution_provider] if wanted == "auto" else wanted
         self.load_seconds: dict[str, float] = {}
-        self._sessions: dict[tuple[str, bool], ort.InferenceSession] = {}
+        self._sessions: dict[tuple[str, bool, tuple], ort.InferenceSession] = {}
         self._lock = threading.Lock()
         self._text_cache: OrderedDict[str, tuple[np.ndarray, np.ndarray]] = OrderedDict()
         self._text_cache_size = int(settings.text_cache_size)
@@ -155,8 +162,9 @@ class OnnxModelRuntime:
             return spec
         return ",".join(p for p in spec.split(",") if p.split(":")[0] in names)
 
-    def _session(self, role: str, tiling: bool = False) -> ort.InferenceSession:
-        key = (role, tiling)
+    def _session(self, role: str, tiling: bool = False, overrides: tuple = ()) -> ort.InferenceSession:
+        """The session of `role`; with `overrides` ((dim name, size), ...), one whose inputs are fixed."""
+        key = (role, tiling, overrides)
         with self._lock:
             session = self._sessions.get(key)
             if session is not None:
@@ -164,6 +172,8 @@ class OnnxModelRuntime:
             start = time.perf_counter()
             verified = self.version.onnx_file(self._file(role, tiling))
             options = self._options()
+            for name, size in overrides:
+                options.add_free_dimension_override_by_name(name, size)
             if verified.has_external_data or prov.TENSORRT in self.providers:
                 # External weights are read by path from the (already verified) folder;
                 # TensorRT names its engine cache after the model path.
@@ -174,21 +184,47 @@ class OnnxModelRuntime:
                 source = verified.data
             session = ort.InferenceSession(source, options, providers=self._provider_options(role))
             self._sessions[key] = session
-            self.load_seconds[verified.name] = time.perf_counter() - start
+            suffix = "" if not overrides else "@" + ",".join(f"{n}={v}" for n, v in overrides)
+            self.load_seconds[verified.name + suffix] = time.perf_counter() - start
             return session
+
+    def _fixed_shape_overrides(self, session: ort.InferenceSession, feeds: dict[str, np.ndarray]) -> tuple:
+        """Free-dimension values that fix every input of a small-batch CPU UNet call at the
+        default size, or () to stay on the dynamic session (see STATIC_BATCHES)."""
+        sample = feeds.get("sample")
+        m = self.manifest
+        if (self.execution_provider != prov.CPU or sample is None or sample.shape[0] not in STATIC_BATCHES
+                or tuple(sample.shape[2:]) != (m.latent.height, m.latent.width)):
+            return ()
+        sizes: dict[str, int] = {}
+        for node in session.get_inputs():
+            value = feeds.get(node.name)
+            if value is None or len(node.shape) != value.ndim:
+                return ()
+            for dim, size in zip(node.shape, value.shape, strict=True):
+                if isinstance(dim, str) and sizes.setdefault(dim, size) != size:
+                    return ()
+        return tuple(sorted(sizes.items()))
 
     def _run(self, role: str, feeds: dict[str, np.ndarray], tiling: bool = False) -> np.ndarray:
         session = self._session(role, tiling)
+        if role == "unet":
+            overrides = self._fixed_shape_overrides(session, feeds)
+            if overrides:
+                session = self._session(role, tiling, overrides)
         names = {i.name for i in session.get_inputs()}
         return session.run(None, {k: v for k, v in feeds.items() if k in names})[0]
 
     def warm_up(self) -> None:
-        """One call per network at batch 1: first-run allocations and kernel choices happen
-        here, not in the first user's job."""
+        """One call per network at batch 1 (and the UNet at every STATIC_BATCHES size): first-run
+        allocations, kernel choices and fixed-shape sessions happen here, not in a user's job."""
         start = time.perf_counter()
         cond = self.encode_text([""], [])
         x = np.zeros((1, *self.info.latent_shape(self.info.width, self.info.height)), np.float32)
         x0 = self.denoise(x, np.ones(1), cond)
+        for b in STATIC_BATCHES:
+            if b != 1:
+                self.denoise(np.repeat(x, b, 0), np.ones(b), {k: np.repeat(v, b, 0) for k, v in cond.items()})
         self.decode(x0)
         self.load_seconds["warm_up"] = time.perf_counter() - start
 
