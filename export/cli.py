@@ -22,6 +22,9 @@ def register(parser: argparse.ArgumentParser, name: str = "export") -> None:
     parser.add_argument("--max-file-mb", type=float, default=20.0,
                         help="largest file written; bigger weights go to several external-data files")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing version")
+    parser.add_argument("--include-source", action="store_true",
+                        help="copy the checkpoint's own files (weights, config, cards, pictures) into the version "
+                             "and list them in the manifest: one self-contained, hash-checked folder")
     parser.set_defaults(func=run)
 
 
@@ -39,6 +42,7 @@ def run(args: argparse.Namespace) -> int:
         name=args.name, version=str(args.version), out=args.out, tiling=args.tiling, fp16=args.fp16,
         optimize=args.optimize, tensorrt=args.tensorrt, exporter=args.exporter,
         max_file_bytes=int(args.max_file_mb * 1e6), overwrite=args.overwrite,
+        include_source=args.include_source,
     )
     bar = tqdm(desc="export", unit="step", leave=True, file=sys.stderr, bar_format="{desc}: {n} steps {elapsed}")
 

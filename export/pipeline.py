@@ -51,6 +51,7 @@ class ExportOptions:
     max_file_bytes: int = MAX_FILE_BYTES
     overwrite: bool = False
     text_fp16: bool | None = None      # None: fp16-stored weights for big text encoders
+    include_source: bool = False       # copy the checkpoint's files in, listed with role "source"
 
 
 class ExportError(RuntimeError):
@@ -124,6 +125,11 @@ def export_model(source_path: Path, options: ExportOptions, progress: Progress =
     final = Path(options.out) / options.name / str(options.version)
     if final.exists() and not options.overwrite:
         raise ExportError(f"{final} exists; pick another --version (or --overwrite)")
+    into_itself = final.resolve() == Path(source_path).resolve()
+    if into_itself and not options.include_source:
+        raise ExportError(f"exporting {final} into itself would drop its own files: add --include-source")
+    if into_itself and any(p.is_dir() for p in final.iterdir()):
+        raise ExportError(f"{final} has sub-folders, which a version folder cannot hold: export to another version")
     folder = final.with_name(final.name + ".partial")
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
@@ -141,6 +147,27 @@ def export_model(source_path: Path, options: ExportOptions, progress: Progress =
         progress("building TensorRT engines")
         build_engines(final.parent.parent, options.name, options.version, progress)
     return manifest
+
+
+# What a training package holds beside its weights: config, model and data cards, curves, grids.
+SOURCE_SUFFIXES = (".safetensors", ".json", ".md", ".png", ".txt")
+# Files the export itself writes; a source file of the same name would be ambiguous.
+EXPORT_WRITES = ("manifest.json", "parity.json", "tokenizer.json")
+
+
+def _copy_source_files(source_path: Path, folder: Path, writer: _Writer, progress: Progress) -> None:
+    """Put the checkpoint's own files beside the ONNX files, so the version folder is the whole model.
+
+    Exporting a folder into itself (`--out` naming the checkpoint's own version) works: files
+    that an earlier export wrote are recognised by name and not copied as sources."""
+    progress("copying the checkpoint's files")
+    for path in sorted(source_path.iterdir()):
+        if not path.is_file() or path.suffix not in SOURCE_SUFFIXES or path.name in EXPORT_WRITES:
+            continue
+        if path.name in writer.entries:
+            raise ExportError(f"{path}: a checkpoint file has the name of an exported file; rename it")
+        shutil.copy2(path, folder / path.name)
+        writer.entries[path.name] = FileEntry("0" * 64, 0, "source")
 
 
 def _export_into(source_path: Path, folder: Path, options: ExportOptions, progress: Progress) -> Manifest:
@@ -170,6 +197,8 @@ def _export_into(source_path: Path, folder: Path, options: ExportOptions, progre
             writer.onnx_file(optimize_offline(folder / file), opt_file, component,
                              _variant(component, "optimized"), "fp32", OPTIMIZED)
 
+    if options.include_source:
+        _copy_source_files(Path(source_path), folder, writer, progress)
     (folder / "tokenizer.json").write_text(source.tokenizer_json, encoding="utf-8")
     writer.entries["tokenizer.json"] = FileEntry("0" * 64, 0, "tokenizer")
     writer.components["tokenizer"] = "tokenizer.json"

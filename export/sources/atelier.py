@@ -48,6 +48,11 @@ def _load(module: nn.Module, path: Path, prefixes: tuple[str, ...] = ()) -> None
     module.load_state_dict(state, strict=True)
 
 
+def _stored_fp16(path: Path) -> bool:
+    floats = [t for t in load_file(str(path)).values() if t.is_floating_point()]
+    return bool(floats) and all(t.dtype == torch.float16 for t in floats)
+
+
 class DecodeWrapper(nn.Module):
     def __init__(self, vae: VAE):
         super().__init__()
@@ -69,7 +74,7 @@ class EncodeWrapper(nn.Module):
 
 
 def unet_component(net: EDMDenoiser, cfg: UNetConfig, latent: LatentConfig, max_tokens: int,
-                   variant: str = "default") -> Component:
+                   variant: str = "default", fp16_weights: bool = False) -> Component:
     c, h, w = latent.latent_channels, latent.latent_size, latent.latent_size
 
     def example(batch: int, g: torch.Generator) -> tuple[torch.Tensor, ...]:
@@ -87,6 +92,7 @@ def unet_component(net: EDMDenoiser, cfg: UNetConfig, latent: LatentConfig, max_
         role="unet", module=net, input_names=("sample", "sigma", "encoder_hidden_states",
                                               "encoder_attention_mask", "style"),
         output_name="out", example=example, dynamic_axes=axes, dynamic_size=True, variant=variant,
+        store_fp16_weights=fp16_weights,
     )
 
 
@@ -120,6 +126,9 @@ def load_atelier(path: Path, tiling: bool = False, text_fp16: bool | None = None
     unet_file = _first(path, UNET_FILES)
     unet = UNet(unet_cfg)
     _load(unet, unet_file, ("net.", "unet.", "model."))
+    # Weights trained in fp32 but shipped in fp16 (to stay under the file limit) lose nothing
+    # more when the ONNX files store them in fp16 too; the graph still computes in fp32.
+    unet_fp16 = _stored_fp16(unet_file)
     net = EDMDenoiser(unet, edm).eval()
 
     text_dir = path / "text_encoder" if (path / "text_encoder").is_dir() else minilm_dir()
@@ -130,14 +139,15 @@ def load_atelier(path: Path, tiling: bool = False, text_fp16: bool | None = None
     tok = Tokenizer.from_file(str(text_dir / "tokenizer.json"))
     pad_id = int(getattr(bert.config, "pad_token_id", 0) or 0)
 
-    components = [unet_component(net, unet_cfg, latent, text.max_length)]
+    components = [unet_component(net, unet_cfg, latent, text.max_length, fp16_weights=unet_fp16)]
     components += vae_components(vae, vae_cfg, latent)
     components.append(text_component(BertTokens(bert), bert.config.vocab_size, text.max_length, fp16_weights))
     if tiling:
         net_t, vae_t = copy.deepcopy(net), copy.deepcopy(vae)
         set_padding_mode(net_t, "circular")
         set_padding_mode(vae_t, "circular")
-        components.append(unet_component(net_t, unet_cfg, latent, text.max_length, variant="tiling"))
+        components.append(unet_component(net_t, unet_cfg, latent, text.max_length, variant="tiling",
+                                         fp16_weights=unet_fp16))
         components += vae_components(vae_t, vae_cfg, latent, variant="tiling")
 
     size = latent.image_size
