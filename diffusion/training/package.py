@@ -65,7 +65,9 @@ def package_model(root: Path, out: Path, data_card: Path | None = None, contact:
 
     model_cfg = _json(unet_run / "model_config.json")
     card = _json(data_card) if data_card else {}
-    licences = sorted({f"{s}: {v['licence']} ({v['attribution']})" for s, v in card.get("sources", {}).items()})
+    # One record per style's source, the shape the model manifest's `licenses` takes.
+    licences = [{"style": s, "license": v["licence"], "attribution": v["attribution"], "source": v["package"]}
+                for s, v in sorted(card.get("sources", {}).items())]
     vae_stats, unet_stats = _run_stats(vae_run), _run_stats(unet_run)
     provenance = {"vae_train": _json(vae_run / "train_config.json"),
                   "unet_train": _json(unet_run / "train_config.json"),
