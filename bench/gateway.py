@@ -234,7 +234,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--repository", type=Path, help="model repository (default: the shipped one, or a random export)")
     p.add_argument("--model", help="model name in --repository (default: its default model)")
     p.add_argument("--redis-url", help="use this Redis instead of a private embedded one")
-    p.add_argument("--pairs", type=int, help="default-job pairs (default 40; --quick 2)")
+    p.add_argument("--pairs", type=int, help="default-job pairs (default 64; --quick 2)")
     p.add_argument("--minimal-jobs", type=int, help="minimal jobs (default 150; --quick 5)")
     p.add_argument("--clients", type=int, default=50, help="concurrent Submit clients (default 50)")
     p.add_argument("--submit-jobs", type=int, help="most Submits per load run (default 3000; --quick 40)")
@@ -243,7 +243,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--concurrency", type=int, default=4, help="worker threads (default 4, as `atelier up`)")
     args = p.parse_args(argv)
     quick = args.quick
-    args.pairs = args.pairs or (2 if quick else 40)
+    args.pairs = args.pairs or (2 if quick else 64)
     args.minimal_jobs = args.minimal_jobs or (5 if quick else 150)
     args.submit_jobs = args.submit_jobs or (40 if quick else 3000)
     args.submit_seconds = args.submit_seconds or (2.0 if quick else 10.0)
