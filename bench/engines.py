@@ -64,7 +64,10 @@ def run_engine(engine: str, model: dict, threads: int, opts: argparse.Namespace)
                 "--sample-batches", *map(str, opts.sample_batches), "--steps", str(opts.steps),
                 "--repeats", str(opts.repeats), "--budget", str(opts.budget),
                 "--shape", *map(str, model["shape"]), "--tokens", str(model["tokens"]), "--dim", str(model["dim"])]
-    env = dict(os.environ, PYTHONWARNINGS="ignore", HF_HUB_OFFLINE="1")
+    # numpy's BLAS reads its thread count from the environment at import (torch.set_num_threads
+    # does not reach it): without these the "1-thread" GEMM rate ran on both cores.
+    threads_env = {k: str(threads) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
+    env = dict(os.environ, PYTHONWARNINGS="ignore", HF_HUB_OFFLINE="1", **threads_env)
     started = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=opts.process_timeout)
     if proc.returncode != 0:
