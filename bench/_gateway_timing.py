@@ -108,6 +108,7 @@ class InProcess:
         if not self.info.dynamic_size:
             return min(self.info.width, self.info.height)
         for side in (factor, 2 * factor, 4 * factor, 8 * factor):
+            print(f"  probing {side}x{side} (a UNet that cannot halve it fails; ONNX Runtime logs that)", flush=True)
             try:
                 self.run("probe", seed=0, width=side, height=side, steps=1)
                 return side
