@@ -47,6 +47,12 @@ def _classifier(args: argparse.Namespace) -> int:
     return 0
 
 
+def _default_label(meta: dict) -> str:
+    """models/atelier-emoji/1 -> "atelier-emoji/1"; RUN/unet/checkpoints/latest.safetensors -> "unet"."""
+    path = Path(meta["checkpoint"])
+    return f"{path.parent.name}/{path.name}" if meta.get("kind") == "shipped" else path.parent.parent.name
+
+
 def _model(args: argparse.Namespace) -> int:
     import json
     import platform
@@ -79,7 +85,7 @@ def _model(args: argparse.Namespace) -> int:
     planned = meta.get("train", {}).get("steps")
     clf_accuracy = json.loads((Path(args.classifier) / "metrics.json").read_text(encoding="utf-8"))
     report = {
-        "model": {"label": args.label or Path(meta["checkpoint"]).parent.parent.name,
+        "model": {"label": args.label or _default_label(meta),
                   "checkpoint": meta["checkpoint"], "weights": args.weights, "step": meta.get("step"),
                   "planned_steps": planned, "dataset": str(data)},
         **report,
@@ -119,7 +125,8 @@ def register(parser: argparse.ArgumentParser, name: str = "eval") -> None:
     c.set_defaults(func=_classifier)
 
     m = sub.add_parser("model", help="evaluate a UNet checkpoint: FID/KID, IS analogue, precision/recall, adherence")
-    m.add_argument("checkpoint", help="UNet run folder or checkpoint .safetensors (JSON meta beside it)")
+    m.add_argument("checkpoint", help="shipped model folder (models/atelier-emoji/1), UNet run folder, or "
+                                      "checkpoint .safetensors (JSON meta beside it)")
     m.add_argument("--out", required=True, help="folder for eval.json, EVAL.md, samples.png, contact_sheet.png")
     m.add_argument("--label", help="name of this model in the report (default: the run folder's name)")
     m.add_argument("--data", help="dataset .npz (default: the one the checkpoint was trained on)")

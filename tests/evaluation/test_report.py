@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,7 +14,7 @@ from diffusion.evaluation.evaluate import evaluate, model_contact_sheet
 from diffusion.evaluation.generate import generate
 from diffusion.evaluation.pipeline import load_latent_model
 from diffusion.evaluation.report import FIGURES, markdown, write_report
-from tests.evaluation.tiny_model import fake_text, write_tiny_runs
+from tests.evaluation.tiny_model import fake_text, write_tiny_runs, write_tiny_shipped
 
 
 @pytest.fixture(scope="module")
@@ -24,6 +25,15 @@ def tiny(fixture_dataset, tmp_path_factory):
     cfg = ClassifierConfig(channels=(8, 16), feature_dim=16, categories=tuple(fixture_dataset.categories),
                            styles=tuple(fixture_dataset.styles[1:]))
     return model, meta, DomainClassifier(cfg).eval()
+
+
+def test_shipped_folder_samples_like_its_checkpoint(tiny, tmp_path):
+    model, meta = tiny[0], tiny[1]
+    run = Path(meta["checkpoint"]).parents[1]
+    shipped, shipped_meta = load_latent_model(write_tiny_shipped(run, tmp_path / "1"), text=fake_text)
+    assert shipped_meta["kind"] == "shipped" and shipped_meta["step"] == meta["step"]
+    args = (["ghost", "fire"], [1, 2], [3, 4])
+    np.testing.assert_array_equal(generate(shipped, *args, steps=3), generate(model, *args, steps=3))
 
 
 def test_images_depend_on_the_seed_not_the_batch(tiny):

@@ -54,3 +54,17 @@ def write_tiny_runs(root: Path, styles: list[str], image_size: int, step: int = 
     save_checkpoint(unet_run / "checkpoints" / "latest.safetensors", {"model": state, "ema": ema}, meta)
     (unet_run / "model_config.json").write_text(json.dumps(model_cfg.to_dict()) + "\n")
     return unet_run
+
+
+def write_tiny_shipped(unet_run: Path, out: Path) -> Path:
+    """The EMA weights of a tiny run in the shipped folder layout (config.json + *_ema.safetensors)."""
+    from diffusion.training.checkpoint import load_checkpoint
+
+    groups, meta = load_checkpoint(unet_run / "checkpoints" / "latest.safetensors")
+    out.mkdir(parents=True)
+    net = {k.removeprefix("net."): v for k, v in groups["ema"].items()}
+    save_weights(out / "unet_ema.safetensors", net)
+    (out / "vae_ema.safetensors").write_bytes((Path(meta["vae_run"]) / "vae_ema.safetensors").read_bytes())
+    provenance = {"unet_stats": {"steps": meta["step"]}, "unet_train": meta["train"]}
+    (out / "config.json").write_text(json.dumps({**meta["model"], "provenance": provenance}) + "\n")
+    return out
