@@ -97,7 +97,7 @@ def _model(args: argparse.Namespace) -> int:
     }
     out = Path(args.out)
     paths = write_report(report, out, baselines)
-    grid(images[:min(len(images), 128)], cols=16, scale=2).save(out / "samples.png")
+    grid(images[:min(len(images), 128)], cols=16, scale=2).save(out / "eval_samples.png")
     if args.contact_sheet:
         sheet = model_contact_sheet(model, seeds=tuple(args.contact_seeds),
                                     progress=lambda it: tqdm(it, desc="contact sheet", unit="batch"), **options)
@@ -127,7 +127,7 @@ def register(parser: argparse.ArgumentParser, name: str = "eval") -> None:
     m = sub.add_parser("model", help="evaluate a UNet checkpoint: FID/KID, IS analogue, precision/recall, adherence")
     m.add_argument("checkpoint", help="shipped model folder (models/atelier-emoji/1), UNet run folder, or "
                                       "checkpoint .safetensors (JSON meta beside it)")
-    m.add_argument("--out", required=True, help="folder for eval.json, EVAL.md, samples.png, contact_sheet.png")
+    m.add_argument("--out", required=True, help="folder for eval.json, EVAL.md, eval_samples.png, contact_sheet.png")
     m.add_argument("--label", help="name of this model in the report (default: the run folder's name)")
     m.add_argument("--data", help="dataset .npz (default: the one the checkpoint was trained on)")
     m.add_argument("--vae-run", help="VAE run folder (default: the one the checkpoint names)")

@@ -66,13 +66,15 @@ def evaluate(model: LatentModel, classifier: DomainClassifier, ds: ImageDataset,
     cats, stys = labels(rows, classifier.config)
     real = LabelledSet(embed(classifier, rows.images), cats, stys)
     fake = LabelledSet(embed(classifier, images), np.tile(cats, k), np.tile(stys, k))
+    sets = {"generated": fake, "real": real}
+    if hasattr(model, "reconstruct"):
+        sets["reconstructed"] = LabelledSet(embed(classifier, model.reconstruct(rows.images)), cats, stys)
     report = {
         "generation": {"split": split, "prompts": len(rows), "seeds_per_prompt": k, "images": len(images),
                        "sampler": sampler, "steps": steps, "guidance": guidance, "seed": seed,
                        "seconds": round(seconds, 1)},
         "reference": {"split": "train", "images": len(reference)},
-        "sets": {"generated": set_figures(fake, reference, kid_subsets=kid_subsets),
-                 "real": set_figures(real, reference, kid_subsets=kid_subsets)},
+        "sets": {name: set_figures(s, reference, kid_subsets=kid_subsets) for name, s in sets.items()},
         "per_style": per_style(fake, real, classifier.config.styles),
     }
     return report, images

@@ -38,6 +38,9 @@ class LatentModel(Protocol):
     def decode(self, latents: np.ndarray) -> np.ndarray:
         """Latents [B,C,h,w] -> uint8 premultiplied RGBA images [B,H,W,4]."""
 
+    # Optional: reconstruct(images) -> images, real images through the autoencoder; when present,
+    # the report adds them as a set (the autoencoder's floor).
+
 
 def generate(model: LatentModel, captions: Sequence[str], style_ids: Sequence[int], seeds: Sequence[int], *,
              steps: int = 20, sampler: str = DEFAULT_SAMPLER, guidance: float = 3.0, batch_size: int = 32,

@@ -20,7 +20,7 @@ from diffusion.nets.unet import UNet
 from diffusion.nets.vae import VAE
 from diffusion.training.checkpoint import load_checkpoint
 from diffusion.training.latents import load_vae
-from diffusion.training.tensors import to_images
+from diffusion.training.tensors import to_images, to_model
 
 TextFn = Callable[[list[str]], tuple[np.ndarray, np.ndarray]]
 
@@ -76,6 +76,14 @@ class TorchLatentModel:
                             torch.from_numpy(cond["context"]).float(), torch.from_numpy(cond["mask"]).float(),
                             torch.from_numpy(cond["style"]))
         return out.numpy().astype(x.dtype, copy=False)
+
+    @torch.no_grad()
+    def reconstruct(self, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
+        """Real images through the VAE (posterior mean, then decode): the best any latent of this
+        autoencoder can look, so the gap between it and the real floor is the VAE's share."""
+        out = [to_images(self.vae.decode(self.vae.encode(to_model(images[i:i + batch_size]))[0]))
+               for i in range(0, len(images), batch_size)]
+        return np.concatenate(out) if out else images[:0].copy()
 
     @torch.no_grad()
     def decode(self, latents: np.ndarray) -> np.ndarray:

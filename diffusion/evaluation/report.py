@@ -80,6 +80,8 @@ def markdown(report: dict, baselines: dict[str, dict] | None = None) -> str:
     gen, floor = report["sets"]["generated"], report["sets"]["real"]
     columns = [(f"generated ({report['model']['label']})", gen)]
     columns += [(f"generated ({label})", b["sets"]["generated"]) for label, b in baselines.items()]
+    if "reconstructed" in report["sets"]:
+        columns += [(f"real {report['generation']['split']} images through the VAE", report["sets"]["reconstructed"])]
     columns += [(f"real {report['generation']['split']} images (floor)", floor)]
     g = report["generation"]
     lines = [
@@ -109,7 +111,9 @@ def markdown(report: dict, baselines: dict[str, dict] | None = None) -> str:
         "(for validation prompts: subjects neither the model nor the classifier saw): what a perfect "
         "generator would score at this sample size. "
         "Adherence is how often the classifier finds the prompted category or style; 'at chance' "
-        "is the same predictions scored against shuffled labels.",
+        "is the same predictions scored against shuffled labels."
+        + (" Real images through the VAE (encoded, decoded) show how much of the gap to the floor the "
+           "autoencoder alone accounts for." if "reconstructed" in report["sets"] else ""),
         "",
     ]
     if report.get("command"):

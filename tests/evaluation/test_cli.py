@@ -27,7 +27,7 @@ def test_eval_cli_end_to_end(fixture_dataset, tmp_path):
     report = json.loads((out / "eval.json").read_text())
     assert report["model"]["label"] == "tiny" and report["model"]["step"] == 7
     assert report["generation"]["images"] == 8 and report["generation"]["steps"] == 2
-    assert {"eval.json", "EVAL.md", "samples.png", "contact_sheet.png"} <= {p.name for p in out.iterdir()}
+    assert {"eval.json", "EVAL.md", "eval_samples.png", "contact_sheet.png"} <= {p.name for p in out.iterdir()}
     # A second run can carry the first as a baseline column.
     assert main(argv[:4] + [str(tmp_path / "eval2"), *argv[5:], "--no-contact-sheet",
                             "--baseline", f"first={out / 'eval.json'}"]) == 0

@@ -51,6 +51,7 @@ def test_report_end_to_end(tiny, fixture_dataset, tmp_path):
     report, images = evaluate(model, classifier, fixture_dataset, split="train", limit=12, steps=3,
                               kid_subsets=3)
     assert images.shape == (12, *fixture_dataset.images.shape[1:])
+    assert set(report["sets"]) == {"generated", "real", "reconstructed"}
     gen, real = report["sets"]["generated"], report["sets"]["real"]
     for key, *_ in FIGURES:
         assert np.isfinite(gen[key]) and np.isfinite(real[key]), key
@@ -61,6 +62,7 @@ def test_report_end_to_end(tiny, fixture_dataset, tmp_path):
     assert json.loads(paths["json"].read_text())["sets"]["generated"]["fid"] == pytest.approx(gen["fid"])
     text = paths["markdown"].read_text()
     assert "| FID (vs train) |" in text and "generated (earlier)" in text and "(floor)" in text
+    assert "through the VAE" in text
     assert text == markdown(report, {"earlier": report})
 
 
