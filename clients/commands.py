@@ -245,7 +245,7 @@ def _models(args) -> int:
             print("no models")
         for m in models:
             print(f"{m.name}/{m.version}  {'ready' if m.ready else 'not ready'}  {m.width}x{m.height} "
-                  f"(multiples of {m.latent_factor}, up to {m.max_size})  sha256 {m.sha256[:12]}")
+                  f"(multiples of {m.size_step or m.latent_factor}, up to {m.max_size})  sha256 {m.sha256[:12]}")
             if m.description:
                 print(f"    {m.description}")
             print(f"    styles: {', '.join(m.styles) or '-'}")

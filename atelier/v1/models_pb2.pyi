@@ -85,6 +85,7 @@ class ModelInfo(_message.Message):
     MAX_SIZE_FIELD_NUMBER: _builtins.int
     SUPPORTS_TILING_FIELD_NUMBER: _builtins.int
     SUPPORTS_INIT_IMAGE_FIELD_NUMBER: _builtins.int
+    SIZE_STEP_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Model name."""
     version: _builtins.str
@@ -100,7 +101,7 @@ class ModelInfo(_message.Message):
     latent_width: _builtins.int
     """Latent width at the native size."""
     latent_factor: _builtins.int
-    """Pixels per latent cell along each side: width and height must be multiples of it."""
+    """Pixels per latent cell along each side."""
     default_sampler: _types_pb2.Sampler.ValueType
     """Default sampler."""
     default_steps: _builtins.int
@@ -119,6 +120,10 @@ class ModelInfo(_message.Message):
     """Whether it can make seamless tiles."""
     supports_init_image: _builtins.bool
     """Whether it has an image encoder (image-to-image and inpainting)."""
+    size_step: _builtins.int
+    """Width and height must be multiples of this many pixels: latent_factor times what the
+    UNet halves (its downsampling).
+    """
     @_builtins.property
     def styles(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Art styles the model was trained on (GenerateRequest.style)."""
@@ -149,10 +154,11 @@ class ModelInfo(_message.Message):
         max_size: _builtins.int = ...,
         supports_tiling: _builtins.bool = ...,
         supports_init_image: _builtins.bool = ...,
+        size_step: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["default_guidance_scale", b"default_guidance_scale", "default_sampler", b"default_sampler", "default_steps", b"default_steps", "description", b"description", "height", b"height", "latent_channels", b"latent_channels", "latent_factor", b"latent_factor", "latent_height", b"latent_height", "latent_width", b"latent_width", "max_size", b"max_size", "name", b"name", "ready", b"ready", "samplers", b"samplers", "sha256", b"sha256", "styles", b"styles", "supports_init_image", b"supports_init_image", "supports_tiling", b"supports_tiling", "version", b"version", "width", b"width"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["default_guidance_scale", b"default_guidance_scale", "default_sampler", b"default_sampler", "default_steps", b"default_steps", "description", b"description", "height", b"height", "latent_channels", b"latent_channels", "latent_factor", b"latent_factor", "latent_height", b"latent_height", "latent_width", b"latent_width", "max_size", b"max_size", "name", b"name", "ready", b"ready", "samplers", b"samplers", "sha256", b"sha256", "size_step", b"size_step", "styles", b"styles", "supports_init_image", b"supports_init_image", "supports_tiling", b"supports_tiling", "version", b"version", "width", b"width"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

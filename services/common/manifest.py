@@ -154,6 +154,7 @@ class UNetSpec(_Json):
     cond_inputs: tuple[str, ...] = ("encoder_hidden_states",)
     max_batch: int = 16                    # largest batch the TensorRT profiles cover
     padding_modes: tuple[str, ...] = ("zeros",)   # ("zeros", "circular") when a tiling file exists
+    latent_multiple: int = 1               # latent sides must be multiples of this (2 ** downsamplings)
 
 
 @dataclass(frozen=True)

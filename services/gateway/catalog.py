@@ -42,6 +42,11 @@ class ModelEntry:
         return self.manifest.latent.factor
 
     @property
+    def size_multiple(self) -> int:
+        """Image sides must be multiples of this: the VAE's factor times what the UNet halves."""
+        return self.manifest.latent.factor * self.manifest.unet.latent_multiple
+
+    @property
     def dynamic_size(self) -> bool:
         return self.manifest.latent.dynamic_size
 

@@ -260,6 +260,7 @@ def model_to_pb(e: ModelEntry) -> models_pb2.ModelInfo:
         latent_height=m.latent.height,
         latent_width=m.latent.width,
         latent_factor=m.latent.factor,
+        size_step=e.size_multiple,
         styles=m.styles,
         samplers=[sampler_to_pb(s) for s in e.samplers],
         default_sampler=sampler_to_pb(m.defaults.sampler),

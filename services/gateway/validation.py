@@ -100,7 +100,7 @@ def _model(spec: JobSpec, catalog: ModelCatalog, out: list[Violation]) -> ModelE
 
 def _size(spec: JobSpec, model: ModelEntry | None, limits: Limits) -> list[Violation]:
     out: list[Violation] = []
-    factor = model.latent_factor if model else 1
+    factor = model.size_multiple if model else 1
     max_side = min(limits.max_side, model.max_size) if model else limits.max_side
     for name in ("width", "height"):
         value = getattr(spec, name)
@@ -109,7 +109,7 @@ def _size(spec: JobSpec, model: ModelEntry | None, limits: Limits) -> list[Viola
         if value > max_side:
             out.append((name, f"{value} is over the limit of {max_side} pixels"))
         elif value % factor:
-            out.append((name, f"{value} is not a multiple of the model's latent factor {factor}"))
+            out.append((name, f"{value} is not a multiple of {factor}, the model's size step"))
         elif model and not model.dynamic_size:
             native = getattr(model.manifest.image, name)
             if value != native:

@@ -211,7 +211,6 @@ def ran_jobs(stack) -> dict[str, int]:
     """Two interactive jobs, one batch job and one invalid submission, through the gateway."""
     from clients.client import Client
     from clients.errors import AtelierError
-
     from services.gateway import metrics as gateway_metrics
 
     # The gateway runs in this process: its counters already hold what earlier tests submitted.

@@ -127,6 +127,7 @@ def test_list_models(stack):
     assert (m.name, m.version, m.ready, m.latent_factor, list(m.styles)) == ("test-model", "1", True, 4,
                                                                               ["google", "twitter"])
     assert m.supports_init_image and not m.supports_tiling and len(m.sha256) == 64
+    assert m.size_step == 4  # the UNet of the test model halves nothing
     assert m.default_sampler == types_pb2.SAMPLER_DPMPP_2M and types_pb2.SAMPLER_UNIPC in m.samplers
     stubs.close()
 

@@ -159,3 +159,19 @@ def test_a_good_request_with_images_passes(vstack):
     assert record.spec.sampler == "euler" and record.spec.output_format == "raw_rgba8"
     assert record.spec.init_image == ok.init_image.data
     stubs.close()
+
+
+def test_sizes_follow_the_unet_size_step_not_only_the_vae_factor():
+    from services.common.jobs import JobSpec, PromptSpec
+    from services.common.manifest import LatentSpec, Manifest, UNetSpec
+    from services.common.settings import Settings
+    from services.gateway.catalog import ModelEntry
+    from services.gateway.validation import Limits, _size
+
+    # A VAE that divides by 4 and a UNet that halves its latent once: sides step by 8.
+    manifest = Manifest(name="m", version="1", latent=LatentSpec(factor=4, dynamic_size=True),
+                        unet=UNetSpec(latent_multiple=2))
+    model = ModelEntry("m", "1", manifest, "0" * 64, max_size=1024)
+    limits = Limits.from_settings(Settings())
+    spec = JobSpec(prompts=(PromptSpec("a cat"),), seeds=(1,), width=36, height=40)
+    assert _size(spec, model, limits) == [("width", "36 is not a multiple of 8, the model's size step")]
