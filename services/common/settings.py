@@ -87,7 +87,7 @@ class Settings:
     result_ttl_seconds: int = _setting(24 * 3600, "How long job records, events and images are kept after a job ends.")
     worker_concurrency: int = _setting(8, "Jobs one worker samples at once (its thread pool size).")
     max_batch: int = _setting(16, "Most rows in one denoiser call of the batching denoiser.")
-    batch_wait_ms: float = _setting(2.0, "How long the batching denoiser waits for more rows before a call.")
+    batch_wait_ms: float = _setting(6.0, "How long the batching denoiser waits for more rows before a call.")
     task_soft_time_limit: int = _setting(600, "Seconds after which a job is stopped and fails with a timeout.")
     task_time_limit: int = _setting(660, "Seconds after which the worker process running a job is killed.")
     visibility_timeout: int = _setting(
