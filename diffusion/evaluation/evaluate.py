@@ -81,7 +81,8 @@ def evaluate(model: LatentModel, classifier: DomainClassifier, ds: ImageDataset,
 
 
 def per_style(fake: LabelledSet, real: LabelledSet, style_names) -> dict[str, dict[str, float]]:
-    """Category and style adherence for each prompted style, generated vs real."""
+    """Category and style adherence for each prompted style, generated vs real, and how the
+    generated images' styles are classified."""
     out = {}
     k = len(fake.styles) // max(1, len(real.styles))
     for i, name in enumerate(style_names):
@@ -94,6 +95,9 @@ def per_style(fake: LabelledSet, real: LabelledSet, style_names) -> dict[str, di
             "generated_style": adherence(fake.embedding.style_probs[f], fake.styles[f]),
             "real_category": adherence(real.embedding.category_probs[r], real.categories[r]),
             "real_style": adherence(real.embedding.style_probs[r], real.styles[r]),
+            # A row of the style confusion matrix: which style the classifier sees in these images.
+            "generated_seen_as": {n: float(v) for n, v in zip(style_names, np.bincount(
+                fake.embedding.style_probs[f].argmax(1), minlength=len(style_names)) / max(1, f.sum()), strict=True)},
         }
     return out
 

@@ -116,9 +116,23 @@ def markdown(report: dict, baselines: dict[str, dict] | None = None) -> str:
            "autoencoder alone accounts for." if "reconstructed" in report["sets"] else ""),
         "",
     ]
+    if report.get("per_style"):
+        lines += _per_style_table(report["per_style"])
     if report.get("command"):
         lines += ["Command:", "", "```", report["command"], "```", ""]
     return "\n".join(lines)
+
+
+def _per_style_table(per_style: dict[str, dict]) -> list[str]:
+    names = list(per_style)
+    lines = ["Per prompted style (generated / real):", "",
+             "| style | prompts | category adherence | style adherence | generated images seen as |",
+             "|---|---|---|---|---|"]
+    for name, row in per_style.items():
+        seen = ", ".join(f"{n} {row.get('generated_seen_as', {}).get(n, float('nan')):.2f}" for n in names)
+        lines.append(f"| {name} | {row['prompts']} | {row['generated_category']:.3f} / {row['real_category']:.3f} "
+                     f"| {row['generated_style']:.3f} / {row['real_style']:.3f} | {seen} |")
+    return lines + [""]
 
 
 def write_report(report: dict, out: str | Path, baselines: dict[str, dict] | None = None) -> dict[str, Path]:
