@@ -163,3 +163,31 @@ def inception_score(probs: np.ndarray, *, splits: int = 10, eps: float = 1e-12) 
         kl = np.sum(part * (np.log(part + eps) - np.log(py + eps)), axis=1)
         scores.append(np.exp(kl.mean()))
     return float(np.mean(scores)), float(np.std(scores))
+
+
+# --- prompt adherence ---------------------------------------------------------------------
+# Adherence is top-1 agreement between a classifier's prediction and the label an image was
+# asked for (for real images: accuracy). Its chance level is what the same predictions score
+# against labels shuffled among the images: sum_c P(pred = c) P(label = c), the "expected
+# agreement" term of Cohen's kappa (Cohen 1960).
+
+
+def adherence(probs: np.ndarray, labels: np.ndarray) -> float:
+    """Fraction of rows whose argmax is the row's label; rows with label < 0 are skipped."""
+    probs, labels = np.asarray(probs), np.asarray(labels)
+    keep = labels >= 0
+    if not keep.any():
+        return float("nan")
+    return float((probs[keep].argmax(axis=1) == labels[keep]).mean())
+
+
+def chance_adherence(probs: np.ndarray, labels: np.ndarray) -> float:
+    """Expected adherence of the same predictions against randomly permuted labels."""
+    probs, labels = np.asarray(probs), np.asarray(labels)
+    keep = labels >= 0
+    if not keep.any():
+        return float("nan")
+    k = probs.shape[1]
+    pred = np.bincount(probs[keep].argmax(axis=1), minlength=k) / keep.sum()
+    true = np.bincount(labels[keep], minlength=k) / keep.sum()
+    return float(pred @ true)

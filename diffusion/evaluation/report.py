@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from diffusion import metrics
-from diffusion.evaluation.adherence import adherence, chance_adherence
 from diffusion.evaluation.embed import Embedding
+from diffusion.metrics import adherence, chance_adherence
 
 
 @dataclass(frozen=True)

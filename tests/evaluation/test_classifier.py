@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from diffusion.data.dataset import TRAIN
-from diffusion.evaluation.adherence import chance_adherence
 from diffusion.evaluation.classifier import CONFIG, WEIGHTS, ClassifierConfig, load_classifier, save_classifier
 from diffusion.evaluation.embed import embed
 from diffusion.evaluation.train_classifier import TrainOptions, accuracy, config_for, labels, train_classifier
+from diffusion.metrics import chance_adherence
 
 TINY = {"channels": (16, 32), "feature_dim": 32, "dropout": 0.0}
 

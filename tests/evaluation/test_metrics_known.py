@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from diffusion import metrics
-from diffusion.evaluation.adherence import adherence, chance_adherence
 from diffusion.evaluation.classifier import ClassifierConfig, DomainClassifier
 from diffusion.evaluation.embed import embed
 from diffusion.evaluation.report import LabelledSet, set_figures
+from diffusion.metrics import adherence, chance_adherence
 
 
 @pytest.fixture(scope="module")
