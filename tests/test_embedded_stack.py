@@ -7,7 +7,6 @@ gRPC gateway, ONNX Runtime on a tiny exported model, the SDK as the client.
 from __future__ import annotations
 
 import json
-import os
 
 import pytest
 import redis
@@ -18,18 +17,14 @@ from clients.demo import run_demo
 from services.common.embedded_redis import redis_answers
 from services.common.settings import Settings
 from services.embedded import EmbeddedStack, StackError
-from tests.export.tiny_models import atelier_checkpoint
+from tests.export.tiny_models import tiny_repository as export_tiny
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def tiny_repository(tmp_path_factory):
-    root = tmp_path_factory.mktemp("up")
-    ckpt = atelier_checkpoint(root / "ckpt")
-    assert atelier(["export", str(ckpt), "--name", "tiny", "--version", "1", "--out", str(root / "models"),
-                    "--tiling"]) == 0
-    return root / "models"
+    return export_tiny(tmp_path_factory.mktemp("up"), "--tiling")
 
 
 def _settings(repository, **overrides) -> Settings:
@@ -75,8 +70,8 @@ def test_up_refuses_a_redis_url_where_nothing_answers(tmp_path, tiny_repository)
         stack.start()
 
 
-def test_cli_help_lists_up():
-    pid = os.getpid()
-    assert pid  # the registry imports nothing heavy for --help
-    with pytest.raises(SystemExit):
+def test_cli_help_lists_up(capsys):
+    with pytest.raises(SystemExit) as done:
         atelier(["up", "--help"])
+    assert done.value.code == 0
+    assert "--demo" in capsys.readouterr().out

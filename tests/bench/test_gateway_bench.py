@@ -15,8 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from clients.cli import main as atelier
-from tests.export.tiny_models import atelier_checkpoint
+from tests.export.tiny_models import tiny_repository as export_tiny
 
 pytestmark = pytest.mark.slow
 
@@ -25,10 +24,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="module")
 def tiny_repository(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("gateway-bench")
-    ckpt = atelier_checkpoint(root / "ckpt")
-    assert atelier(["export", str(ckpt), "--name", "tiny", "--version", "1", "--out", str(root / "models")]) == 0
-    return root / "models"
+    return export_tiny(tmp_path_factory.mktemp("gateway-bench"))
 
 
 def test_quick_run_reports_every_figure(tiny_repository):

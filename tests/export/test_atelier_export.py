@@ -9,12 +9,11 @@ import onnx
 import pytest
 import torch
 
-from clients.cli import main as atelier
 from export.sources.atelier import load_atelier
 from services.common.model_repository import ModelRepository
 from services.common.settings import Settings
 from services.worker.onnx_runtime import load_runtime
-from tests.export.tiny_models import atelier_checkpoint
+from tests.export.tiny_models import tiny_repository
 
 pytestmark = pytest.mark.slow
 
@@ -22,10 +21,8 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
     root = tmp_path_factory.mktemp("atelier")
-    ckpt = atelier_checkpoint(root / "ckpt")
-    assert atelier(["export", str(ckpt), "--name", "tiny", "--version", "1", "--out", str(root / "models"),
-                    "--tiling", "--fp16", "--optimize"]) == 0
-    return ckpt, root / "models"
+    models = tiny_repository(root, "--tiling", "--fp16", "--optimize")
+    return root / "ckpt", models
 
 
 def test_every_file_listed_checked_and_small(exported) -> None:

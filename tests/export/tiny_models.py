@@ -57,6 +57,18 @@ def atelier_checkpoint(folder: Path) -> Path:
     return folder
 
 
+def tiny_repository(root: Path, *flags: str) -> Path:
+    """A model repository under `root/models` holding `tiny/1`, exported from a tiny random
+    checkpoint with the `atelier export` flags given (e.g. "--tiling")."""
+    from clients.cli import main as atelier
+
+    ckpt = atelier_checkpoint(root / "ckpt")
+    models = root / "models"
+    if atelier(["export", str(ckpt), "--name", "tiny", "--version", "1", "--out", str(models), *flags]) != 0:
+        raise RuntimeError("exporting the tiny checkpoint failed")
+    return models
+
+
 # --- a tiny Stable Diffusion pipeline ------------------------------------------------------------
 
 SD_WORDS = ("a", "red", "heart", "cat", "face", "green", "tree")
