@@ -96,8 +96,8 @@ class Settings:
     )
     preview_size: int = _setting(64, "Longest side of preview images, in pixels.")
     progress_interval_ms: int = _setting(
-        100, "Least time between two progress events of one job, and between two checks in Redis of whether it was "
-        "cancelled."
+        100, "Least time between two progress events of one job, and between two checks in Redis that the job is "
+        "still this worker's (cancellations arrive at once by pub/sub)."
     )
     # --- gateway
     outbox_grace_seconds: float = _setting(

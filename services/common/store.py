@@ -225,6 +225,8 @@ class JobStore:
         record = self.get(job_id, tenant)
         done = self._finish_job(record, JobState.CANCELLED, JobState.ACTIVE, None, ErrorCode.NONE, "", now)
         if done:
+            # Workers listen (services.worker.cancellations) and stop the job at its next step.
+            self.client.publish(self.cancel_channel, job_id)
             return JobState.CANCELLED, True
         return self.get(job_id, tenant).state, False
 
@@ -234,6 +236,11 @@ class JobStore:
         return self._finish_job(
             record, JobState.EXPIRED, JobState.ACTIVE, None, ErrorCode.NONE, "deadline passed", now
         )
+
+    @property
+    def cancel_channel(self) -> str:
+        """Pub/sub channel on which the id of every cancelled job is announced."""
+        return f"{self.prefix}cancelled"
 
     # --- the outbox: jobs stored but not yet on the broker
 

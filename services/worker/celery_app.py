@@ -18,6 +18,7 @@ from services.common import metrics, readiness
 from services.common.queues import QUEUES, celery_config
 from services.common.settings import Settings
 from services.common.store import JobStore
+from services.worker.cancellations import CancelListener
 from services.worker.executor import JobExecutor, worker_name
 from services.worker.models import ModelRegistry
 from services.worker.runtime import load_loader
@@ -51,8 +52,11 @@ class WorkerContext:
         self.shutting_down = threading.Event()
         self.executor.stop_event = self.shutting_down
         self.heartbeat: readiness.Heartbeat | None = None
+        self.cancels = CancelListener(self.client, self.store.cancel_channel)
+        self.executor.cancelled = self.cancels.is_cancelled
 
     def start(self) -> None:
+        self.cancels.start()
         metrics.SLOTS.set(self.settings.worker_concurrency)
         metrics.REGISTRY.register(metrics.QueueDepthCollector(self.client, QUEUES))
         metrics.serve(self.settings.worker_metrics_port)
@@ -71,6 +75,7 @@ class WorkerContext:
         self.heartbeat = readiness.Heartbeat(self.client, self.settings.key_prefix, status).start()
 
     def stop(self) -> None:
+        self.cancels.stop()
         if self.heartbeat:
             self.heartbeat.stop()
         self.models.close()

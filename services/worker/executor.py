@@ -40,6 +40,7 @@ class JobExecutor:
         self.store, self.models, self.settings = store, models, settings
         self.name = name or worker_name()
         self.stop_event: threading.Event | None = None  # set: running jobs hand themselves back
+        self.cancelled = None  # job_id -> bool from the worker's CancelListener, when it runs one
         self._busy = 0
         self._busy_lock = threading.Lock()
 
@@ -88,6 +89,7 @@ class JobExecutor:
             check_interval_ms=self.settings.progress_interval_ms,
             confirmed_at=time.time(),  # begin_attempt has just handed this attempt the job
             stop_event=self.stop_event,
+            cancelled=self.cancelled,
         )
         model_name = loaded.runtime.info.name
 
