@@ -76,7 +76,7 @@ def package_model(root: Path, out: Path, data_card: Path | None = None, contact:
                   "packaged": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     config = {**model_cfg,
               "description": "Atelier emoji: text- and style-conditioned latent diffusion on 32x32 RGBA emoji",
-              "defaults": {"sampler": DEFAULT_SAMPLER, "steps": 20, "guidance_scale": 3.0, "schedule": "karras"},
+              "defaults": {"sampler": DEFAULT_SAMPLER, "steps": 20, "guidance_scale": 5.0, "schedule": "karras"},
               "data_card": card, "licenses": licences, "provenance": provenance}
     files["config"] = out / "config.json"
     files["config"].write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
