@@ -19,7 +19,8 @@ def _train_config(args: argparse.Namespace):
     return TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, warmup=args.warmup,
                        ema_decay=args.ema_decay, grad_clip=args.grad_clip, seed=args.seed, bf16=args.bf16,
                        threads=args.threads, device=args.device, sample_every=args.sample_every,
-                       checkpoint_minutes=args.checkpoint_minutes, time_limit_minutes=args.time_limit)
+                       checkpoint_minutes=args.checkpoint_minutes, time_limit_minutes=args.time_limit,
+                       keep_at=tuple(args.keep_at))
 
 
 def _vae(args: argparse.Namespace) -> int:
@@ -39,15 +40,22 @@ def _vae(args: argparse.Namespace) -> int:
 def _unet(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from diffusion.nets.config import UNetConfig
+    from diffusion.nets.config import LatentConfig, ModelConfig, UNetConfig, VAEConfig
     from diffusion.training.unet_trainer import train_unet
 
+    shipped = {}
+    if args.vae_from:
+        # A shipped model's frozen VAE: its latent scale and shift and its style ids come along,
+        # so the new UNet is a drop-in successor that shares the autoencoder.
+        mc = ModelConfig.load(Path(args.vae_from) / "config.json")
+        shipped = {"vae_cfg": VAEConfig.from_dict(mc.vae), "latent_cfg": LatentConfig.from_dict(mc.latent),
+                   "styles": list(mc.styles)}
     cfg = UNetConfig(channels=tuple(args.channels), num_res_blocks=args.num_res_blocks,
                      embed_dim=args.embed_dim, heads=args.heads,
                      attention=tuple([False] * (len(args.channels) - args.attention_levels)
                                      + [True] * args.attention_levels))
-    s = train_unet(Path(args.data), Path(args.vae_run), Path(args.run_dir), cfg, _train_config(args),
-                   progress=tqdm, resume=not args.fresh)
+    s = train_unet(Path(args.data), Path(args.vae_from or args.vae_run), Path(args.run_dir), cfg,
+                   _train_config(args), progress=tqdm, resume=not args.fresh, **shipped)
     print(json.dumps({k: v for k, v in s.items() if k != "losses"}))
     return 0
 
@@ -83,13 +91,16 @@ def _common(p: argparse.ArgumentParser, steps: int, batch: int, lr: float, chann
     p.add_argument("--ema-decay", type=float, default=0.999)
     p.add_argument("--grad-clip", type=float, default=1.0)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=True,
-                   help="bf16 autocast (default on)")
+    p.add_argument("--bf16", action=argparse.BooleanOptionalAction, default=False,
+                   help="bf16 autocast (default off: slower than fp32 for these small networks on the CPUs here)")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--sample-every", type=int, default=500)
     p.add_argument("--checkpoint-minutes", type=float, default=3.0)
     p.add_argument("--time-limit", type=float, default=0.0, help="minutes; stop and save when reached")
+    p.add_argument("--keep-at", type=float, nargs="+", default=[], metavar="FRACTION",
+                   help="also keep the checkpoints at these fractions of --steps (e.g. 0.25) as "
+                        "checkpoints/step_NNNNNN.safetensors")
     p.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint in --run-dir")
     p.add_argument("--channels", type=int, nargs="+", default=channels)
     p.add_argument("--num-res-blocks", type=int, default=2)
@@ -104,7 +115,9 @@ def register(parser: argparse.ArgumentParser, name: str = "train") -> None:
     v.set_defaults(func=_vae, num_res_blocks=1)
     u = sub.add_parser("unet", help="train the latent UNet (EDM) on a dataset, given a trained VAE run")
     _common(u, 10000, 64, 5e-4, [64, 128])
-    u.add_argument("--vae-run", required=True, help="run dir of `atelier train vae`")
+    vae = u.add_mutually_exclusive_group(required=True)
+    vae.add_argument("--vae-run", help="run dir of `atelier train vae`")
+    vae.add_argument("--vae-from", help="a shipped model folder whose VAE, latent scale/shift and styles to reuse")
     u.add_argument("--embed-dim", type=int, default=256)
     u.add_argument("--heads", type=int, default=4)
     u.add_argument("--attention-levels", type=int, default=2, help="lowest-resolution levels with attention")

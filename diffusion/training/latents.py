@@ -6,6 +6,7 @@ std 1 over the training set, and sigma_data = 1 in the EDM preconditioning."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -17,11 +18,19 @@ from diffusion.training.tensors import to_model
 
 
 def load_vae(run_dir: Path, cfg: VAEConfig | None = None) -> VAE:
-    """The EMA VAE of a training run (``vae_config.json`` + ``vae_ema.safetensors``), or of a
-    shipped model folder when ``cfg`` is given."""
+    """The EMA VAE of a training run (``vae_config.json`` + ``vae_ema.safetensors``) or of a
+    shipped model folder (``config.json``'s ``vae``); ``cfg`` overrides either."""
     from safetensors.torch import load_file
 
-    cfg = cfg or VAEConfig.load(Path(run_dir) / "vae_config.json")
+    run_dir = Path(run_dir)
+    if cfg is None:
+        run_cfg, shipped_cfg = run_dir / "vae_config.json", run_dir / "config.json"
+        if run_cfg.exists():
+            cfg = VAEConfig.load(run_cfg)
+        elif shipped_cfg.exists():
+            cfg = VAEConfig.from_dict(json.loads(shipped_cfg.read_text(encoding="utf-8"))["vae"])
+        else:
+            raise FileNotFoundError(f"{run_dir}: neither a VAE run (vae_config.json) nor a model folder (config.json)")
     vae = VAE(cfg)
     vae.load_state_dict(load_file(str(Path(run_dir) / "vae_ema.safetensors")))
     return vae.eval()

@@ -19,6 +19,10 @@ def checkpoint_path(run_dir: Path) -> Path:
     return Path(run_dir) / "checkpoints" / "latest.safetensors"
 
 
+def kept_checkpoint_path(run_dir: Path, step: int) -> Path:
+    return Path(run_dir) / "checkpoints" / f"step_{step:06d}.safetensors"
+
+
 def train_loop(opt: Optimization, cfg: TrainConfig, run_dir: Path, loss_fn: LossFn, meta: dict,
                sample_fn: Callable[[int], None] | None = None, progress=None, resume: bool = True,
                stop_at: int | None = None) -> dict:
@@ -34,6 +38,7 @@ def train_loop(opt: Optimization, cfg: TrainConfig, run_dir: Path, loss_fn: Loss
     clock = Clock(cfg)
     bar = progress(total=end, initial=start, desc=run_dir.name) if progress else None
     losses: list[float] = []
+    kept = cfg.kept_steps()
     t0, step = time.time(), start
     opt.model.train()
     try:
@@ -47,6 +52,9 @@ def train_loop(opt: Optimization, cfg: TrainConfig, run_dir: Path, loss_fn: Loss
             if bar:
                 bar.update(1)
                 bar.set_postfix(loss=f"{losses[-1]:.4f}")
+            if step + 1 in kept:
+                opt.save(kept_checkpoint_path(run_dir, step + 1), step + 1,
+                         {**meta, "kept_fraction": kept[step + 1], "planned_steps": cfg.steps})
             if sample_fn and (step + 1) % cfg.sample_every == 0:
                 sample_fn(step + 1)
             if clock.due_checkpoint():
