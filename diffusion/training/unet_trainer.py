@@ -101,6 +101,9 @@ def train_unet(dataset: Path, vae_run: Path, run_dir: Path, unet_cfg: UNetConfig
     styles = styles or list(ds.styles)
     unet_cfg.num_styles = max(unet_cfg.num_styles, len(styles))
     train = ds.subset(TRAIN)
+    unknown = sorted({str(ds.styles[i]) for i in train.style_ids} - set(styles))
+    if unknown:
+        raise ValueError(f"{dataset}: styles {unknown} are not among the model's styles {styles}")
     style_ids = np.array([styles.index(ds.styles[i]) for i in train.style_ids], dtype=np.int64)
     vae = load_vae(vae_run, vae_cfg)
     mean, logvar, latent_cfg = encode_dataset(vae, train.images, run_dir / "latents.npz", latent_cfg)
