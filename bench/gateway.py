@@ -14,9 +14,8 @@ process, the gRPC gateway) on the default model, and in the same run:
    own capacity on this machine), with it running its backlog beside the gateway on the
    same cores, and paused again after 100,000 more keys in Redis (a day of job records).
 
-Prints progress, then one JSON line (bench.report). Without an exported
-models/atelier-emoji/1 it exports the default architecture with random weights
-(bench._gateway_model): timings do not depend on what the weights learned.
+Prints progress, then one JSON line (bench.report). By default it serves the newest shipped
+version of models/atelier-emoji (bench._gateway_model); --repository names another.
 """
 
 from __future__ import annotations

@@ -17,6 +17,20 @@ from diffusion.nets.unet import UNet
 from diffusion.nets.vae import VAE
 
 
+DEFAULT_MODELS = Path(__file__).resolve().parents[2] / "models"
+
+
+def latest_shipped(name: str = "atelier-emoji", root: str | Path = DEFAULT_MODELS) -> Path:
+    """The newest packaged version folder ``root/name/<N>`` (numeric versions, one holding a
+    ``config.json``): what fine-tuning and evaluation start from when no model is named."""
+    folder = Path(root) / name
+    versions = sorted((p for p in folder.iterdir() if p.name.isdigit() and (p / "config.json").is_file()),
+                      key=lambda p: int(p.name)) if folder.is_dir() else []
+    if not versions:
+        raise FileNotFoundError(f"no packaged version of {name!r} in {root}")
+    return versions[-1]
+
+
 @dataclass
 class ShippedModel:
     denoiser: EDMDenoiser      # denoiser(x, sigma[B], context[B,L,384], mask[B,L], style[B]) -> x0

@@ -65,7 +65,9 @@ def _finetune(args: argparse.Namespace) -> int:
 
     from diffusion.training.finetune import finetune
 
-    s = finetune(Path(args.model), Path(args.data), Path(args.run_dir), _train_config(args), progress=tqdm,
+    from diffusion.nets.shipped import latest_shipped
+
+    s = finetune(Path(args.model) if args.model else latest_shipped(), Path(args.data), Path(args.run_dir), _train_config(args), progress=tqdm,
                  resume=not args.fresh)
     print(json.dumps({k: v for k, v in s.items() if k != "losses"}))
     return 0
@@ -74,8 +76,13 @@ def _finetune(args: argparse.Namespace) -> int:
 def _package(args: argparse.Namespace) -> int:
     from diffusion.training.package import package_model
 
-    files = package_model(Path(args.root), Path(args.out), Path(args.data_card) if args.data_card else None,
-                          Path(args.contact) if args.contact else None, command=args.command_line)
+    try:
+        files = package_model(Path(args.root), Path(args.out), Path(args.data_card) if args.data_card else None,
+                              Path(args.contact) if args.contact else None, command=args.command_line,
+                              vae_from=Path(args.vae_from) if args.vae_from else None,
+                              notes=Path(args.notes) if args.notes else None, overwrite=args.overwrite)
+    except ValueError as exc:
+        raise SystemExit(f"atelier train package: {exc}") from None
     for k, p in files.items():
         print(f"{k}: {p}")
     return 0
@@ -124,11 +131,15 @@ def register(parser: argparse.ArgumentParser, name: str = "train") -> None:
     u.set_defaults(func=_unet)
     f = sub.add_parser("finetune", help="continue the shipped model on a folder dataset (a new style)")
     _common(f, 1000, 32, 1e-4, [64, 128])
-    f.add_argument("--model", default="models/atelier-emoji/1", help="shipped model folder")
+    f.add_argument("--model", help="shipped model folder (default: the newest version under models/atelier-emoji)")
     f.set_defaults(func=_finetune)
     p = sub.add_parser("package", help="copy a finished run's EMA weights, configs and figures into a model folder")
     p.add_argument("--root", required=True, help="pipeline run root holding vae/ and unet/")
-    p.add_argument("--out", default="models/atelier-emoji/1")
+    p.add_argument("--out", required=True, help="the new version's folder, e.g. models/atelier-emoji/3")
+    p.add_argument("--vae-from", help="a packaged model folder whose VAE the UNet run was trained on "
+                                      "(`train unet --vae-from`); its weights and provenance are reused")
+    p.add_argument("--notes", help="a Markdown file appended to the model card")
+    p.add_argument("--overwrite", action="store_true", help="replace a model already packaged in --out")
     p.add_argument("--data-card", help="the dataset's .card.json")
     p.add_argument("--contact", help="the dataset's contact sheet PNG")
     p.add_argument("--command-line", default="", help="training command recorded in the model card")

@@ -6,6 +6,7 @@ grid, VAE reconstructions, the data contact sheet and MODEL_CARD.md."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import time
@@ -15,6 +16,8 @@ from diffusion.samplers import DEFAULT_SAMPLER
 from diffusion.training.logger import plot_curves, read_metrics
 
 MAX_FILE_BYTES = 20 * 1024 * 1024  # every committed file stays under 20 MB
+# From the guidance sweep of atelier-emoji/1 (docs/BENCHMARKS.md): FID and style adherence best at 5.
+DEFAULT_GUIDANCE = 5.0
 
 
 def ship_weights(src: Path, dst: Path) -> str:
@@ -54,50 +57,86 @@ def _run_stats(run: Path) -> dict:
             "final_loss": round(sum(r["loss"] for r in recs[-20:]) / len(recs[-20:]), 4)}
 
 
+def _vae_source(vae_from: Path, unet_config: dict) -> dict:
+    """A shipped model's VAE for a new UNet: refused unless the UNet was trained on exactly its
+    latents (same architecture, same latent scale and shift), since the UNet only knows those."""
+    shipped = _json(vae_from / "config.json")
+    if not shipped or not (vae_from / "vae_ema.safetensors").is_file():
+        raise ValueError(f"--vae-from {vae_from}: not a packaged model folder (config.json + vae_ema.safetensors)")
+    for key, what in (("vae", "VAE architecture"), ("latent", "latent scale, shift and shape")):
+        if shipped.get(key) != unet_config.get(key):
+            raise ValueError(f"--vae-from {vae_from}: its {what} {shipped.get(key)} differs from the one the "
+                             f"UNet run was trained on {unet_config.get(key)}")
+    prov = shipped.get("provenance", {})
+    return {"weights": vae_from / "vae_ema.safetensors", "reconstructions": vae_from / "vae_reconstructions.png",
+            "train": prov.get("vae_train", {}), "stats": {**prov.get("vae_stats", {}), "from": str(vae_from)},
+            "sha256": hashlib.sha256((vae_from / "vae_ema.safetensors").read_bytes()).hexdigest()}
+
+
 def package_model(root: Path, out: Path, data_card: Path | None = None, contact: Path | None = None,
-                  command: str = "") -> dict[str, Path]:
+                  command: str = "", vae_from: Path | None = None, notes: Path | None = None,
+                  overwrite: bool = False) -> dict[str, Path]:
+    """``root`` holds the run's ``unet/`` (and ``vae/`` unless ``vae_from`` names a packaged
+    model whose VAE the UNet was trained on). Everything is checked before anything is written."""
     root, out = Path(root), Path(out)
     vae_run, unet_run = root / "vae", root / "unet"
+    model_cfg = _json(unet_run / "model_config.json")
+    if not model_cfg or not (unet_run / "unet_ema.safetensors").is_file():
+        raise ValueError(f"{unet_run}: no finished UNet run (model_config.json + unet_ema.safetensors)")
+    if (out / "config.json").exists() and not overwrite:
+        raise ValueError(f"{out} already holds a packaged model; pick a new version folder or pass --overwrite")
+    if vae_from is not None:
+        vae = _vae_source(Path(vae_from), model_cfg)
+    else:
+        if not (vae_run / "vae_ema.safetensors").is_file():
+            raise ValueError(f"{vae_run}: no VAE run (pass --vae-from MODEL to reuse a packaged model's VAE)")
+        vae = {"weights": vae_run / "vae_ema.safetensors", "reconstructions": vae_run / "samples" / "latest.png",
+               "train": _json(vae_run / "train_config.json"), "stats": _run_stats(vae_run)}
+    notes_text = Path(notes).read_text(encoding="utf-8") if notes else ""
+
     out.mkdir(parents=True, exist_ok=True)
     files = {"vae": out / "vae_ema.safetensors", "unet": out / "unet_ema.safetensors"}
-    dtypes = {name: ship_weights(run / f"{name}_ema.safetensors", files[name])
-              for name, run in (("vae", vae_run), ("unet", unet_run))}
-
-    model_cfg = _json(unet_run / "model_config.json")
+    dtypes = {"vae": ship_weights(vae["weights"], files["vae"]),
+              "unet": ship_weights(unet_run / "unet_ema.safetensors", files["unet"])}
     card = _json(data_card) if data_card else {}
     # One record per style's source, the shape the model manifest's `licenses` takes.
     licences = [{"style": s, "license": v["licence"], "attribution": v["attribution"], "source": v["package"]}
                 for s, v in sorted(card.get("sources", {}).items())]
-    vae_stats, unet_stats = _run_stats(vae_run), _run_stats(unet_run)
-    provenance = {"vae_train": _json(vae_run / "train_config.json"),
-                  "unet_train": _json(unet_run / "train_config.json"),
-                  "vae_stats": vae_stats, "unet_stats": unet_stats, "command": command,
+    unet_stats = _run_stats(unet_run)
+    provenance = {"vae_train": vae["train"], "unet_train": _json(unet_run / "train_config.json"),
+                  "vae_stats": vae["stats"], "unet_stats": unet_stats, "command": command,
                   "weights_dtype": dtypes,
                   "packaged": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    if vae_from is not None:
+        provenance["vae_from"] = {"model": str(vae_from), "sha256": vae["sha256"]}
     config = {**model_cfg,
               "description": "Atelier emoji: text- and style-conditioned latent diffusion on 32x32 RGBA emoji",
-              "defaults": {"sampler": DEFAULT_SAMPLER, "steps": 20, "guidance_scale": 5.0, "schedule": "karras"},
+              "defaults": {"sampler": DEFAULT_SAMPLER, "steps": 20, "guidance_scale": DEFAULT_GUIDANCE,
+                           "schedule": "karras"},
               "data_card": card, "licenses": licences, "provenance": provenance}
     files["config"] = out / "config.json"
     files["config"].write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
 
-    files["curves"] = plot_curves({"VAE (L1 + KL)": vae_run, "UNet (EDM loss)": unet_run},
-                                  out / "training_curves.png",
+    curves = {"UNet (EDM loss)": unet_run} if vae_from is not None else {"VAE (L1 + KL)": vae_run,
+                                                                         "UNet (EDM loss)": unet_run}
+    files["curves"] = plot_curves(curves, out / "training_curves.png",
                                   {"VAE (L1 + KL)": ["loss", "l1"], "UNet (EDM loss)": ["loss"]})
     for name, src in (("samples", unet_run / "samples" / "latest.png"),
-                      ("vae_reconstructions", vae_run / "samples" / "latest.png"), ("data_contact_sheet", contact)):
+                      ("vae_reconstructions", vae["reconstructions"]), ("data_contact_sheet", contact)):
         if src and Path(src).exists():
             files[name] = out / f"{name}.png"
             shutil.copyfile(src, files[name])
     files["card"] = out / "MODEL_CARD.md"
-    files["card"].write_text(model_card(config, vae_stats, unet_stats, command), encoding="utf-8")
+    title = f"{out.parent.name}, version {out.name}"
+    files["card"].write_text(model_card(config, vae["stats"], unet_stats, command, title, notes_text),
+                             encoding="utf-8")
     return files
 
 
-def model_card(config: dict, vae_stats: dict, unet_stats: dict, command: str) -> str:
+def model_card(config: dict, vae_stats: dict, unet_stats: dict, command: str, title: str, notes: str = "") -> str:
     unet, vae, latent, card = config["unet"], config["vae"], config["latent"], config.get("data_card", {})
     lines = [
-        "# atelier-emoji, version 1", "",
+        f"# {title}", "",
         "A small text- and style-conditioned latent diffusion model for 32x32 RGBA (premultiplied alpha)",
         "emoji-like sprites, trained from scratch on this project's 2-core CPU.", "",
         "## Model", "",
@@ -126,14 +165,15 @@ def model_card(config: dict, vae_stats: dict, unet_stats: dict, command: str) ->
               "redistributing images derived from it.", "",
               "## Training", "",
               "| stage | steps | wall time (min) | steps/s | final loss |", "|---|---|---|---|---|",
-              f"| VAE | {vae_stats.get('steps')} | {vae_stats.get('wall_minutes')} | {vae_stats.get('steps_per_s')} "
+              f"| VAE{' (reused from ' + vae_stats['from'] + ')' if vae_stats.get('from') else ''} "
+              f"| {vae_stats.get('steps')} | {vae_stats.get('wall_minutes')} | {vae_stats.get('steps_per_s')} "
               f"| {vae_stats.get('final_loss')} |",
               f"| UNet | {unet_stats.get('steps')} | {unet_stats.get('wall_minutes')} | "
               f"{unet_stats.get('steps_per_s')} | {unet_stats.get('final_loss')} |", "",
               "Measured on a 2-core CPU shared with other jobs (steps/s varies with the load).", "",
-              "Command:", "", "```", command or "diffusion/training/run_emoji.sh /work/runs/atelier-emoji-1", "```", "",
+              "Command:", "", "```", command or "(not recorded)", "```", "",
               "## Limitations", "",
-              "32x32 pixels and a small UNet trained for about an hour and a half on a CPU: simple, bold emoji "
+              "32x32 pixels and a small UNet trained on a 2-core CPU: simple, bold emoji "
               "(faces, fruit, hearts, flags with large colour fields) come out best; fine detail, text and "
               "multi-person scenes do not. Captions are English emoji names only.", "",
               f"Weights dtype: {config['provenance'].get('weights_dtype')} (EMA weights; float16 where float32 "
@@ -141,4 +181,6 @@ def model_card(config: dict, vae_stats: dict, unet_stats: dict, command: str) ->
               "Files: `config.json`, `vae_ema.safetensors`, `unet_ema.safetensors` (EMA weights), "
               "`training_curves.png`, `samples.png` (rows: styles, columns: prompts), `vae_reconstructions.png`, "
               "`data_contact_sheet.png`.", ""]
+    if notes.strip():
+        lines += [notes.strip(), ""]
     return "\n".join(lines)
