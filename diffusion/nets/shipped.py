@@ -16,7 +16,6 @@ from diffusion.nets.edm import EDMDenoiser
 from diffusion.nets.unet import UNet
 from diffusion.nets.vae import VAE
 
-
 DEFAULT_MODELS = Path(__file__).resolve().parents[2] / "models"
 
 

@@ -63,11 +63,11 @@ def _unet(args: argparse.Namespace) -> int:
 def _finetune(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from diffusion.nets.shipped import latest_shipped
     from diffusion.training.finetune import finetune
 
-    from diffusion.nets.shipped import latest_shipped
-
-    s = finetune(Path(args.model) if args.model else latest_shipped(), Path(args.data), Path(args.run_dir), _train_config(args), progress=tqdm,
+    model = Path(args.model) if args.model else latest_shipped()
+    s = finetune(model, Path(args.data), Path(args.run_dir), _train_config(args), progress=tqdm,
                  resume=not args.fresh)
     print(json.dumps({k: v for k, v in s.items() if k != "losses"}))
     return 0
