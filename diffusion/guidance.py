@@ -18,7 +18,11 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["ClassifierFreeGuidance", "guided", "split_cond", "stack_cond"]
+__all__ = ["DEFAULT_GUIDANCE", "ClassifierFreeGuidance", "guided", "split_cond", "stack_cond"]
+
+# The scale a packaged model serves with unless it says otherwise: the sweep of atelier-emoji/1
+# (2, 3, 5, 7; docs/BENCHMARKS.md) had its best FID and style adherence at 5.
+DEFAULT_GUIDANCE = 5.0
 
 
 def stack_cond(a: Any, b: Any) -> Any:

@@ -9,6 +9,8 @@ import shlex
 import sys
 from pathlib import Path
 
+from diffusion.guidance import DEFAULT_GUIDANCE
+
 DEFAULT_CLASSIFIER = Path("models/atelier-emoji/classifier")
 
 
@@ -77,7 +79,11 @@ def _model(args: argparse.Namespace) -> int:
     for item in args.baseline:
         label, _, path = item.partition("=")
         baselines[label] = json.loads(Path(path).read_text(encoding="utf-8"))
-    options = {"steps": args.steps, "sampler": args.sampler, "guidance": args.guidance,
+    # A shipped model is judged at the guidance it serves with; a training checkpoint at the
+    # packager's default, so a checkpoint and the model it became are compared like for like.
+    guidance = args.guidance if args.guidance is not None else float(
+        meta.get("defaults", {}).get("guidance_scale", DEFAULT_GUIDANCE))
+    options = {"steps": args.steps, "sampler": args.sampler, "guidance": guidance,
                "batch_size": args.batch_size}
     report, images = evaluate(model, classifier, ds, split=args.split, limit=args.limit,
                               seeds_per_prompt=args.seeds_per_prompt, seed=args.seed,
@@ -141,7 +147,8 @@ def register(parser: argparse.ArgumentParser, name: str = "eval") -> None:
     m.add_argument("--steps", type=int, default=20)
     m.add_argument("--sampler", default=DEFAULT_SAMPLER, choices=sorted(SAMPLERS),
                    help=f"registered sampler (default {DEFAULT_SAMPLER})")
-    m.add_argument("--guidance", type=float, default=3.0, help="classifier-free guidance scale")
+    m.add_argument("--guidance", type=float, help="classifier-free guidance scale (default: the model's own "
+                                                   f"default for a shipped model, else {DEFAULT_GUIDANCE})")
     m.add_argument("--batch-size", type=int, default=32)
     m.add_argument("--baseline", action="append", default=[], metavar="LABEL=EVAL.JSON",
                    help="add another run's generated figures as a column (e.g. quarter=runs/quarter/eval.json)")

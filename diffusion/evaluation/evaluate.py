@@ -19,6 +19,7 @@ from diffusion.evaluation.embed import embed
 from diffusion.evaluation.generate import LatentModel, generate
 from diffusion.evaluation.report import LabelledSet, set_figures
 from diffusion.evaluation.train_classifier import labels
+from diffusion.guidance import DEFAULT_GUIDANCE
 from diffusion.metrics import adherence
 from diffusion.samplers import DEFAULT_SAMPLER
 
@@ -46,7 +47,7 @@ def model_style_ids(model: LatentModel, ds: ImageDataset, style_ids: np.ndarray)
 
 def evaluate(model: LatentModel, classifier: DomainClassifier, ds: ImageDataset, *, split: str = "validation",
              limit: int | None = None, seeds_per_prompt: int = 1, seed: int = 0, steps: int = 20,
-             sampler: str = DEFAULT_SAMPLER, guidance: float = 3.0, batch_size: int = 32, kid_subsets: int = 100,
+             sampler: str = DEFAULT_SAMPLER, guidance: float = DEFAULT_GUIDANCE, batch_size: int = 32, kid_subsets: int = 100,
              progress: Callable[[Iterable], Iterable] | None = None) -> tuple[dict, np.ndarray]:
     """Returns the report (without provenance, which the caller adds) and the generated images
     (uint8 premultiplied RGBA, seed-major: all prompts with the first seed, then the next...)."""
@@ -103,7 +104,7 @@ def per_style(fake: LabelledSet, real: LabelledSet, style_names) -> dict[str, di
 
 
 def model_contact_sheet(model: LatentModel, prompts=DEFAULT_PROMPTS, seeds=DEFAULT_SEEDS, *, steps: int = 20,
-                        sampler: str = DEFAULT_SAMPLER, guidance: float = 3.0, batch_size: int = 32,
+                        sampler: str = DEFAULT_SAMPLER, guidance: float = DEFAULT_GUIDANCE, batch_size: int = 32,
                         progress: Callable[[Iterable], Iterable] | None = None):
     """Fixed prompts x every real style of the model x fixed seeds -> the labelled sheet (PIL)."""
     styles = [s for s in model.styles if s != "none"]

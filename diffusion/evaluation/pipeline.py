@@ -125,7 +125,8 @@ def load_shipped_model(folder: str | Path, *, text: TextFn | None = None) -> tup
     model = TorchLatentModel(m.denoiser, m.vae, text or _text_encoder(m.text), m.latent,
                              EDMConfig.from_dict(m.config.edm), tuple(m.config.styles))
     meta = {"kind": "shipped", "checkpoint": str(folder), "step": provenance.get("unet_stats", {}).get("steps"),
-            "train": {"steps": provenance.get("unet_train", {}).get("steps")}}
+            "train": {"steps": provenance.get("unet_train", {}).get("steps")},
+            "defaults": m.raw.get("defaults", {})}
     return model, meta
 
 

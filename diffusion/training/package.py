@@ -12,12 +12,11 @@ import shutil
 import time
 from pathlib import Path
 
+from diffusion.guidance import DEFAULT_GUIDANCE
 from diffusion.samplers import DEFAULT_SAMPLER
 from diffusion.training.logger import plot_curves, read_metrics
 
 MAX_FILE_BYTES = 20 * 1024 * 1024  # every committed file stays under 20 MB
-# From the guidance sweep of atelier-emoji/1 (docs/BENCHMARKS.md): FID and style adherence best at 5.
-DEFAULT_GUIDANCE = 5.0
 
 
 def ship_weights(src: Path, dst: Path) -> str:

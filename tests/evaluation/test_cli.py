@@ -8,6 +8,7 @@ import pytest
 
 from clients.cli import main
 from diffusion.data import save_dataset
+from diffusion.guidance import DEFAULT_GUIDANCE
 from tests.evaluation.tiny_model import write_tiny_runs
 
 
@@ -27,6 +28,7 @@ def test_eval_cli_end_to_end(fixture_dataset, tmp_path):
     report = json.loads((out / "eval.json").read_text())
     assert report["model"]["label"] == "tiny" and report["model"]["step"] == 7
     assert report["generation"]["images"] == 8 and report["generation"]["steps"] == 2
+    assert report["generation"]["guidance"] == DEFAULT_GUIDANCE  # a checkpoint: the packager's default
     assert {"eval.json", "EVAL.md", "eval_samples.png", "contact_sheet.png"} <= {p.name for p in out.iterdir()}
     # A second run can carry the first as a baseline column.
     assert main(argv[:4] + [str(tmp_path / "eval2"), *argv[5:], "--no-contact-sheet",
