@@ -47,8 +47,8 @@ def model_style_ids(model: LatentModel, ds: ImageDataset, style_ids: np.ndarray)
 
 def evaluate(model: LatentModel, classifier: DomainClassifier, ds: ImageDataset, *, split: str = "validation",
              limit: int | None = None, seeds_per_prompt: int = 1, seed: int = 0, steps: int = 20,
-             sampler: str = DEFAULT_SAMPLER, guidance: float = DEFAULT_GUIDANCE, batch_size: int = 32, kid_subsets: int = 100,
-             progress: Callable[[Iterable], Iterable] | None = None) -> tuple[dict, np.ndarray]:
+             sampler: str = DEFAULT_SAMPLER, guidance: float = DEFAULT_GUIDANCE, batch_size: int = 32,
+             kid_subsets: int = 100, progress: Callable[[Iterable], Iterable] | None = None) -> tuple[dict, np.ndarray]:
     """Returns the report (without provenance, which the caller adds) and the generated images
     (uint8 premultiplied RGBA, seed-major: all prompts with the first seed, then the next...)."""
     rows = prompt_rows(ds, split, limit)
