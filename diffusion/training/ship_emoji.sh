@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Ship a UNet run trained on a packaged model's VAE (`atelier train unet --vae-from models/atelier-emoji/N
+# --keep-at 0.25 ...`) as the next version of atelier-emoji, in one command:
+#   1. package the run (reusing the VAE it was trained on) into models/atelier-emoji/VERSION;
+#   2. evaluate the kept quarter checkpoint, then the packaged model with the quarter as a baseline
+#      column (EVAL.md, eval.json, eval_samples.png and contact_sheet.png land in the version folder);
+#   3. export the ONNX serving files into the folder and hash-list everything in manifest.json.
+# Usage: diffusion/training/ship_emoji.sh RUN_ROOT VERSION [VAE_MODEL]
+#   RUN_ROOT holds unet/ (the run dir) and may hold notes.md (appended to the model card) and
+#   command.txt (the training command recorded in the card). VAE_MODEL defaults to the VAE folder the run names.
+set -euo pipefail
+RUN=${1:?RUN_ROOT}
+VERSION=${2:?VERSION}
+REPO=$(cd "$(dirname "$0")/../.." && pwd)
+PY=${PY:-$REPO/.venv/bin/python}
+DATA=${DATA:-$HOME/.cache/atelier/datasets/emoji-32}
+OUT=models/atelier-emoji/$VERSION
+export HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1
+cd "$REPO"
+atelier() { "$PY" -m clients.cli "$@"; }
+
+VAE_MODEL=${3:-$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["vae_run"])' \
+  "$RUN/unet/checkpoints/latest.json")}
+QUARTER=$(ls "$RUN"/unet/checkpoints/step_*.json | "$PY" -c '
+import json, sys
+kept = [(json.load(open(p))["kept_fraction"], p) for p in sys.stdin.read().split()]
+print([p for f, p in kept if f == 0.25][0].replace(".json", ".safetensors"))')
+PACKAGE_ARGS=(--root "$RUN" --out "$OUT" --vae-from "$VAE_MODEL" --data-card "$DATA.card.json" --contact "$DATA.contact.png")
+[ -f "$RUN/notes.md" ] && PACKAGE_ARGS+=(--notes "$RUN/notes.md")
+[ -f "$RUN/command.txt" ] && PACKAGE_ARGS+=(--command-line "$(cat "$RUN/command.txt")")
+
+echo "[$(date -u +%FT%TZ)] package $RUN -> $OUT (VAE of $VAE_MODEL)"
+atelier train package "${PACKAGE_ARGS[@]}"
+cp "$DATA.card.md" "$OUT/DATA_CARD.md"
+
+echo "[$(date -u +%FT%TZ)] evaluate the quarter checkpoint $QUARTER"
+atelier eval model "$QUARTER" --out "$RUN/eval-quarter" --label "quarter" --no-contact-sheet --threads 2
+echo "[$(date -u +%FT%TZ)] evaluate $OUT"
+atelier eval model "$OUT" --out "$OUT" --label "atelier-emoji/$VERSION" \
+  --baseline "quarter=$RUN/eval-quarter/eval.json" --threads 2
+
+echo "[$(date -u +%FT%TZ)] export the serving files"
+atelier export "$OUT" --name atelier-emoji --version "$VERSION" --out models --tiling --optimize \
+  --include-source --overwrite
+echo "[$(date -u +%FT%TZ)] shipped $OUT"
