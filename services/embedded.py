@@ -28,6 +28,8 @@ from services.common.settings import Settings, SettingsError, env_name
 log = logging.getLogger("atelier.up")
 
 TENANT = "local"
+SUPERVISE_INTERVAL_SECONDS = 0.5
+MAX_WORKER_RESTARTS = 5  # a minute; more means the worker cannot run here, and restarting will not help
 
 
 class StackError(RuntimeError):
@@ -57,6 +59,9 @@ class EmbeddedStack:
         self.gateway = None
         self.settings: Settings | None = None
         self.api_key: str | None = None
+        self.worker_restarts = 0
+        self._supervisor: threading.Thread | None = None
+        self._stopping = threading.Event()
 
     @property
     def address(self) -> str:
@@ -88,6 +93,8 @@ class EmbeddedStack:
             self._start_worker()
             self.gateway = serve(self.settings)
             self._wait_ready()
+            self._supervisor = threading.Thread(target=self._supervise, name="atelier-up-supervisor", daemon=True)
+            self._supervisor.start()
         except BaseException:
             self.stop()
             raise
@@ -106,18 +113,10 @@ class EmbeddedStack:
 
     def _start_worker(self) -> None:
         assert self.settings is not None
-        env = dict(os.environ)
-        env.update(
-            {
-                env_name("redis_url"): self.settings.redis_url,
-                env_name("model_repository"): str(self.settings.model_repository),
-                env_name("key_prefix"): self.settings.key_prefix,
-                env_name("default_model"): self.settings.default_model,
-                env_name("worker_concurrency"): str(self.worker_concurrency),
-                env_name("worker_metrics_port"): str(self.settings.worker_metrics_port),
-                env_name("log_level"): self.settings.log_level,
-            }
-        )
+        # Every setting, not a chosen few: time limits and the visibility timeout must be the
+        # gateway's, or a killed worker's job would wait for a default the stack never set.
+        env = {**os.environ, **self.settings.to_env(),
+               env_name("worker_concurrency"): str(self.worker_concurrency)}
         log_file = open(self.worker_log, "ab")  # noqa: SIM115 - owned by the child for its whole life
         self.worker = subprocess.Popen(
             [sys.executable, "-m", "clients.cli", "worker"],
@@ -128,6 +127,27 @@ class EmbeddedStack:
         )
         log_file.close()
         log.info("worker process %d (log: %s)", self.worker.pid, self.worker_log)
+
+    def _supervise(self) -> None:
+        """What Kubernetes or compose do for a deployed worker: one that exits while the stack runs
+        (a job hung past the hard time limit, a crash, a kill) is replaced, at most
+        MAX_WORKER_RESTARTS times a minute. Its unfinished jobs come back through the queue."""
+        recent: list[float] = []
+        while not self._stopping.wait(SUPERVISE_INTERVAL_SECONDS):
+            worker = self.worker
+            if worker is None or worker.poll() is None:
+                continue
+            now = time.monotonic()
+            recent = [t for t in recent if now - t < 60.0]
+            if len(recent) >= MAX_WORKER_RESTARTS:
+                log.error("the worker exited with code %d, %d times within a minute: not restarting it; "
+                          "its log: %s", worker.returncode, len(recent) + 1, self.worker_log)
+                return
+            log.warning("the worker (pid %d) exited with code %d; starting a new one", worker.pid,
+                        worker.returncode)
+            recent.append(now)
+            self.worker_restarts += 1
+            self._start_worker()
 
     def _wait_ready(self) -> None:
         import redis
@@ -165,6 +185,10 @@ class EmbeddedStack:
             return "(no log)"
 
     def stop(self) -> None:
+        self._stopping.set()
+        if self._supervisor is not None:
+            self._supervisor.join(timeout=10)
+            self._supervisor = None
         if self.gateway is not None:
             self.gateway.stop(grace=2.0)
             self.gateway = None

@@ -12,6 +12,7 @@ import pytest
 import redis
 from PIL import Image
 
+from atelier.v1 import types_pb2
 from clients.cli import main as atelier
 from clients.demo import run_demo
 from services.common.embedded_redis import redis_answers
@@ -49,6 +50,33 @@ def test_up_runs_the_demo_on_an_embedded_redis_and_stops_cleanly(tiny_repository
     assert all(p["model"] == "tiny/1" and len(p["model_sha256"]) == 64 for p in provenance)
     sprite = next((tmp_path / "demo").glob("sprite-0.rgba"))
     assert sprite.stat().st_size == 16 * 16 * 4
+
+
+def test_up_replaces_a_worker_that_dies_and_its_job_still_finishes(tiny_repository, tmp_path):
+    """As Kubernetes would: the worker is killed mid-job, a new one starts and finishes the job."""
+    import os
+    import signal
+    import time
+
+    from clients import Client
+
+    settings = _settings(tiny_repository, visibility_timeout=20, task_time_limit=15, task_soft_time_limit=14)
+    with EmbeddedStack(settings, state_dir=tmp_path / "state", worker_concurrency=1) as stack, \
+            Client(stack.address, stack.api_key) as client:
+        first = stack.worker
+        job = client.submit("red apple", steps=150, count=16, seeds=range(16))
+        for event in client.watch(job.job_id):
+            if event.HasField("progress") and event.progress.step >= 2:
+                break
+        os.killpg(first.pid, signal.SIGKILL)
+        deadline = time.monotonic() + 60
+        while stack.worker is first and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert stack.worker is not first and stack.worker_restarts == 1
+        events = list(client.watch(job.job_id))
+        assert events[-1].finished.state == types_pb2.JOB_STATE_SUCCEEDED
+        assert [e.started.attempt for e in events if e.HasField("started")][-1] == 2
+        assert events[-1].finished.images == 16
 
 
 def test_up_reports_a_worker_that_cannot_load_its_model(tmp_path):

@@ -45,3 +45,11 @@ def test_bad_values_name_the_variable(env, message):
 
 def test_configuration_doc_lists_every_setting():
     assert markdown_table() in DOC.read_text(), "docs/CONFIGURATION.md is stale: regenerate its table"
+
+
+def test_settings_handed_to_a_child_through_the_environment_read_back_the_same(tmp_path):
+    settings = Settings.from_env({}, visibility_timeout=20, task_time_limit=15, task_soft_time_limit=14,
+                                 model_repository=tmp_path, batch_wait_ms=3.5, default_model="tiny")
+    env = settings.to_env()
+    assert env["ATELIER_VISIBILITY_TIMEOUT"] == "20" and "ATELIER_TLS_CERT" not in env  # unset: left out
+    assert Settings.from_env(env) == settings

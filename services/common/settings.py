@@ -123,6 +123,12 @@ class Settings:
         settings.check()
         return settings
 
+    def to_env(self) -> dict[str, str]:
+        """The `ATELIER_<FIELD>` variables that `from_env` reads back as these settings (unset
+        fields are left out): how a parent process hands its settings to a child it starts."""
+        return {env_name(f.name): str(getattr(self, f.name)) for f in dataclasses.fields(self)
+                if getattr(self, f.name) is not None}
+
     def check(self) -> None:
         """Reject settings that contradict each other."""
         if self.visibility_timeout <= self.task_time_limit:

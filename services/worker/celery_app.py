@@ -9,7 +9,9 @@ is made when the worker starts and torn down when it stops.
 from __future__ import annotations
 
 import logging
+import os
 import threading
+import time
 
 import redis
 from celery import Celery, signals
@@ -22,8 +24,13 @@ from services.worker.cancellations import CancelListener
 from services.worker.executor import JobExecutor, worker_name
 from services.worker.models import ModelRegistry
 from services.worker.runtime import load_loader
+from services.worker.watchdog import EXIT_HARD_LIMIT, HardLimitWatchdog, StuckJob
 
 log = logging.getLogger(__name__)
+
+# How long healthy jobs get to stop at their next step and requeue before a worker whose job hung
+# past the hard limit exits.
+HAND_BACK_GRACE_SECONDS = 10.0
 
 
 def make_celery(settings: Settings) -> Celery:
@@ -52,11 +59,43 @@ class WorkerContext:
         self.shutting_down = threading.Event()
         self.executor.stop_event = self.shutting_down
         self.heartbeat: readiness.Heartbeat | None = None
+        self.hostname = ""  # the Celery node name, known once the consumer is ready
         self.cancels = CancelListener(self.client, self.store.cancel_channel)
         self.executor.cancelled = self.cancels.is_cancelled
+        self.watchdog = HardLimitWatchdog(settings.task_time_limit, self._on_hard_limit)
+        self.executor.watchdog = self.watchdog
+
+    def _on_hard_limit(self, stuck: list[StuckJob]) -> None:
+        """A job hung past the hard limit: fail it, hand the others back, and end the process,
+        the only way to free a thread stuck in native code (see watchdog.py)."""
+        limit = self.settings.task_time_limit
+        for s in stuck:
+            log.error("job %s (attempt %d) stuck for %.0f s, past the hard time limit of %g s: failing it and "
+                      "restarting this worker", s.job.job_id, s.attempt, s.seconds, limit)
+            self.executor.fail_stuck(s, limit)
+        self._stop_consuming()
+        self.shutting_down.set()  # the other jobs stop at their next step and go back to their queues
+        deadline = time.monotonic() + HAND_BACK_GRACE_SECONDS
+        while self.executor.busy > len(stuck) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)  # let Celery requeue the handed-back messages before the process goes
+        logging.shutdown()
+        os._exit(EXIT_HARD_LIMIT)
+
+    def _stop_consuming(self) -> None:
+        """Take no more tasks, so the jobs handed back go to other workers rather than straight back
+        to this one (Celery's own cancel_consumer control, answered by this worker's consumer)."""
+        if not self.hostname:
+            return
+        for queue in QUEUES:
+            try:
+                app.control.cancel_consumer(queue, destination=[self.hostname], reply=True, timeout=2.0)
+            except Exception as err:  # noqa: BLE001 - exiting matters more than a clean hand-back
+                log.warning("could not stop consuming %s: %s", queue, err)
 
     def start(self) -> None:
         self.cancels.start()
+        self.watchdog.start()
         metrics.SLOTS.set(self.settings.worker_concurrency)
         metrics.REGISTRY.register(metrics.QueueDepthCollector(self.client, QUEUES))
         metrics.serve(self.settings.worker_metrics_port)
@@ -75,6 +114,7 @@ class WorkerContext:
         self.heartbeat = readiness.Heartbeat(self.client, self.settings.key_prefix, status).start()
 
     def stop(self) -> None:
+        self.watchdog.stop()
         self.cancels.stop()
         if self.heartbeat:
             self.heartbeat.stop()
@@ -95,8 +135,10 @@ def context() -> WorkerContext:
 
 
 @signals.worker_ready.connect
-def _on_worker_ready(**_) -> None:
-    context().start()
+def _on_worker_ready(sender=None, **_) -> None:
+    ctx = context()
+    ctx.hostname = getattr(sender, "hostname", "") or ""
+    ctx.start()
 
 
 @signals.worker_shutting_down.connect

@@ -7,6 +7,7 @@ job (bad input, unknown model, NaN, time limit, a bug) ends the job, never the w
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -27,6 +28,7 @@ from services.worker.reporting import (
     TimeLimitExceeded,
     WorkerShuttingDown,
 )
+from services.worker.watchdog import HardLimitWatchdog, StuckJob
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +43,15 @@ class JobExecutor:
         self.name = name or worker_name()
         self.stop_event: threading.Event | None = None  # set: running jobs hand themselves back
         self.cancelled = None  # job_id -> bool from the worker's CancelListener, when it runs one
+        self.watchdog: HardLimitWatchdog | None = None  # the hard time limit, when the worker runs one
         self._busy = 0
         self._busy_lock = threading.Lock()
+
+    @property
+    def busy(self) -> int:
+        """Attempts running in this process now."""
+        with self._busy_lock:
+            return self._busy
 
     def run(self, job_id: str) -> str | None:
         """Run the job if it still needs running; returns its state afterwards (None: no such job)."""
@@ -61,6 +70,8 @@ class JobExecutor:
         except ModelUnavailable as err:
             self._finish(job, None, JobState.FAILED, ErrorCode.MODEL_UNAVAILABLE, str(err))
             return self._state(job_id)
+        if self.stop_event is not None and self.stop_event.is_set():
+            raise WorkerShuttingDown(job_id)  # a stopping worker begins no new attempt
         attempt = self.store.begin_attempt(job_id, self.name, loaded.runtime.execution_provider)
         if attempt is None:
             return self._state(job_id)
@@ -70,7 +81,8 @@ class JobExecutor:
             self._busy += 1
             metrics.BUSY_SLOTS.set(self._busy)
         try:
-            self._sample(job, attempt, loaded)
+            with self.watchdog.track(job, attempt) if self.watchdog else contextlib.nullcontext():
+                self._sample(job, attempt, loaded)
         finally:
             with self._busy_lock:
                 self._busy -= 1
@@ -130,9 +142,17 @@ class JobExecutor:
             metrics.STEPS.labels(model=model_name, sampler=sampler).inc(reporter.steps_done)
             metrics.IMAGES.labels(model=model_name).inc(reporter.images_written)
 
-    def _finish(self, job: JobRecord, attempt: int | None, state: str, code: str, message: str) -> None:
+    def fail_stuck(self, stuck: StuckJob, limit_seconds: float) -> bool:
+        """Fail an attempt the hard time limit caught inside one call (see watchdog.py)."""
+        message = (f"job stuck in one call for {stuck.seconds:.0f} s, past the hard time limit of "
+                   f"{limit_seconds:g} s; its worker restarts")
+        return self._finish(stuck.job, stuck.attempt, JobState.FAILED, ErrorCode.TIMEOUT, message)
+
+    def _finish(self, job: JobRecord, attempt: int | None, state: str, code: str, message: str) -> bool:
         if self.store.finish(job.job_id, attempt, state, code, message, record=job):
             metrics.record_outcome(state, job.spec.priority, time.time() - job.created_at)
+            return True
+        return False
 
     def _state(self, job_id: str) -> str | None:
         try:

@@ -24,13 +24,14 @@ from celery import Celery
 from services.common import readiness
 from services.common.embedded_redis import free_port
 from services.common.events import EventKind
-from services.common.jobs import JobRecord, JobSpec, JobState, PromptSpec
+from services.common.jobs import ErrorCode, JobRecord, JobSpec, JobState, PromptSpec
 from services.common.queues import celery_config, enqueue
 from services.common.settings import Settings
 from services.common.store import JobStore
 from services.worker.executor import JobExecutor
 from services.worker.models import ModelRegistry
 from services.worker.pipeline import generate
+from services.worker.watchdog import EXIT_HARD_LIMIT
 from tests.services import toy_runtime
 
 pytestmark = [pytest.mark.slow, pytest.mark.redis]
@@ -48,7 +49,8 @@ class Workers:
         self.procs: list[subprocess.Popen] = []
         self.client = redis.Redis.from_url(redis_url)
 
-    def start(self, concurrency: int = 2, call_seconds: float = 0.0, metrics_port: int = 0) -> subprocess.Popen:
+    def start(self, concurrency: int = 2, call_seconds: float = 0.0, metrics_port: int = 0,
+              **settings: str) -> subprocess.Popen:
         env = dict(
             os.environ,
             ATELIER_REDIS_URL=self.redis_url,
@@ -65,6 +67,7 @@ class Workers:
             ATELIER_LOG_LEVEL="INFO",
             OMP_NUM_THREADS="1",
         )
+        env.update({f"ATELIER_{k.upper()}": v for k, v in settings.items()})
         n = len(self.procs)
         log = open(self.tmp_path / f"worker{n}.log", "wb")  # noqa: SIM115 - closed with the process
         proc = subprocess.Popen(
@@ -203,6 +206,29 @@ def test_sigterm_hands_a_running_job_back_at_once(workers, store, sender):
     events = wait_finished(store, job_id, timeout=20)
     assert time.monotonic() - started < VISIBILITY_TIMEOUT, "the job waited for the visibility timeout"
     assert events[-1].data["state"] == JobState.SUCCEEDED and store.get(job_id).attempt == 2
+
+
+def test_a_job_stuck_past_the_hard_limit_fails_and_its_worker_hands_the_rest_back_and_exits(workers, store,
+                                                                                             sender):
+    """The thread pool's hard time limit (services/worker/watchdog.py): a call that never returns."""
+    first = workers.start(concurrency=2, call_seconds=0.04, task_soft_time_limit="5", task_time_limit="6",
+                          visibility_timeout="8")
+    stuck = submit(store, sender, model="toy-hang")
+    while store.get(stuck).state != JobState.RUNNING:
+        time.sleep(0.05)
+    time.sleep(3.0)  # the healthy job starts late enough to stay inside its own soft limit
+    healthy = submit(store, sender, steps=400, guidance_scale=1.0)
+    wait_steps(store, healthy, 2)
+    assert first.wait(timeout=30) == EXIT_HARD_LIMIT
+    job = store.get(stuck)
+    assert (job.state, job.error_code) == (JobState.FAILED, ErrorCode.TIMEOUT)
+    assert "past the hard time limit of 6 s" in job.error_message
+    assert store.get(healthy).state == JobState.RUNNING  # handed back unfinished, not failed
+    workers.start(concurrency=1, call_seconds=0.0)
+    started = time.monotonic()
+    assert wait_finished(store, healthy, timeout=20)[-1].data["state"] == JobState.SUCCEEDED
+    assert time.monotonic() - started < 8, "the handed-back job waited for the visibility timeout"
+    assert store.get(healthy).attempt == 2
 
 
 def test_cancel_and_deadline_on_a_worker(workers, store, sender):

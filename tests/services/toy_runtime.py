@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 import time
 from collections.abc import Sequence
 
@@ -65,6 +66,8 @@ class ToyRuntime:
 
     def _denoise(self, x: np.ndarray, sigma: np.ndarray, cond) -> np.ndarray:
         self.calls += 1
+        if self.info.name == "toy-hang":
+            threading.Event().wait()  # a call that never returns: a hung kernel, a deadlocked runtime
         if self.call_seconds:
             time.sleep(self.call_seconds)
         h, w = x.shape[-2:]
@@ -96,6 +99,6 @@ class ToyRuntime:
 
 
 def load(settings, model: str, version: str) -> ToyRuntime:
-    if model not in ("toy", "toy-slow"):
+    if model not in ("toy", "toy-slow", "toy-hang"):
         raise LookupError(f"no model named {model!r}")
     return ToyRuntime(model, version or "1")
