@@ -33,8 +33,11 @@ echo "[$(date -u +%FT%TZ)] package $RUN -> $OUT (VAE of $VAE_MODEL)"
 atelier train package "${PACKAGE_ARGS[@]}"
 cp "$DATA.card.md" "$OUT/DATA_CARD.md"
 
-echo "[$(date -u +%FT%TZ)] evaluate the quarter checkpoint $QUARTER"
-atelier eval model "$QUARTER" --out "$RUN/eval-quarter" --label "quarter" --no-contact-sheet --threads 2
+# The quarter can be evaluated while the run goes on; an existing report of that checkpoint is kept.
+if ! grep -qs "\"checkpoint\": \"$QUARTER\"" "$RUN/eval-quarter/eval.json"; then
+  echo "[$(date -u +%FT%TZ)] evaluate the quarter checkpoint $QUARTER"
+  atelier eval model "$QUARTER" --out "$RUN/eval-quarter" --label "quarter" --no-contact-sheet --threads 2
+fi
 echo "[$(date -u +%FT%TZ)] evaluate $OUT"
 atelier eval model "$OUT" --out "$OUT" --label "atelier-emoji/$VERSION" \
   --baseline "quarter=$RUN/eval-quarter/eval.json" --threads 2
