@@ -2,8 +2,8 @@
 # Ship a UNet run trained on a packaged model's VAE (`atelier train unet --vae-from models/atelier-emoji/N
 # --keep-at 0.25 ...`) as the next version of atelier-emoji, in one command:
 #   1. package the run (reusing the VAE it was trained on) into models/atelier-emoji/VERSION;
-#   2. evaluate the kept quarter checkpoint, then the packaged model with the quarter as a baseline
-#      column (EVAL.md, eval.json, eval_samples.png and contact_sheet.png land in the version folder);
+#   2. evaluate the kept checkpoints (a quarter is required), then the packaged model with each as a
+#      baseline column (EVAL.md, eval.json, eval_samples.png and contact_sheet.png land in the version folder);
 #   3. export the ONNX serving files into the folder and hash-list everything in manifest.json.
 # Usage: diffusion/training/ship_emoji.sh RUN_ROOT VERSION [VAE_MODEL]
 #   RUN_ROOT holds unet/ (the run dir) and may hold notes.md (appended to the model card) and
@@ -21,10 +21,14 @@ atelier() { "$PY" -m clients.cli "$@"; }
 
 VAE_MODEL=${3:-$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["vae_run"])' \
   "$RUN/unet/checkpoints/latest.json")}
-QUARTER=$(ls "$RUN"/unet/checkpoints/step_*.json | "$PY" -c '
+# Every checkpoint the run kept (`--keep-at`) as "LABEL PATH" lines: quarter, half, or the fraction.
+KEPT=$(ls "$RUN"/unet/checkpoints/step_*.json | "$PY" -c '
 import json, sys
-kept = [(json.load(open(p))["kept_fraction"], p) for p in sys.stdin.read().split()]
-print([p for f, p in kept if f == 0.25][0].replace(".json", ".safetensors"))')
+names = {0.25: "quarter", 0.5: "half", 0.75: "three-quarters"}
+for p in sys.stdin.read().split():
+    f = json.load(open(p))["kept_fraction"]
+    print(names.get(f, f"fraction-{f:g}"), p.replace(".json", ".safetensors"))')
+grep -q "^quarter " <<< "$KEPT" || { echo "no checkpoint kept at a quarter of $RUN (train with --keep-at 0.25)" >&2; exit 1; }
 PACKAGE_ARGS=(--root "$RUN" --out "$OUT" --vae-from "$VAE_MODEL" --data-card "$DATA.card.json" --contact "$DATA.contact.png")
 [ -f "$RUN/notes.md" ] && PACKAGE_ARGS+=(--notes "$RUN/notes.md")
 [ -f "$RUN/command.txt" ] && PACKAGE_ARGS+=(--command-line "$(cat "$RUN/command.txt")")
@@ -33,14 +37,18 @@ echo "[$(date -u +%FT%TZ)] package $RUN -> $OUT (VAE of $VAE_MODEL)"
 atelier train package "${PACKAGE_ARGS[@]}"
 cp "$DATA.card.md" "$OUT/DATA_CARD.md"
 
-# The quarter can be evaluated while the run goes on; an existing report of that checkpoint is kept.
-if ! grep -qs "\"checkpoint\": \"$QUARTER\"" "$RUN/eval-quarter/eval.json"; then
-  echo "[$(date -u +%FT%TZ)] evaluate the quarter checkpoint $QUARTER"
-  atelier eval model "$QUARTER" --out "$RUN/eval-quarter" --label "quarter" --no-contact-sheet --threads 2
-fi
+# Kept checkpoints can be evaluated while the run goes on; an existing report of the same checkpoint is kept.
+BASELINES=()
+while read -r LABEL CKPT; do
+  if ! grep -qs "\"checkpoint\": \"$CKPT\"" "$RUN/eval-$LABEL/eval.json"; then
+    echo "[$(date -u +%FT%TZ)] evaluate the $LABEL checkpoint $CKPT"
+    atelier eval model "$CKPT" --out "$RUN/eval-$LABEL" --label "$LABEL" --no-contact-sheet --threads 2
+  fi
+  BASELINES+=(--baseline "$LABEL=$RUN/eval-$LABEL/eval.json")
+done <<< "$KEPT"
 echo "[$(date -u +%FT%TZ)] evaluate $OUT"
 atelier eval model "$OUT" --out "$OUT" --label "atelier-emoji/$VERSION" \
-  --baseline "quarter=$RUN/eval-quarter/eval.json" --threads 2
+  "${BASELINES[@]}" --threads 2
 
 echo "[$(date -u +%FT%TZ)] export the serving files"
 atelier export "$OUT" --name atelier-emoji --version "$VERSION" --out models --tiling --optimize \
