@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Ship a UNet run trained on a packaged model's VAE (`atelier train unet --vae-from models/atelier-emoji/N
-# --keep-at 0.25 ...`) as the next version of atelier-emoji, in one command:
+# --keep-at 0.25 ...`) as the next version of atelier-emoji (or of $MODELS/$NAME), in one command:
 #   1. package the run (reusing the VAE it was trained on) into models/atelier-emoji/VERSION;
 #   2. evaluate the kept checkpoints (a quarter is required), then the packaged model with each as a
 #      baseline column (EVAL.md, eval.json, eval_samples.png and contact_sheet.png land in the version folder);
@@ -13,8 +13,11 @@ RUN=${1:?RUN_ROOT}
 VERSION=${2:?VERSION}
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
 PY=${PY:-$REPO/.venv/bin/python}
-DATA=${DATA:-$HOME/.cache/atelier/datasets/emoji-32}
-OUT=models/atelier-emoji/$VERSION
+DATA=${DATA:-$HOME/.cache/atelier/datasets/emoji-32}   # the dataset's .npz, .card.json, .card.md, .contact.png
+MODELS=${MODELS:-models}
+NAME=${NAME:-atelier-emoji}
+CLASSIFIER=${CLASSIFIER:-models/atelier-emoji/classifier}
+OUT=$MODELS/$NAME/$VERSION
 export HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1
 cd "$REPO"
 atelier() { "$PY" -m clients.cli "$@"; }
@@ -42,15 +45,16 @@ BASELINES=()
 while read -r LABEL CKPT; do
   if ! grep -qs "\"checkpoint\": \"$CKPT\"" "$RUN/eval-$LABEL/eval.json"; then
     echo "[$(date -u +%FT%TZ)] evaluate the $LABEL checkpoint $CKPT"
-    atelier eval model "$CKPT" --out "$RUN/eval-$LABEL" --label "$LABEL" --no-contact-sheet --threads 2
+    atelier eval model "$CKPT" --out "$RUN/eval-$LABEL" --label "$LABEL" --no-contact-sheet --threads 2 \
+      --classifier "$CLASSIFIER" --data "$DATA.npz"
   fi
   BASELINES+=(--baseline "$LABEL=$RUN/eval-$LABEL/eval.json")
 done <<< "$KEPT"
 echo "[$(date -u +%FT%TZ)] evaluate $OUT"
-atelier eval model "$OUT" --out "$OUT" --label "atelier-emoji/$VERSION" \
-  "${BASELINES[@]}" --threads 2
+atelier eval model "$OUT" --out "$OUT" --label "$NAME/$VERSION" \
+  "${BASELINES[@]}" --threads 2 --classifier "$CLASSIFIER" --data "$DATA.npz"
 
 echo "[$(date -u +%FT%TZ)] export the serving files"
-atelier export "$OUT" --name atelier-emoji --version "$VERSION" --out models --tiling --optimize \
+atelier export "$OUT" --name "$NAME" --version "$VERSION" --out "$MODELS" --tiling --optimize \
   --include-source --overwrite
 echo "[$(date -u +%FT%TZ)] shipped $OUT"
