@@ -216,7 +216,7 @@ def test_a_job_stuck_past_the_hard_limit_fails_and_its_worker_hands_the_rest_bac
     stuck = submit(store, sender, model="toy-hang")
     while store.get(stuck).state != JobState.RUNNING:
         time.sleep(0.05)
-    time.sleep(3.0)  # the healthy job starts late enough to stay inside its own soft limit
+    time.sleep(4.0)  # the healthy job starts late enough to stay well inside its own soft limit
     healthy = submit(store, sender, steps=400, guidance_scale=1.0)
     wait_steps(store, healthy, 2)
     assert first.wait(timeout=30) == EXIT_HARD_LIMIT
