@@ -94,6 +94,10 @@ class Settings:
         3600,
         "Seconds before an unacknowledged job is redelivered; above task_time_limit.",
     )
+    job_lease_seconds: float = _setting(
+        6.0, "How long a worker's hold on a job lasts unrenewed (it renews every third of it): a job whose worker "
+        "died goes back to its queue this long after the last renewal (docs/RELIABILITY.md)."
+    )
     preview_size: int = _setting(64, "Longest side of preview images, in pixels.")
     progress_interval_ms: int = _setting(
         100, "Least time between two progress events of one job, and between two checks in Redis that the job is "
@@ -144,6 +148,8 @@ class Settings:
             raise SettingsError(f"set both {env_name('tls_cert')} and {env_name('tls_key')}, or neither")
         if self.tls_client_ca is not None and self.tls_cert is None:
             raise SettingsError(f"{env_name('tls_client_ca')} needs {env_name('tls_cert')} and {env_name('tls_key')}")
+        if self.job_lease_seconds <= 0:
+            raise SettingsError(f"{env_name('job_lease_seconds')} must be positive")
         for name in ("max_batch", "worker_concurrency", "max_side", "max_steps", "max_images_per_job"):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{env_name(name)} must be at least 1")

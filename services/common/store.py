@@ -13,9 +13,14 @@ Keys (all under `Settings.key_prefix`):
     job:<id>:events              stream  the event log (see services.common.events)
     job:<id>:artifacts           hash    image index -> encoded image bytes
     tenant:<t>:inflight          set     ids of the tenant's queued and running jobs
+    tenant:<t>:rate:<minute>     string  jobs the tenant submitted in that minute (admission)
+    queue:<q>:waiting            set     keys (job:<id>) of the jobs admitted to queue <q> that no
+                                         attempt has begun yet: what the queue cap counts
     tenant:<t>:request:<rid>     string  idempotency key -> job id
     outbox                       zset    ids of jobs stored but not yet handed to the broker,
                                          scored by creation time (see :meth:`JobStore.unsent`)
+    leases                       zset    ids of jobs a worker holds, scored by when the hold
+                                         lapses (services/worker/leases.py)
 
 A finished job's keys expire after `result_ttl_seconds`.
 """
@@ -49,18 +54,57 @@ def new_job_id() -> str:
 # The job and its outbox entry are written together: a gateway that dies before it hands
 # the job to the broker leaves the entry behind, and a sweeper sends the job later (the
 # transactional-outbox pattern), so no accepted job is ever stranded in QUEUED.
+#
+# With a quota (ARGV[5], see :class:`Quota`) the limits are checked and taken in the same
+# step, so concurrent Submits on any number of gateways can never overshoot them: the
+# tenant's in-flight set, the queue's waiting set (or Celery's lists of the queue when they
+# hold more: jobs the broker redelivers were admitted long ago), and the tenant's counter of
+# this minute, which only an admitted job increments.
+#
+# KEYS: 1 job, 2 events, 3 the tenant's in-flight set, 4 outbox, 5 the job's queue's waiting
+#       set, 6 the idempotency key (used only when ARGV[4], the request id, is set); with a
+#       quota also 7 the tenant's rate counter, 8 the interactive queue's waiting set, then
+#       the broker lists of the job's queue and, for a batch job, those of the interactive
+#       queue (quota.lists of each).
+# ARGV: 1 job id, 2 time, 3 the queued event's data, 4 request id, 5 quota JSON or '',
+#       6... the record's fields.
+# Replies {1, id, position, eta}, {0, the existing job's id}, or {-1, limit, jobs counted}.
 _CREATE = """
-if #KEYS >= 5 then
-  local existing = redis.call('GET', KEYS[5])
+if ARGV[4] ~= '' then
+  local existing = redis.call('GET', KEYS[6])
   if existing then return {0, existing} end
 end
 if redis.call('EXISTS', KEYS[1]) == 1 then return redis.error_reply('DUPLICATE job exists') end
-redis.call('HSET', KEYS[1], unpack(ARGV, 4))
+local queued, position, eta = ARGV[3], 0, ''
+if ARGV[5] ~= '' then
+  local quota = cjson.decode(ARGV[5])
+  local function waiting(set, first)
+    local listed = 0
+    for i = first, first + quota.lists - 1 do listed = listed + redis.call('LLEN', KEYS[i]) end
+    return math.max(redis.call('SCARD', KEYS[set]), listed)
+  end
+  local in_flight = redis.call('SCARD', KEYS[3])
+  if in_flight >= quota.max_in_flight then return {-1, 'tenant_in_flight', in_flight} end
+  local depth = waiting(5, 9)
+  if depth >= quota.max_waiting then return {-1, 'queue_full', depth} end
+  local used = tonumber(redis.call('GET', KEYS[7]) or '0')
+  if used >= quota.per_minute then return {-1, 'tenant_rate', used} end
+  if redis.call('INCR', KEYS[7]) == 1 then redis.call('EXPIRE', KEYS[7], quota.window_ttl) end
+  position = depth
+  if KEYS[8] ~= KEYS[5] then position = position + waiting(8, 9 + quota.lists) end
+  local data = cjson.decode(queued)
+  data['position'] = position
+  -- Each job ahead holds one of the workers' slots for about one job time; this one runs after them.
+  data['eta_seconds'] = (math.floor(position / quota.slots) + 1) * quota.job_seconds
+  queued, eta = cjson.encode(data), tostring(data['eta_seconds'])
+end
+redis.call('HSET', KEYS[1], unpack(ARGV, 6))
 redis.call('SADD', KEYS[3], ARGV[1])
+redis.call('SADD', KEYS[5], KEYS[1])
 redis.call('ZADD', KEYS[4], ARGV[2], ARGV[1])
-if #KEYS >= 5 then redis.call('SET', KEYS[5], ARGV[1]) end
-redis.call('XADD', KEYS[2], '*', 'kind', 'queued', 'time', ARGV[2], 'data', ARGV[3])
-return {1, ARGV[1]}
+if ARGV[4] ~= '' then redis.call('SET', KEYS[6], ARGV[1]) end
+redis.call('XADD', KEYS[2], '*', 'kind', 'queued', 'time', ARGV[2], 'data', queued)
+return {1, ARGV[1], position, eta}
 """
 
 # A sweeper leases an outbox entry by moving its score to now: whoever moved it sends the
@@ -74,10 +118,13 @@ return 1
 
 # QUEUED -> RUNNING, or RUNNING -> RUNNING when a lost worker's job is redelivered; the
 # attempt number fences off writes of earlier attempts. The time in queue is computed here
-# from the record, so starting a job costs one round trip, not a read first.
+# from the record, so starting a job costs one round trip, not a read first. With a lease
+# holder (ARGV[4], see services/worker/leases.py) only the delivery holding the job's lease
+# may begin it, so a second delivery of a job that a live worker runs begins nothing.
 _BEGIN = """
 local state = redis.call('HGET', KEYS[1], 'state')
 if state ~= 'QUEUED' and state ~= 'RUNNING' then return false end
+if ARGV[4] and redis.call('HGET', KEYS[1], 'lease') ~= ARGV[4] then return false end
 local attempt = redis.call('HINCRBY', KEYS[1], 'attempt', 1)
 redis.call('HSET', KEYS[1], 'state', 'RUNNING', 'started_at', ARGV[1], 'worker', ARGV[2])
 local data = cjson.decode(ARGV[3])
@@ -340,16 +387,17 @@ class JobStore:
     # --- the worker's side
 
     def begin_attempt(
-        self, job_id: str, worker: str, execution_provider: str = "", now: float | None = None
+        self, job_id: str, worker: str, execution_provider: str = "", now: float | None = None,
+        lease: str | None = None,
     ) -> int | None:
         """QUEUED/RUNNING -> RUNNING with a new attempt number (and a `started` event); None if final
-        (or if there is no such job)."""
+        (or if there is no such job, or `lease` is given and is not the job's lease holder)."""
         now = time.time() if now is None else now
         data = ev.started(worker, execution_provider, 0.0, 0)  # queued_for_seconds and attempt: filled in by _BEGIN
-        reply = self._begin(
-            keys=[self.job_key(job_id), self.events_key(job_id)],
-            args=[repr(now), worker, ev.to_fields(EventKind.STARTED, now, data)["data"]],
-        )
+        args = [repr(now), worker, ev.to_fields(EventKind.STARTED, now, data)["data"]]
+        if lease is not None:
+            args.append(lease)
+        reply = self._begin(keys=[self.job_key(job_id), self.events_key(job_id)], args=args)
         return int(reply[0]) if reply else None
 
     def append_event(

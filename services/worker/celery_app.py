@@ -17,11 +17,12 @@ import redis
 from celery import Celery, signals
 
 from services.common import metrics, readiness
-from services.common.queues import QUEUES, celery_config
+from services.common.queues import QUEUES, celery_config, enqueue
 from services.common.settings import Settings
 from services.common.store import JobStore
 from services.worker.cancellations import CancelListener
 from services.worker.executor import JobExecutor, worker_name
+from services.worker.leases import LeaseKeeper, Reaper
 from services.worker.models import ModelRegistry
 from services.worker.runtime import load_loader
 from services.worker.watchdog import EXIT_HARD_LIMIT, HardLimitWatchdog, StuckJob
@@ -64,6 +65,9 @@ class WorkerContext:
         self.executor.cancelled = self.cancels.is_cancelled
         self.watchdog = HardLimitWatchdog(settings.task_time_limit, self._on_hard_limit)
         self.executor.watchdog = self.watchdog
+        # Renews this worker's leases and hands back the jobs of workers whose leases lapsed.
+        reaper = Reaper(self.store, lambda job_id, queue: enqueue(app, job_id, queue), settings.job_lease_seconds)
+        self.leases = LeaseKeeper(self.executor.leases, reaper)
 
     def _on_hard_limit(self, stuck: list[StuckJob]) -> None:
         """A job hung past the hard limit: fail it, hand the others back, and end the process,
@@ -96,6 +100,7 @@ class WorkerContext:
     def start(self) -> None:
         self.cancels.start()
         self.watchdog.start()
+        self.leases.start()
         metrics.SLOTS.set(self.settings.worker_concurrency)
         metrics.REGISTRY.register(metrics.QueueDepthCollector(self.client, QUEUES))
         metrics.serve(self.settings.worker_metrics_port)
@@ -114,6 +119,7 @@ class WorkerContext:
         self.heartbeat = readiness.Heartbeat(self.client, self.settings.key_prefix, status).start()
 
     def stop(self) -> None:
+        self.leases.stop()
         self.watchdog.stop()
         self.cancels.stop()
         if self.heartbeat:

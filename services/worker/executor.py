@@ -1,8 +1,10 @@
 """Runs one job end to end on this worker: the domain code behind the thin Celery task.
 
-load the record -> skip if final -> EXPIRED if past its deadline -> load the model ->
-begin an attempt -> pipeline -> finish with exactly one outcome. Every failure of the
-job (bad input, unknown model, NaN, time limit, a bug) ends the job, never the worker.
+load the record -> skip if final -> lease it (services/worker/leases.py) -> EXPIRED if
+past its deadline -> load the model -> begin an attempt -> pipeline -> finish with exactly
+one outcome -> give the lease up. Every failure of the job (bad input, unknown model, NaN,
+time limit, a bug) ends the job, never the worker. Losing Redis ends only the attempt: the
+job's lease lapses and a reaper hands it back, so a Redis restart fails no job.
 """
 
 from __future__ import annotations
@@ -14,12 +16,15 @@ import socket
 import threading
 import time
 
+import redis
+
 from services.common import metrics
 from services.common.jobs import ErrorCode, JobRecord, JobState
 from services.common.settings import Settings
 from services.common.store import JobNotFound, JobStore
 from services.worker import pipeline
 from services.worker.batching import NonFiniteOutput
+from services.worker.leases import Leases
 from services.worker.models import ModelRegistry, ModelUnavailable
 from services.worker.reporting import (
     DeadlineExceeded,
@@ -31,6 +36,9 @@ from services.worker.reporting import (
 from services.worker.watchdog import HardLimitWatchdog, StuckJob
 
 log = logging.getLogger(__name__)
+
+# Redis unreachable (down, restarting, loading its AOF): not the job's fault, so no job fails of it.
+REDIS_UNREACHABLE = (redis.ConnectionError, redis.TimeoutError)
 
 
 def worker_name() -> str:
@@ -44,6 +52,7 @@ class JobExecutor:
         self.stop_event: threading.Event | None = None  # set: running jobs hand themselves back
         self.cancelled = None  # job_id -> bool from the worker's CancelListener, when it runs one
         self.watchdog: HardLimitWatchdog | None = None  # the hard time limit, when the worker runs one
+        self.leases = Leases(store, settings.job_lease_seconds, owner=self.name)
         self._busy = 0
         self._busy_lock = threading.Lock()
 
@@ -62,6 +71,31 @@ class JobExecutor:
             return None
         if job.is_final:
             return job.state  # a redelivered task of a finished job: nothing to do
+        holder = self.leases.claim(job_id)
+        if holder is None:
+            log.info("job %s is final or held by a live worker; dropping this delivery", job_id)
+            return self._state(job_id)
+        hand_back = False
+        try:
+            return self._run_leased(job, holder)
+        except WorkerShuttingDown:
+            hand_back = True  # and the task puts its message back on the queue
+            raise
+        except REDIS_UNREACHABLE as err:
+            # No renewals from here: the lease lapses and a reaper sends the job again once Redis
+            # answers (the job's message may be gone with the connection).
+            self.leases.forget(job_id, holder)
+            log.warning("job %s: lost Redis (%s); it goes back to its queue when its lease lapses", job_id, err)
+            return None
+        finally:
+            if self.leases.holds(job_id, holder):
+                try:
+                    self.leases.release(job_id, holder, hand_back=hand_back)
+                except REDIS_UNREACHABLE:
+                    self.leases.forget(job_id, holder)  # the lease lapses on its own
+
+    def _run_leased(self, job: JobRecord, holder: str) -> str | None:
+        job_id = job.job_id
         if job.spec.deadline is not None and time.time() >= job.spec.deadline:
             self._finish(job, None, JobState.EXPIRED, ErrorCode.NONE, "deadline passed before the job started")
             return self._state(job_id)
@@ -72,7 +106,7 @@ class JobExecutor:
             return self._state(job_id)
         if self.stop_event is not None and self.stop_event.is_set():
             raise WorkerShuttingDown(job_id)  # a stopping worker begins no new attempt
-        attempt = self.store.begin_attempt(job_id, self.name, loaded.runtime.execution_provider)
+        attempt = self.store.begin_attempt(job_id, self.name, loaded.runtime.execution_provider, lease=holder)
         if attempt is None:
             return self._state(job_id)
         if attempt == 1:
@@ -131,6 +165,8 @@ class JobExecutor:
             self._finish(job, attempt, JobState.FAILED, ErrorCode.INVALID_INPUT, str(err))
         except NonFiniteOutput as err:
             self._finish(job, attempt, JobState.FAILED, ErrorCode.NUMERICAL, f"non-finite values: {err}")
+        except REDIS_UNREACHABLE:
+            raise
         except Exception as err:  # noqa: BLE001 - the job fails, the worker carries on
             log.exception("job %s failed", job.job_id)
             self._finish(job, attempt, JobState.FAILED, ErrorCode.INTERNAL, f"{type(err).__name__}: {err}")

@@ -223,7 +223,7 @@ def test_a_job_stuck_past_the_hard_limit_fails_and_its_worker_hands_the_rest_bac
     job = store.get(stuck)
     assert (job.state, job.error_code) == (JobState.FAILED, ErrorCode.TIMEOUT)
     assert "past the hard time limit of 6 s" in job.error_message
-    assert store.get(healthy).state == JobState.RUNNING  # handed back unfinished, not failed
+    assert store.get(healthy).state == JobState.QUEUED  # handed back unfinished, not failed
     workers.start(concurrency=1, call_seconds=0.0)
     started = time.monotonic()
     assert wait_finished(store, healthy, timeout=20)[-1].data["state"] == JobState.SUCCEEDED

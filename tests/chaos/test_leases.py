@@ -1,0 +1,104 @@
+"""Leases and the reaper on a real Redis (services/worker/leases.py), without worker processes:
+who may begin a job, when a lapsed job is handed back, and that the dead attempt is fenced off."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from services.common.events import EventKind
+from services.common.jobs import JobSpec, JobState, PromptSpec
+from services.common.store import JobStore
+from services.worker.leases import Leases, Reaper
+
+pytestmark = pytest.mark.redis
+
+LEASE = 0.3
+
+
+@pytest.fixture
+def store(redis_client) -> JobStore:
+    return JobStore(redis_client, key_prefix="l:", result_ttl_seconds=600)
+
+
+def new_job(store, priority="batch") -> str:
+    spec = JobSpec(prompts=(PromptSpec("a gem", "", "flat"),), seeds=(1, 2), priority=priority)
+    job_id, _ = store.create("acme", spec)
+    store.sent(job_id)
+    return job_id
+
+
+class Sent(list):
+    def __call__(self, job_id, queue):
+        self.append((job_id, queue))
+
+
+def reaper(store, sent, wait=0.0) -> Reaper:
+    r = Reaper(store, sent, LEASE)
+    r.lease_seconds = wait  # no wait after connecting, unless a test asks for one
+    return r
+
+
+def test_a_second_delivery_cannot_claim_or_begin_a_job_a_live_holder_has(store):
+    a, b = Leases(store, LEASE, "a"), Leases(store, LEASE, "b")
+    job_id = new_job(store)
+    holder = a.claim(job_id)
+    assert holder and b.claim(job_id) is None
+    assert store.begin_attempt(job_id, "b", lease="b/other") is None
+    assert store.begin_attempt(job_id, "a", lease=holder) == 1
+    assert b.claim(job_id) is None, "a running job with a live lease was taken over"
+
+
+def test_renewal_keeps_a_lease_and_a_lapsed_job_is_handed_back_once_and_fenced(store):
+    a = Leases(store, LEASE, "a")
+    job_id = new_job(store, priority="interactive")
+    holder = a.claim(job_id)
+    attempt = store.begin_attempt(job_id, "a", lease=holder)
+    sent = Sent()
+    reapers = [reaper(store, sent), reaper(store, sent)]
+    for _ in range(4):  # renewed: never lapses
+        time.sleep(LEASE / 2)
+        assert a.renew() == []
+        assert [r.reap_once() for r in reapers] == [[], []]
+    time.sleep(LEASE * 1.5)  # the worker "died": no renewal
+    assert sorted(len(r.reap_once()) for r in reapers) == [0, 1]
+    assert sent == [(job_id, "interactive")]
+    assert store.get(job_id).state == JobState.QUEUED and store.unsent(0.0) == []
+    # The dead attempt's writes are refused; its renewal finds the lease gone.
+    assert store.add_artifact(job_id, attempt, {"index": 0}, b"late") is None
+    assert not store.finish(job_id, attempt, JobState.SUCCEEDED)
+    assert a.renew() == [job_id] and a.held() == {}
+    # The handed-back job starts again as attempt 2 for whoever claims it next.
+    b = Leases(store, LEASE, "b")
+    assert store.begin_attempt(job_id, "b", lease=b.claim(job_id)) == 2
+    started = [e.data["attempt"] for e in store.read_events(job_id) if e.kind == EventKind.STARTED]
+    assert started == [1, 2]
+
+
+def test_release_hands_back_or_just_lets_go_and_finished_jobs_are_never_reaped(store):
+    a = Leases(store, LEASE, "a")
+    back, done = new_job(store), new_job(store)
+    hb, hd = a.claim(back), a.claim(done)
+    store.begin_attempt(back, "a", lease=hb)
+    attempt = store.begin_attempt(done, "a", lease=hd)
+    assert a.release(back, hb, hand_back=True)
+    assert store.get(back).state == JobState.QUEUED
+    assert store.finish(done, attempt, JobState.SUCCEEDED)
+    time.sleep(LEASE * 1.5)  # `done`'s lease lapses without being released: its worker died after finishing
+    sent = Sent()
+    assert reaper(store, sent).reap_once() == [] and sent == []
+    assert store.get(done).state == JobState.SUCCEEDED
+    assert store.client.zcard("l:leases") == 0
+
+
+def test_a_reaper_waits_one_lease_period_after_connecting(store):
+    a = Leases(store, LEASE, "a")
+    job_id = new_job(store)
+    store.begin_attempt(job_id, "a", lease=a.claim(job_id))
+    sent = Sent()
+    r = reaper(store, sent, wait=LEASE * 2)
+    time.sleep(LEASE * 1.5)
+    assert r.reap_once() == []  # just connected: live workers get a period to renew first
+    time.sleep(LEASE * 2)
+    assert r.reap_once() == [job_id]
