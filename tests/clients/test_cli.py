@@ -1,18 +1,32 @@
-"""`atelier generate`, `atelier jobs`, `atelier models` against a real gateway."""
+"""`atelier generate`, `atelier jobs`, `atelier models` against a real gateway.
+
+Most tests run the CLI in this process against the gateway with the SCRIPTED stand-in worker
+(`env`: fixed 8x8 PNGs, no model), which tests the CLI's handling of events, files and errors;
+`test_generate_end_to_end_on_the_shipped_model` runs the `atelier` command against the real stack
+(`real_stack`: a real worker process serving the shipped ONNX model) and checks the images it writes.
+"""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from PIL import Image
 
+from clients import Client
 from clients.cli import main as atelier
 from clients.config import default_api_key, save_api_key
 from services.common.embedded_redis import free_port
-from tests.gateway.conftest import png_bytes
+from tests.clients.real_stack import EMOJI_JOB, JOB_SECONDS, ROOT, assert_different_images, assert_emoji, within
+from tests.gateway.conftest import SCRIPTED_IMAGE_SIDE, png_bytes
 
 pytestmark = pytest.mark.redis
 
 
 @pytest.fixture
 def env(monkeypatch, make_stack, tmp_path):
+    """The CLI's settings pointing at a gateway whose worker is the scripted stand-in."""
     stack = make_stack(start_worker=True)
     monkeypatch.setenv("ATELIER_GATEWAY", stack.address)
     monkeypatch.setenv("ATELIER_API_KEY", stack.keys.alice)
@@ -20,7 +34,7 @@ def env(monkeypatch, make_stack, tmp_path):
     return stack
 
 
-def test_generate_writes_images_and_the_latest_preview(env, tmp_path, capsys):
+def test_generate_writes_the_scripted_workers_images_and_the_latest_preview(env, tmp_path, capsys):
     init = tmp_path / "init.png"
     init.write_bytes(png_bytes(32, 32))
     code = atelier(["generate", "a red fox", "--style", "google", "--seed", "7", "--seed", "8", "--steps", "4",
@@ -30,9 +44,34 @@ def test_generate_writes_images_and_the_latest_preview(env, tmp_path, capsys):
     assert code == 0, err
     paths = out.split()
     assert len(paths) == 2 and all(p.startswith("pics/") and p.endswith(".png") for p in paths)
-    assert Image.open(tmp_path / paths[0]).size == (8, 8)
+    assert Image.open(tmp_path / paths[0]).size == (SCRIPTED_IMAGE_SIDE, SCRIPTED_IMAGE_SIDE)  # the stand-in's PNG
     assert "latest preview" in err and list((tmp_path / "pics").glob("*-preview.jpg"))
     assert "queued" in err and "succeeded" in err
+
+
+@pytest.mark.slow
+def test_generate_end_to_end_on_the_shipped_model(real_stack, tmp_path):
+    """The `atelier` command, as a user runs it, writes the images a real worker drew with the
+    shipped model: the same seed twice gives the same file, and the file the SDK gets for it."""
+    env = dict(os.environ, ATELIER_GATEWAY=real_stack.address, ATELIER_API_KEY=real_stack.api_key)
+    done = subprocess.run(
+        [sys.executable, "-m", "clients.cli", "generate", EMOJI_JOB["prompt"], "--style", EMOJI_JOB["style"],
+         "--sampler", EMOJI_JOB["sampler"], "--steps", str(EMOJI_JOB["steps"]),
+         "--seed", "7", "--seed", "8", "--seed", "7", "--out", str(tmp_path / "pics"), "--no-progress"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=JOB_SECONDS,
+    )
+    assert done.returncode == 0, done.stderr
+    seven, eight, seven_again = (Path(p).read_bytes() for p in done.stdout.split())
+    for image in (seven, eight, seven_again):
+        assert_emoji(image, real_stack.manifest)
+    assert seven_again == seven
+    assert_different_images(seven, eight)
+    size = f"{real_stack.manifest.image.width}x{real_stack.manifest.image.height}"
+    assert f"({size}, seed 8, {EMOJI_JOB['sampler']}, {EMOJI_JOB['steps']} steps)" in done.stderr
+    assert "succeeded" in done.stderr
+    with Client(real_stack.address, real_stack.api_key) as c:
+        (from_sdk,) = [e.artifact.data for e in within(c.generate(**EMOJI_JOB, seeds=[7])) if e.HasField("artifact")]
+    assert from_sdk == seven
 
 
 def test_generate_shows_a_progress_bar(env, capsys):

@@ -1,15 +1,20 @@
-"""A client written in another language from the .proto alone: Node.js with @grpc/grpc-js.
+"""A client written in another language from the .proto alone: Node.js with @grpc/grpc-js,
+end to end against the real stack (real gateway, real worker process, the shipped model).
 
 Needs `node` and `npm`; the packages are installed (pinned, tests/clients/node/package.json)
 on first run and the test is skipped where neither they nor a registry are available.
 """
 
+import json
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
-from PIL import Image
+from google.protobuf import json_format
+
+from clients import Client, build_request
+from tests.clients.real_stack import EMOJI_JOB, JOB_SECONDS, assert_emoji, within
 
 pytestmark = [pytest.mark.slow, pytest.mark.redis]
 
@@ -28,14 +33,28 @@ def _node_ready() -> bool:
     return done.returncode == 0
 
 
-def test_node_client_generates_a_png(make_stack, tmp_path):
+def test_node_client_gets_the_shipped_models_image(real_stack, tmp_path):
     if not _node_ready():
         pytest.skip("node or the @grpc/grpc-js packages are not available")
-    stack = make_stack(start_worker=True)
-    out = tmp_path / "fox.png"
-    done = subprocess.run(["node", str(NODE_DIR / "generate.js"), stack.address, stack.keys.alice, str(out)],
-                          capture_output=True, text=True, timeout=60)
+    request = build_request(**EMOJI_JOB, seeds=[7])
+    out = tmp_path / "cat.png"
+    done = subprocess.run(
+        ["node", str(NODE_DIR / "generate.js"), real_stack.address, real_stack.api_key, str(out),
+         json.dumps(json_format.MessageToDict(request, preserving_proto_field_name=True))],
+        capture_output=True, text=True, timeout=JOB_SECONDS,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     lines = done.stdout.split()
     assert lines[0] == "queued" and "artifact" in lines and lines[-1] == "JOB_STATE_SUCCEEDED"
-    assert Image.open(out).format == "PNG"
+    assert_emoji(out.read_bytes(), real_stack.manifest)
+    artifact = json.loads(out.with_name(out.name + ".json").read_text())
+    provenance = artifact["provenance"]
+    assert artifact["seed"] == provenance["seed"] == "7"
+    assert (provenance["model_name"], provenance["model_version"], provenance["model_sha256"]) == \
+        (real_stack.model, real_stack.version, real_stack.model_sha256)
+    assert (provenance["prompt"], provenance["style"], provenance["sampler"], provenance["steps"]) == \
+        (EMOJI_JOB["prompt"], EMOJI_JOB["style"], "SAMPLER_EULER", EMOJI_JOB["steps"])
+    # The same request from the Python SDK: the same seed gives the same bytes whichever client asks.
+    with Client(real_stack.address, real_stack.api_key) as c:
+        (python_image,) = [e.artifact.data for e in within(c.generate(request=request)) if e.HasField("artifact")]
+    assert out.read_bytes() == python_image

@@ -1,4 +1,10 @@
-"""The Python SDK, sync and asyncio, against a real gateway: results, errors, automatic resume."""
+"""The Python SDK, sync and asyncio, against a real gateway: results, errors, automatic resume.
+
+Most tests run the gateway with the SCRIPTED stand-in worker (`make_stack`, `stack`: fixed 8x8
+PNGs, no model), which is fast and tests the SDK's handling of streams and errors;
+`test_sdk_end_to_end_on_the_shipped_model` runs against the real stack (`real_stack`: a real worker
+process serving the shipped ONNX model) and checks the images themselves.
+"""
 
 import asyncio
 import threading
@@ -18,9 +24,11 @@ from clients import (
     Unavailable,
     build_request,
 )
+from clients.requests import sampler_value
 from services.common.embedded_redis import free_port
 from services.common.store import JobStore
 from services.gateway.server import serve
+from tests.clients.real_stack import EMOJI_JOB, assert_different_images, assert_emoji, within
 from tests.gateway.conftest import gateway_settings
 
 pytestmark = pytest.mark.redis
@@ -46,6 +54,33 @@ def test_sync_client_end_to_end(make_stack):
         watched = list(c.watch(handle.job_id))
         assert watched[-1].finished.state == types_pb2.JOB_STATE_SUCCEEDED
         assert list(c.watch(handle.job_id, watched[2].id)) == watched[3:]
+
+
+@pytest.mark.slow
+def test_sdk_end_to_end_on_the_shipped_model(real_stack):
+    """A real worker process draws the shipped model's images: native size, an emoji's alpha,
+    one image per seed whatever its place in the job, and provenance that says how to redo it."""
+    with Client(real_stack.address, real_stack.api_key) as c:
+        alone = within(c.generate(**EMOJI_JOB, seeds=[7]))
+        pair = within(c.generate(**EMOJI_JOB, seeds=[8, 7]))
+    assert alone[-1].finished.state == pair[-1].finished.state == types_pb2.JOB_STATE_SUCCEEDED
+    assert alone[0].job_id != pair[0].job_id
+    (seven,) = [e.artifact for e in alone if e.HasField("artifact")]
+    eight, seven_again = [e.artifact for e in pair if e.HasField("artifact")]
+    assert [seven.seed, eight.seed, seven_again.seed] == [7, 8, 7]
+    native = (real_stack.manifest.image.width, real_stack.manifest.image.height)
+    for artifact in (seven, eight, seven_again):
+        assert artifact.mime_type == "image/png" and (artifact.width, artifact.height) == native
+        assert_emoji(artifact.data, real_stack.manifest)
+    assert seven_again.data == seven.data  # the same seed, alone or second in an unsorted job: the same bytes
+    assert_different_images(seven.data, eight.data)
+    p = seven_again.provenance
+    assert (p.model_name, p.model_version, p.model_sha256) == \
+        (real_stack.model, real_stack.version, real_stack.model_sha256)
+    assert (p.prompt, p.negative_prompt, p.style, p.seed) == (EMOJI_JOB["prompt"], "", EMOJI_JOB["style"], 7)
+    assert (p.sampler, p.steps) == (sampler_value(EMOJI_JOB["sampler"]), EMOJI_JOB["steps"])
+    assert (p.width, p.height) == native
+    assert p.guidance_scale == pytest.approx(real_stack.manifest.defaults.guidance_scale)  # none asked: the model's
 
 
 def test_errors_are_clear_exceptions(make_stack):

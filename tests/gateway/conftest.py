@@ -1,8 +1,12 @@
-"""A real gateway on a loopback port against the test Redis, with a scripted worker.
+"""A real gateway on a loopback port against the test Redis, with a SCRIPTED stand-in worker.
 
-The `worker` fixture stands in for a GPU worker: it takes the ids the gateway enqueues
-and writes events through the real job store, exactly as services.worker does, so the
-gateway's streams, cancellation and metrics are tested without a model.
+No model runs here and no worker process starts: `ScriptedWorker` takes the ids the gateway
+enqueues and writes a script of events through the real job store (started, progress, a
+preview, a fixed SCRIPTED_IMAGE_SIDE-pixel red PNG per image, finished), the way services.worker
+does, so the gateway's streams, cancellation, admission and metrics are tested fast. What these
+tests do not show is that a real worker draws a real image: the end-to-end tests on the real
+worker and the shipped model are in tests/clients (`real_stack`, tests/clients/real_stack.py)
+and tests/gateway/test_end_to_end.py (a real worker process on a numpy toy model).
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from services.gateway.server import serve
 
 MODEL = "test-model"
 STYLES = ("google", "twitter")
+SCRIPTED_IMAGE_SIDE = 8  # every image the scripted worker "draws" is this many pixels square
 
 
 def png_bytes(width: int, height: int, mode: str = "RGBA") -> bytes:
@@ -89,7 +94,8 @@ class RecordingQueue:
 
 @dataclass
 class ScriptedWorker:
-    """Runs each enqueued job through the store: started, progress x steps, preview, artifacts, finished."""
+    """A stand-in for the worker, not the worker: runs each enqueued job through the store as a
+    script (started, progress x steps, preview, a fixed red PNG per image, finished)."""
 
     store: JobStore
     jobs: RecordingQueue
@@ -123,8 +129,9 @@ class ScriptedWorker:
                                     blob=b"\xff\xd8jpeg")
             seed = record.spec.seeds[index % len(record.spec.seeds)]
             provenance = {"model_name": record.spec.model, "sampler": "dpmpp_2m", "steps": self.steps, "seed": seed}
-            self.store.add_artifact(job_id, attempt, ev.artifact(index, "image/png", 8, 8, seed, provenance),
-                                    png_bytes(8, 8))
+            side = SCRIPTED_IMAGE_SIDE
+            self.store.add_artifact(job_id, attempt, ev.artifact(index, "image/png", side, side, seed, provenance),
+                                    png_bytes(side, side))
         self.store.finish(job_id, attempt, JobState.SUCCEEDED)
         return JobState.SUCCEEDED
 
@@ -166,6 +173,8 @@ def gateway_settings(redis_url, keys, model_repo, **overrides) -> Settings:
 
 @dataclass
 class Stack:
+    """A real gateway and the scripted stand-in worker that runs what it enqueues."""
+
     gateway: object
     store: JobStore
     queue: RecordingQueue
@@ -180,7 +189,8 @@ class Stack:
 
 @pytest.fixture
 def make_stack(redis_url, keys, model_repo):
-    """Start a gateway (with settings overrides) and a stopped scripted worker."""
+    """Start a real gateway (with settings overrides) and a SCRIPTED stand-in worker, stopped
+    unless `start_worker`; no model runs."""
     made = []
 
     def make(start_worker: bool = False, ready: bool = True, **overrides) -> Stack:
@@ -208,6 +218,7 @@ def make_stack(redis_url, keys, model_repo):
 
 @pytest.fixture
 def stack(make_stack) -> Stack:
+    """A real gateway whose scripted stand-in worker is not started (tests run its jobs by hand)."""
     return make_stack()
 
 

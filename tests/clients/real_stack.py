@@ -1,0 +1,115 @@
+"""The real stack for the clients' end-to-end tests: the SHIPPED model, not a stand-in.
+
+`real_stack` (session-scoped, so the model loads once) is `atelier up`'s `EmbeddedStack`: a
+real Celery worker process (`atelier worker`, ONNX Runtime) serving the newest shipped version
+of the default model from the repository's own `models/` folder, and the real gRPC gateway on
+loopback, on a Redis database of its own (the tests' Redis server, see tests/redis_harness.py).
+The SDK, the CLI and the Node.js client each run one job through it and check the image the
+model drew (`assert_emoji`), its seed and its provenance.
+
+Every wait has a deadline: the stack must be ready within `READY_SECONDS`, a job's stream must
+end within `JOB_SECONDS`, so a broken worker fails a test in seconds instead of hanging it.
+"""
+
+from __future__ import annotations
+
+import io
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from services.common.manifest import Manifest
+from services.common.model_repository import ModelRepository
+from services.common.settings import Settings
+from services.embedded import EmbeddedStack
+from tests.redis_harness import redis_server
+
+ROOT = Path(__file__).resolve().parents[2]
+SHIPPED_MODELS = ROOT / "models"
+READY_SECONDS = 120.0  # load, hash-check and warm up the model on a loaded 2-core machine
+JOB_SECONDS = 60.0
+
+# A fast job the shipped model still draws well: on atelier-emoji/2, Euler at 10 steps gives a
+# clean emoji on a transparent background where UniPC at 3-6 steps gives coloured noise.
+EMOJI_JOB = dict(prompt="a grinning cat face", style="twemoji", sampler="euler", steps=10)
+
+
+@dataclass(frozen=True)
+class RealStack:
+    address: str
+    api_key: str
+    model: str  # name
+    version: str  # the newest shipped version, which the worker serves
+    model_sha256: str  # of its manifest.json: the model's identity in provenance
+    manifest: Manifest
+
+
+@pytest.fixture(scope="session")
+def real_stack(tmp_path_factory) -> RealStack:
+    """A real worker process serving the newest shipped model, behind the real gateway."""
+    settings = Settings.from_env({}, model_repository=SHIPPED_MODELS, grpc_listen="127.0.0.1:0",
+                                 gateway_metrics_port=0, worker_metrics_port=0)
+    shipped = ModelRepository(SHIPPED_MODELS).open(settings.default_model, newest_version(settings.default_model))
+    with redis_server() as server, \
+            EmbeddedStack(settings, state_dir=tmp_path_factory.mktemp("real-stack"), redis_url=server.url,
+                          worker_concurrency=2, ready_timeout=READY_SECONDS) as stack:
+        yield RealStack(stack.address, stack.api_key, shipped.name, shipped.version, shipped.manifest_sha256,
+                        shipped.manifest)
+
+
+def newest_version(model: str) -> str:
+    """The highest numbered version folder of `model` in models/, counted here rather than asked of
+    the repository reader the worker uses, so a worker serving an older version is caught."""
+    folders = (SHIPPED_MODELS / model).iterdir()
+    return max((p.name for p in folders if p.name.isdigit() and (p / "manifest.json").is_file()), key=int)
+
+
+def within(stream: Iterable, seconds: float = JOB_SECONDS) -> list:
+    """Every item of a blocking stream; the test fails if the stream has not ended in `seconds`."""
+    items: list = []
+    errors: list[BaseException] = []
+
+    def drain() -> None:
+        try:
+            for item in stream:
+                items.append(item)
+        except BaseException as err:  # noqa: BLE001 - re-raised in the test's thread
+            errors.append(err)
+
+    reader = threading.Thread(target=drain, name="stream-reader", daemon=True)
+    reader.start()
+    reader.join(seconds)
+    if reader.is_alive():
+        pytest.fail(f"the stream had not ended after {seconds:.0f} s ({len(items)} items so far)")
+    if errors:
+        raise errors[0]
+    return items
+
+
+def assert_emoji(data: bytes, manifest: Manifest) -> np.ndarray:
+    """`data` is a PNG the model drew: its native size, RGBA, and an emoji's alpha, an opaque
+    subject on a transparent background (neither all opaque nor all transparent). Returns the pixels."""
+    image = Image.open(io.BytesIO(data))
+    assert image.format == "PNG"
+    assert image.size == (manifest.image.width, manifest.image.height)
+    assert image.mode == "RGBA"
+    alpha = np.asarray(image)[..., 3].astype(float)
+    transparent, opaque = (alpha < 16).mean(), (alpha > 240).mean()
+    assert 0.03 < transparent < 0.6, f"{transparent:.0%} of the pixels are transparent"
+    assert 0.2 < opaque < 0.97, f"{opaque:.0%} of the pixels are opaque"
+    h, w = alpha.shape
+    centre = alpha[h // 4: -h // 4, w // 4: -w // 4].mean()
+    rim = np.concatenate([alpha[:2].ravel(), alpha[-2:].ravel(), alpha[:, :2].ravel(), alpha[:, -2:].ravel()]).mean()
+    assert centre > rim + 60, f"the subject is not in the middle: alpha {centre:.0f} inside, {rim:.0f} at the rim"
+    return np.asarray(image)
+
+
+def assert_different_images(a: bytes, b: bytes) -> None:
+    """Two seeds' images differ as pictures, not by a few rounding bits."""
+    pa, pb = (np.asarray(Image.open(io.BytesIO(x)), dtype=float) for x in (a, b))
+    assert np.abs(pa - pb).mean() > 5.0
