@@ -32,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from diffusion.preconditioning import edm_noise_label, edm_scalings
 from diffusion.schedules import sigma_to_t, vp_sigmas
 
 __all__ = [
@@ -117,10 +118,8 @@ class VPDenoiser:
 
 @dataclass(frozen=True)
 class EDMDenoiser:
-    """A continuous-time network with EDM's preconditioning (Karras et al. 2022, Table 1).
-
-    c_skip = sigma_data² / (sigma² + sigma_data²), c_out = sigma sigma_data / sqrt(sigma² + sigma_data²),
-    c_in = 1 / sqrt(sigma² + sigma_data²), c_noise = log(sigma) / 4.  ``sigma_data`` defaults to 0.5.
+    """A continuous-time network with EDM's preconditioning (Karras et al. 2022, Table 1; the
+    scalings are :mod:`diffusion.preconditioning`'s).  ``sigma_data`` defaults to 0.5.
     """
 
     net: Network
@@ -128,11 +127,9 @@ class EDMDenoiser:
 
     def __call__(self, x: np.ndarray, sigma: np.ndarray, cond: Any = None) -> np.ndarray:
         sigma = _sigma_vec(x, sigma)
-        s, sd = _col(sigma, x.ndim), self.sigma_data
-        norm = np.sqrt(s * s + sd * sd)
-        c_skip, c_out, c_in = sd * sd / norm**2, s * sd / norm, 1.0 / norm
+        c_skip, c_out, c_in = edm_scalings(_col(sigma, x.ndim), self.sigma_data)
         with np.errstate(divide="ignore"):
-            c_noise = np.log(sigma) / 4.0
+            c_noise = edm_noise_label(sigma)
         out = np.asarray(self.net((c_in * x).astype(x.dtype, copy=False), c_noise, cond))
         return (c_skip * x + c_out * out).astype(x.dtype, copy=False)
 

@@ -1,6 +1,7 @@
 """Images from a latent text-to-image model through the project's numpy sampling stack.
 
-Exactly the path a served job takes, minus the service: seeded initial noise
+Training's sample grids and evaluation both draw through here, and it is exactly the path a
+served job takes, minus the service: seeded initial noise
 (:mod:`diffusion.noise`), the Karras et al. 2022 (EDM eq. 5) schedule, classifier-free guidance
 as a denoiser adapter (:mod:`diffusion.guidance`) and a registered sampler
 (:mod:`diffusion.samplers`), then the VAE decoder. Any model that offers the four methods of

@@ -1,6 +1,7 @@
 """EDM preconditioning (Karras et al. 2022, Table 1 and eq. 7): the wrapped network maps a
 noisy latent straight to its denoised estimate, D(x; sigma) = c_skip x + c_out F(c_in x; c_noise),
-which is the project's denoiser contract denoise(x, sigma, cond) -> x0 (DESIGN §3)."""
+which is the project's denoiser contract denoise(x, sigma, cond) -> x0 (docs/ARCHITECTURE.md,
+"Numbers and seeds"). The scalings are diffusion.preconditioning's, shared with serving."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import torch
 from torch import nn
 
 from diffusion.nets.config import EDMConfig
+from diffusion.preconditioning import edm_noise_label, edm_scalings
 
 
 class EDMDenoiser(nn.Module):
@@ -19,13 +21,9 @@ class EDMDenoiser(nn.Module):
     def forward(self, x: torch.Tensor, sigma: torch.Tensor, context: torch.Tensor,
                 context_mask: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
         """x [B,C,h,w] noisy latents, sigma [B] -> x0 [B,C,h,w]."""
-        sd = self.config.sigma_data
-        s = sigma.to(torch.float32).reshape(-1, 1, 1, 1)
-        c_skip = sd**2 / (s**2 + sd**2)
-        c_out = s * sd / torch.sqrt(s**2 + sd**2)
-        c_in = 1.0 / torch.sqrt(s**2 + sd**2)
-        c_noise = torch.log(sigma.to(torch.float32)) / 4.0
-        f = self.net(c_in * x, c_noise, context, context_mask, style)
+        sigma = sigma.to(torch.float32)
+        c_skip, c_out, c_in = edm_scalings(sigma.reshape(-1, 1, 1, 1), self.config.sigma_data)
+        f = self.net(c_in * x, edm_noise_label(sigma), context, context_mask, style)
         return c_skip * x + c_out * f.to(torch.float32)
 
 

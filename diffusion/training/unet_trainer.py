@@ -15,12 +15,12 @@ from diffusion.data.images import grid
 from diffusion.nets.config import EDMConfig, LatentConfig, ModelConfig, TextConfig, UNetConfig, VAEConfig
 from diffusion.nets.edm import EDMDenoiser, edm_loss_weight, sample_training_sigma
 from diffusion.nets.unet import UNet
+from diffusion.text_to_image import generate
 from diffusion.training.checkpoint import save_weights
 from diffusion.training.common import Optimization, TrainConfig, autocast, configure_torch
+from diffusion.training.latent_model import TorchLatentModel
 from diffusion.training.latents import encode_dataset, load_vae
 from diffusion.training.loop import train_loop
-from diffusion.training.sampling import guided, karras_sigmas, sample_heun
-from diffusion.training.tensors import to_images
 from diffusion.training.text_cache import build_text_cache
 
 # The prompts of the training sample grid (rows), each shown in every style (columns).
@@ -64,26 +64,23 @@ def build_denoiser(unet_cfg: UNetConfig, edm_cfg: EDMConfig, seed: int = 0) -> E
     return EDMDenoiser(UNet(unet_cfg), edm_cfg)
 
 
-@torch.no_grad()
-def sample_grid(denoiser: EDMDenoiser, vae, latent: LatentConfig, text_states, text_mask, styles: list[int],
-                seed: int = 0, steps: int = 18, guidance: float = 3.0, edm: EDMConfig | None = None) -> np.ndarray:
-    """text_states [P+1, L, 384] (last row: "") x styles -> premultiplied RGBA uint8 [P*S, H, W, 4],
-    prompt-major; only the first P rows are prompts."""
-    denoiser.eval()
-    edm = edm or denoiser.config
-    n_p, n_s = text_states.shape[0] - 1, len(styles)
-    ctx = text_states[:n_p].repeat_interleave(n_s, 0)
-    mask = text_mask[:n_p].repeat_interleave(n_s, 0)
-    style = torch.tensor(styles, dtype=torch.int64).repeat(n_p)
-    b = ctx.shape[0]
-    g = torch.Generator().manual_seed(seed)
-    noise = torch.randn(b, latent.latent_channels, latent.latent_size, latent.latent_size, generator=g)
-    # By convention the last row of text_states is the empty caption "" (the unconditional input).
-    empty_states, empty_mask = text_states[-1:].expand(b, -1, -1), text_mask[-1:].expand(b, -1)
-    denoise = guided(denoiser, (ctx, mask, style), (empty_states, empty_mask, torch.zeros_like(style)), guidance)
-    z = sample_heun(denoise, noise, karras_sigmas(steps, edm.sigma_min, edm.sigma_max))
-    x = vae.decode(z / latent.scale + latent.shift)
-    return to_images(x)
+# The training grid draws like a served job: Heun's method (EDM Algorithm 1) over 18 Karras steps.
+GRID_SAMPLER, GRID_STEPS, GRID_GUIDANCE = "heun", 18, 3.0
+
+
+def sample_grid(model: TorchLatentModel, styles: list[int], seed: int = 0) -> np.ndarray:
+    """Every prompt of GRID_PROMPTS in every style -> premultiplied RGBA uint8 [P*S, H, W, 4],
+    prompt-major.
+
+    It samples through the numpy stack that evaluation and serving use
+    (:func:`diffusion.text_to_image.generate`), and prompt p draws with seed ``seed + p`` in
+    every style, so a cell of the grid is the image a served job with that prompt, style and
+    seed makes (up to the engine's arithmetic)."""
+    n_p, n_s = len(GRID_PROMPTS), len(styles)
+    captions = [p for p in GRID_PROMPTS for _ in styles]
+    seeds = [seed + p for p in range(n_p) for _ in styles]
+    return generate(model, captions, list(styles) * n_p, seeds, steps=GRID_STEPS, sampler=GRID_SAMPLER,
+                    guidance=GRID_GUIDANCE, batch_size=n_p * n_s)
 
 
 def train_unet(dataset: Path, vae_run: Path, run_dir: Path, unet_cfg: UNetConfig, cfg: TrainConfig,
@@ -139,20 +136,19 @@ def train_unet(dataset: Path, vae_run: Path, run_dir: Path, unet_cfg: UNetConfig
         loss = (w * (d.float() - z).square()).mean()
         return loss, {}
 
-    grid_text = None
     grid_styles = sorted({int(s) for s in style_ids if s > 0}) or [0]
+    grid_text = None
 
     def sample_fn(step: int) -> None:
         nonlocal grid_text
         if grid_text is None:
             from diffusion.nets.text import TextEncoder
 
-            s, m = TextEncoder(text_cfg.max_length)(GRID_PROMPTS + [""])
-            grid_text = (torch.from_numpy(s), torch.from_numpy(m))
+            grid_text = TextEncoder(text_cfg.max_length)
         ema = build_denoiser(unet_cfg, edm_cfg)
         opt.ema.copy_to(ema)
-        imgs = sample_grid(ema, vae, latent_cfg, grid_text[0], grid_text[1], grid_styles, seed=cfg.seed,
-                           edm=edm_cfg)
+        model = TorchLatentModel(ema, vae, grid_text, latent_cfg, edm_cfg, tuple(styles))
+        imgs = sample_grid(model, grid_styles, seed=cfg.seed)
         sheet = grid(_regroup(imgs, len(GRID_PROMPTS), len(grid_styles)), cols=len(GRID_PROMPTS), scale=3)
         (run_dir / "samples").mkdir(exist_ok=True)
         sheet.save(run_dir / "samples" / f"samples_{step:06d}.png")

@@ -11,9 +11,9 @@ from PIL import Image
 
 from diffusion.evaluation.classifier import ClassifierConfig, DomainClassifier
 from diffusion.evaluation.evaluate import evaluate, model_contact_sheet
-from diffusion.evaluation.generate import generate
 from diffusion.evaluation.pipeline import load_latent_model
 from diffusion.evaluation.report import FIGURES, markdown, write_report
+from diffusion.text_to_image import generate
 from tests.evaluation.tiny_model import fake_text, write_tiny_runs, write_tiny_shipped
 
 
