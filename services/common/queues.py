@@ -58,9 +58,17 @@ def enqueue(app, job_id: str, queue: str) -> None:
     app.send_task(TASK_NAME, args=[job_id], queue=queue)
 
 
-def queue_depth(client, queue: str, priority_steps: tuple[int, ...] = (0, 3, 6, 9)) -> int:
+PRIORITY_STEPS = (0, 3, 6, 9)  # kombu's Redis transport: one list per step of message priority
+
+
+def broker_lists(queue: str, priority_steps: tuple[int, ...] = PRIORITY_STEPS) -> list[str]:
+    """The Redis lists in which Celery's Redis transport keeps `queue`'s waiting messages."""
+    return [queue if step == 0 else f"{queue}\x06\x16{step}" for step in priority_steps]
+
+
+def queue_depth(client, queue: str, priority_steps: tuple[int, ...] = PRIORITY_STEPS) -> int:
     """Messages waiting in `queue` (Celery's Redis transport keeps one list per priority step)."""
     pipe = client.pipeline(transaction=False)
-    for step in priority_steps:
-        pipe.llen(queue if step == 0 else f"{queue}\x06\x16{step}")
+    for name in broker_lists(queue, priority_steps):
+        pipe.llen(name)
     return int(sum(pipe.execute()))

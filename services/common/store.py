@@ -27,16 +27,19 @@ A finished job's keys expire after `result_ttl_seconds`.
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import redis
 
 from services.common import events as ev
 from services.common.events import EventKind, JobEvent
-from services.common.jobs import ErrorCode, JobRecord, JobSpec, JobState
+from services.common.jobs import ErrorCode, JobRecord, JobSpec, JobState, Priority
+from services.common.queues import broker_lists
 
 
 class JobNotFound(LookupError):
@@ -45,6 +48,36 @@ class JobNotFound(LookupError):
 
 class DuplicateJob(ValueError):
     """A job with this id already exists."""
+
+
+@dataclass(frozen=True)
+class Quota:
+    """The limits a new job is admitted under (:meth:`JobStore.admit`), and what its ETA needs."""
+
+    max_in_flight: int  # the tenant's queued and running jobs
+    max_waiting: int  # jobs admitted to the job's queue and not yet started
+    per_minute: int  # jobs the tenant may submit in one rate window
+    window: int  # the current rate window's number (Unix time // window_seconds)
+    window_seconds: int
+    slots: int  # job slots across the live workers
+    job_seconds: float  # about how long this job holds one slot
+
+
+class QuotaExceeded(RuntimeError):
+    """Admission refused: `limit` is tenant_in_flight, queue_full or tenant_rate; `counted`
+    the jobs the limit counted when it refused."""
+
+    def __init__(self, limit: str, counted: int):
+        super().__init__(f"{limit}: {counted}")
+        self.limit, self.counted = limit, counted
+
+
+@dataclass(frozen=True)
+class Admitted:
+    job_id: str
+    created: bool  # False: the tenant's request id named an existing job, nothing was written
+    position: int  # admitted jobs ahead of it
+    eta_seconds: float
 
 
 def new_job_id() -> str:
@@ -116,18 +149,28 @@ redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
 return 1
 """
 
+
+def _leave_waiting(first: int) -> str:
+    """Lua that takes the job (KEYS[1]) out of every queue's waiting set, which are
+    KEYS[first]... in the order of :meth:`JobStore.waiting_keys`. Idempotent: a set forgets a
+    member once, so a queue slot is given back exactly once whichever path gets there first."""
+    last = first + len(Priority.ALL) - 1
+    return f"for i = {first}, {last} do redis.call('SREM', KEYS[i], KEYS[1]) end\n"
+
+
 # QUEUED -> RUNNING, or RUNNING -> RUNNING when a lost worker's job is redelivered; the
 # attempt number fences off writes of earlier attempts. The time in queue is computed here
 # from the record, so starting a job costs one round trip, not a read first. With a lease
 # holder (ARGV[4], see services/worker/leases.py) only the delivery holding the job's lease
 # may begin it, so a second delivery of a job that a live worker runs begins nothing.
+# KEYS: 1 job, 2 events, 3... the queues' waiting sets (a started job frees its queue slot).
 _BEGIN = """
 local state = redis.call('HGET', KEYS[1], 'state')
 if state ~= 'QUEUED' and state ~= 'RUNNING' then return false end
 if ARGV[4] and redis.call('HGET', KEYS[1], 'lease') ~= ARGV[4] then return false end
 local attempt = redis.call('HINCRBY', KEYS[1], 'attempt', 1)
 redis.call('HSET', KEYS[1], 'state', 'RUNNING', 'started_at', ARGV[1], 'worker', ARGV[2])
-local data = cjson.decode(ARGV[3])
+""" + _leave_waiting(3) + """local data = cjson.decode(ARGV[3])
 data['attempt'] = attempt
 data['queued_for_seconds'] = math.max(0, tonumber(ARGV[1]) - tonumber(redis.call('HGET', KEYS[1], 'created_at')))
 local id = redis.call('XADD', KEYS[2], '*', 'kind', 'started', 'time', ARGV[1], 'data', cjson.encode(data))
@@ -156,6 +199,9 @@ redis.call('HINCRBY', KEYS[1], 'images_done', 1)
 return redis.call('XADD', KEYS[2], '*', 'kind', 'artifact', 'time', ARGV[2], 'data', ARGV[3])
 """
 
+# KEYS: 1 job, 2 events, 3 the tenant's in-flight set, 4 artifacts, 5... the queues' waiting
+# sets, then the idempotency key if the job has one. A final job leaves both (its tenant's
+# in-flight slot and, if it never started, its queue slot are given back); its own keys expire.
 _FINISH = """
 local state = redis.call('HGET', KEYS[1], 'state')
 if not state then return false end
@@ -167,13 +213,13 @@ if not allowed then return false end
 if ARGV[3] ~= '' and redis.call('HGET', KEYS[1], 'attempt') ~= ARGV[3] then return false end
 redis.call('HSET', KEYS[1], 'state', ARGV[1], 'finished_at', ARGV[4], 'error_code', ARGV[5], 'error_message', ARGV[6])
 redis.call('SREM', KEYS[3], ARGV[8])
-local created = tonumber(redis.call('HGET', KEYS[1], 'created_at'))
+""" + _leave_waiting(5) + """local created = tonumber(redis.call('HGET', KEYS[1], 'created_at'))
 local images = tonumber(redis.call('HGET', KEYS[1], 'images_done') or '0')
 local data = cjson.encode({state = ARGV[1], error_code = ARGV[5], error_message = ARGV[6], images = images,
                            elapsed_seconds = tonumber(ARGV[4]) - created})
 local id = redis.call('XADD', KEYS[2], '*', 'kind', 'finished', 'time', ARGV[4], 'data', data)
 for i = 1, #KEYS do
-  if i ~= 3 then redis.call('EXPIRE', KEYS[i], ARGV[7]) end
+  if i ~= 3 and (i < 5 or i >= 5 + """ + str(len(Priority.ALL)) + """) then redis.call('EXPIRE', KEYS[i], ARGV[7]) end
 end
 return id
 """
@@ -214,6 +260,16 @@ class JobStore:
     def request_key(self, tenant: str, request_id: str) -> str:
         return f"{self.prefix}tenant:{tenant}:request:{request_id}"
 
+    def rate_key(self, tenant: str, window: int) -> str:
+        return f"{self.prefix}tenant:{tenant}:rate:{window}"
+
+    def waiting_key(self, queue: str) -> str:
+        return f"{self.prefix}queue:{queue}:waiting"
+
+    def waiting_keys(self) -> list[str]:
+        """Every queue's waiting set, in the order the Lua of `_leave_waiting` expects them."""
+        return [self.waiting_key(q) for q in Priority.ALL]
+
     # --- the gateway's side
 
     def create(
@@ -227,16 +283,63 @@ class JobStore:
         eta_seconds: float = 0.0,
         now: float | None = None,
     ) -> tuple[str, bool]:
-        """Store a new QUEUED job and its `queued` event; returns (job_id, created).
+        """Store a new QUEUED job and its `queued` event, under no quota; returns (job_id, created).
 
         With a `spec.request_id` already used by this tenant, nothing is written and the
         existing job's id comes back with created=False.
         """
+        found = self._store_new(tenant, spec, None, job_id, steps_total, queue_position, eta_seconds, now)
+        return found.job_id, found.created
+
+    def admit(
+        self,
+        tenant: str,
+        spec: JobSpec,
+        quota: Quota,
+        *,
+        job_id: str | None = None,
+        steps_total: int = 0,
+        now: float | None = None,
+    ) -> Admitted:
+        """Check `quota` and store the new QUEUED job in one atomic step; QuotaExceeded if a limit
+        is reached (nothing is then written or counted).
+
+        The job's position counts the jobs admitted before it and not yet started (for a batch
+        job the interactive queue's too, which workers drain first); its queued event carries
+        that position and the ETA. A request id the tenant already used admits nothing and
+        names the existing job (created=False), whatever the limits.
+        """
+        return self._store_new(tenant, spec, quota, job_id, steps_total, 0, 0.0, now)
+
+    def _store_new(
+        self,
+        tenant: str,
+        spec: JobSpec,
+        quota: Quota | None,
+        job_id: str | None,
+        steps_total: int,
+        queue_position: int,
+        eta_seconds: float,
+        now: float | None,
+    ) -> Admitted:
         job_id = job_id or new_job_id()
         now = time.time() if now is None else now
-        keys = [self.job_key(job_id), self.events_key(job_id), self.inflight_key(tenant), self.outbox_key]
-        if spec.request_id:
-            keys.append(self.request_key(tenant, spec.request_id))
+        keys = [
+            self.job_key(job_id),
+            self.events_key(job_id),
+            self.inflight_key(tenant),
+            self.outbox_key,
+            self.waiting_key(spec.priority),
+            self.request_key(tenant, spec.request_id),
+        ]
+        quota_json = ""
+        if quota is not None:
+            lists = broker_lists(spec.priority)
+            keys += [self.rate_key(tenant, quota.window), self.waiting_key(Priority.INTERACTIVE), *lists]
+            if spec.priority != Priority.INTERACTIVE:
+                keys += broker_lists(Priority.INTERACTIVE)
+            quota_json = json.dumps({**asdict(quota), "slots": max(1, quota.slots), "lists": len(lists),
+                                     "window_ttl": 2 * quota.window_seconds})
         record: dict[str, Any] = {
             "tenant": tenant,
             "state": JobState.QUEUED,
@@ -253,16 +356,20 @@ class JobStore:
         if spec.mask:
             record["mask"] = spec.mask
         queued = ev.to_fields(EventKind.QUEUED, now, ev.queued(queue_position, eta_seconds, spec.priority))
-        args: list[Any] = [job_id, queued["time"], queued["data"]]
+        args: list[Any] = [job_id, queued["time"], queued["data"], spec.request_id, quota_json]
         for name, value in record.items():
             args += [name, value]
         try:
-            created, found = self._create(keys=keys, args=args)
+            reply = self._create(keys=keys, args=args)
         except redis.ResponseError as err:
             if "DUPLICATE" in str(err):
                 raise DuplicateJob(job_id) from None
             raise
-        return found.decode(), bool(created)
+        if reply[0] == -1:
+            raise QuotaExceeded(reply[1].decode(), int(reply[2]))
+        if reply[0] == 0 or quota is None:
+            return Admitted(reply[1].decode(), bool(reply[0]), queue_position, eta_seconds)
+        return Admitted(job_id, True, int(reply[2]), float(reply[3]))
 
     def cancel(self, job_id: str, tenant: str | None = None, now: float | None = None) -> tuple[str, bool]:
         """Cancel a queued or running job; returns (state after the call, whether this call cancelled it).
@@ -397,7 +504,7 @@ class JobStore:
         args = [repr(now), worker, ev.to_fields(EventKind.STARTED, now, data)["data"]]
         if lease is not None:
             args.append(lease)
-        reply = self._begin(keys=[self.job_key(job_id), self.events_key(job_id)], args=args)
+        reply = self._begin(keys=[self.job_key(job_id), self.events_key(job_id), *self.waiting_keys()], args=args)
         return int(reply[0]) if reply else None
 
     def append_event(
@@ -472,6 +579,7 @@ class JobStore:
             self.events_key(job_id),
             self.inflight_key(record.tenant),
             self.artifacts_key(job_id),
+            *self.waiting_keys(),
         ]
         if record.spec.request_id:
             keys.append(self.request_key(record.tenant, record.spec.request_id))

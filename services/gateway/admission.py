@@ -1,12 +1,19 @@
-"""Admission control: per-tenant quotas and per-queue caps, checked before a job is stored.
+"""Admission control: per-tenant quotas and per-queue caps, taken in the step that stores the job.
 
 Over any of them Submit answers RESOURCE_EXHAUSTED with a retry delay: overload becomes
 back-pressure on clients, never a queue that grows until something runs out of memory.
 
 * jobs in flight per tenant: the tenant's in-flight set of the job store;
-* jobs per minute per tenant: a fixed one-minute window counter in Redis (one Lua call,
-  so concurrent gateways share it and never over-count a refused submission);
-* queue depth per priority: the Celery queue's length in Redis.
+* jobs waiting per queue: the jobs admitted to the queue that no attempt has begun (or
+  Celery's list of the queue when it holds more, e.g. jobs the broker redelivered);
+* jobs per minute per tenant: a counter per one-minute window, which only an admitted job
+  increments.
+
+All three are checked and taken by the job store's create script (:meth:`JobStore.admit`),
+in one Redis step with the job's record: concurrent Submits on any number of gateways can
+never overshoot a limit, and a refused Submit writes and counts nothing. The job gives its
+queue slot back when an attempt begins it and its in-flight slot when it reaches a final
+state, each exactly once (docs/ARCHITECTURE.md).
 
 It also estimates where a new job stands: its queue position and an ETA from the
 workers' reported speed (services.common.readiness).
@@ -14,30 +21,16 @@ workers' reported speed (services.common.readiness).
 
 from __future__ import annotations
 
-import math
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import redis
-
 from services.common import readiness
-from services.common.jobs import Priority
-from services.common.metrics import QueueDepthCollector
-from services.common.store import JobStore
+from services.common.jobs import JobSpec, Priority
+from services.common.store import Admitted, JobStore, Quota, QuotaExceeded
 from services.gateway.errors import Overloaded
 
 DEFAULT_STEP_SECONDS = 0.05  # before any worker has reported its speed
 WINDOW_SECONDS = 60
-
-# KEYS[1] the window counter; ARGV: limit, window seconds. Returns {admitted, ttl ms}.
-_RATE = """
-local used = tonumber(redis.call('GET', KEYS[1]) or '0')
-if used >= tonumber(ARGV[1]) then return {0, redis.call('PTTL', KEYS[1])} end
-redis.call('INCR', KEYS[1])
-if used == 0 then redis.call('EXPIRE', KEYS[1], ARGV[2]) end
-return {1, 0}
-"""
 
 
 @dataclass(frozen=True)
@@ -55,27 +48,16 @@ class Quotas:
         )
 
 
-@dataclass(frozen=True)
-class Placement:
-    position: int  # jobs ahead of it
-    eta_seconds: float  # until it finishes
-
-
 class Admission:
     def __init__(
         self,
-        client: redis.Redis,
         store: JobStore,
         quotas: Quotas,
-        key_prefix: str,
-        clock: Callable[[], float] = time.time,
         workers: Callable[[], list[readiness.WorkerStatus]] | None = None,
     ):
-        self.client, self.store, self.quotas, self.prefix, self.clock = client, store, quotas, key_prefix, clock
+        self.store, self.quotas = store, quotas
         # The live workers (default: read from Redis each time; the server passes a snapshot).
-        self.workers = workers or (lambda: readiness.workers(client, key_prefix))
-        self.queues = QueueDepthCollector(client, Priority.ALL)
-        self._rate = client.register_script(_RATE)
+        self.workers = workers or (lambda: readiness.workers(store.client, store.prefix))
 
     def _speed(self) -> tuple[int, float]:
         """(job slots across live workers, seconds per sampler step of one image)."""
@@ -84,44 +66,42 @@ class Admission:
         measured = [w.step_seconds for w in workers if w.step_seconds > 0]
         return slots, (sum(measured) / len(measured) if measured else DEFAULT_STEP_SECONDS)
 
-    def depth(self, queue: str) -> int:
-        return self.queues.depth(queue)
-
-    def admit(self, tenant: str, queue: str, job_steps: int) -> Placement:
-        """Check every quota (Overloaded if one is exceeded); where the job will stand."""
+    def admit(self, tenant: str, spec: JobSpec, job_steps: int, now: float) -> Admitted:
+        """Store the job if every quota has room (Overloaded if one has none), with where it stands."""
         slots, step_seconds = self._speed()
         job_seconds = max(job_steps, 1) * step_seconds
-        in_flight = self.store.count_in_flight(tenant)
-        if in_flight >= self.quotas.tenant_max_jobs_in_flight:
-            raise Overloaded(
-                f"tenant has {in_flight} jobs queued or running, the limit is "
-                f"{self.quotas.tenant_max_jobs_in_flight}",
-                retry_after=max(1.0, job_seconds),
+        queue = spec.priority
+        quota = Quota(
+            max_in_flight=self.quotas.tenant_max_jobs_in_flight,
+            max_waiting=self.quotas.max_queue_depth[queue],
+            per_minute=self.quotas.tenant_jobs_per_minute,
+            window=int(now // WINDOW_SECONDS),
+            window_seconds=WINDOW_SECONDS,
+            slots=slots,
+            job_seconds=job_seconds,
+        )
+        try:
+            return self.store.admit(tenant, spec, quota, steps_total=job_steps, now=now)
+        except QuotaExceeded as refused:
+            raise self._overloaded(refused, quota, queue, now) from None
+
+    @staticmethod
+    def _overloaded(refused: QuotaExceeded, quota: Quota, queue: str, now: float) -> Overloaded:
+        n = refused.counted
+        if refused.limit == "tenant_in_flight":
+            return Overloaded(
+                f"tenant has {n} jobs queued or running, the limit is {quota.max_in_flight}",
+                retry_after=max(1.0, quota.job_seconds),
                 reason="tenant_in_flight",
             )
-        depth = self.depth(queue)
-        cap = self.quotas.max_queue_depth[queue]
-        if depth >= cap:
-            raise Overloaded(
-                f"the {queue} queue holds {depth} jobs, its limit is {cap}",
-                retry_after=min(60.0, max(1.0, depth / slots * job_seconds)),
+        if refused.limit == "queue_full":
+            return Overloaded(
+                f"the {queue} queue holds {n} jobs, its limit is {quota.max_waiting}",
+                retry_after=min(60.0, max(1.0, n / max(1, quota.slots) * quota.job_seconds)),
                 reason="queue_full",
             )
-        self._count_submission(tenant)
-        ahead = depth + (self.depth(Priority.INTERACTIVE) if queue == Priority.BATCH else 0)
-        # Each job ahead occupies one slot for about one job time; ours runs after them.
-        eta = (math.floor(ahead / slots) + 1) * job_seconds
-        return Placement(position=ahead, eta_seconds=eta)
-
-    def _count_submission(self, tenant: str) -> None:
-        limit = self.quotas.tenant_jobs_per_minute
-        window = int(self.clock() // WINDOW_SECONDS)
-        key = f"{self.prefix}tenant:{tenant}:rate:{window}"
-        admitted, ttl_ms = self._rate(keys=[key], args=[limit, WINDOW_SECONDS * 2])
-        if not admitted:
-            left = WINDOW_SECONDS - self.clock() % WINDOW_SECONDS
-            raise Overloaded(
-                f"tenant submitted {limit} jobs this minute, the limit is {limit} a minute",
-                retry_after=max(0.5, left),
-                reason="tenant_rate",
-            )
+        return Overloaded(
+            f"tenant submitted {n} jobs this minute, the limit is {quota.per_minute} a minute",
+            retry_after=max(0.5, quota.window_seconds - now % quota.window_seconds),
+            reason="tenant_rate",
+        )

@@ -21,7 +21,7 @@ import redis
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from atelier.v1 import generation_pb2, generation_pb2_grpc, models_pb2, models_pb2_grpc
+from atelier.v1 import generation_pb2, models_pb2
 from services.common import readiness
 from services.common.settings import Settings
 from services.common.store import JobStore
@@ -33,7 +33,7 @@ from services.gateway.enqueue import CeleryEnqueue, Enqueue
 from services.gateway.health import HealthMonitor
 from services.gateway.outbox import OutboxSweeper
 from services.gateway.service import JobService
-from services.gateway.servicers import GenerationServicer, ModelsServicer
+from services.gateway.servicers import GenerationServicer, ModelsServicer, add_to_server
 from services.gateway.validation import Limits
 
 log = logging.getLogger(__name__)
@@ -125,7 +125,7 @@ def serve(
     jobs = JobService(
         store,
         catalog,
-        Admission(client, store, Quotas.from_settings(settings), settings.key_prefix, workers=snapshot.workers),
+        Admission(store, Quotas.from_settings(settings), workers=snapshot.workers),
         enqueue,
         Limits.from_settings(settings),
         poll_seconds=poll_seconds,
@@ -147,8 +147,7 @@ def serve(
             ("grpc.so_reuseport", 0),
         ],
     )
-    generation_pb2_grpc.add_GenerationServicer_to_server(GenerationServicer(jobs, keys, stopping), server)
-    models_pb2_grpc.add_ModelsServicer_to_server(ModelsServicer(catalog, keys), server)
+    add_to_server(server, GenerationServicer(jobs, keys, stopping), ModelsServicer(catalog, keys))
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(SERVICE_NAMES, server)

@@ -1,16 +1,23 @@
 """What the gateway does with a job, with no protobuf in sight.
 
-Submit: validate -> idempotency -> admit -> store (atomically, with the `queued` event)
--> enqueue. Watch: the job's event log from any position, following it until the
+Submit: validate -> idempotency -> admit and store (one atomic step, with the `queued`
+event) -> enqueue. Watch: the job's event log from any position, following it until the
 job's final event. Get and Cancel: the job store, scoped to the caller's tenant.
+Every call answers Unavailable (gRPC UNAVAILABLE with RetryInfo) while Redis does not.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import inspect
 import logging
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+
+import redis
+from kombu.exceptions import OperationalError
 
 from services.common.events import JobEvent
 from services.common.jobs import ErrorCode, JobRecord, JobSpec, JobState
@@ -19,10 +26,39 @@ from services.gateway import metrics
 from services.gateway.admission import Admission
 from services.gateway.catalog import ModelCatalog
 from services.gateway.enqueue import Enqueue
-from services.gateway.errors import InvalidRequest, Overloaded
-from services.gateway.validation import Limits, Violation, validate
+from services.gateway.errors import InvalidRequest, Overloaded, Unavailable
+from services.gateway.validation import Limits, Violation, event_id, validate
 
 log = logging.getLogger(__name__)
+
+# Redis down, restarting or loading its AOF (BusyLoadingError is a ConnectionError), or the
+# broker's publish failing for the same reason: the client should retry, not give up.
+REDIS_UNREACHABLE = (redis.ConnectionError, redis.TimeoutError, OperationalError)
+RETRY_AFTER_SECONDS = 1.0
+
+
+@contextlib.contextmanager
+def _redis_reachable():
+    try:
+        yield
+    except REDIS_UNREACHABLE as err:
+        raise Unavailable(f"the job store is unavailable ({err}); retry shortly", RETRY_AFTER_SECONDS) from err
+
+
+def _unavailable_without_redis(method):
+    """The method (or generator) raises Unavailable, not Redis' own error, while Redis is unreachable."""
+    if inspect.isgeneratorfunction(method):
+        @functools.wraps(method)
+        def stream(*args, **kwargs):
+            with _redis_reachable():
+                yield from method(*args, **kwargs)
+        return stream
+
+    @functools.wraps(method)
+    def call(*args, **kwargs):
+        with _redis_reachable():
+            return method(*args, **kwargs)
+    return call
 
 
 @dataclass(frozen=True)
@@ -49,6 +85,7 @@ class JobService:
 
     # --- submit
 
+    @_unavailable_without_redis
     def submit(self, tenant: str, spec: JobSpec, *, bulk: bool, violations: list[Violation] = ()) -> Submitted:
         found = list(violations) + validate(
             spec, bulk=bulk, catalog=self.catalog, limits=self.limits, now=self.clock()
@@ -66,15 +103,12 @@ class JobService:
                 return existing
         steps = (spec.steps or model.manifest.defaults.steps) * spec.images_total
         try:
-            placement = self.admission.admit(tenant, spec.priority, steps)
+            placement = self.admission.admit(tenant, spec, steps, now=self.clock())
         except Overloaded as exc:
             metrics.REJECTED.labels(reason=exc.reason).inc()
             raise
-        job_id, created = self.store.create(
-            tenant, spec, steps_total=steps, queue_position=placement.position, eta_seconds=placement.eta_seconds,
-            now=self.clock(),
-        )
-        if not created:  # a concurrent submission with the same request_id won the race
+        job_id = placement.job_id
+        if not placement.created:  # a concurrent submission with the same request_id won the race
             return Submitted(self.store.get(job_id, tenant), True, 0, 0.0)
         try:
             self.enqueue(job_id, spec.priority)
@@ -99,12 +133,15 @@ class JobService:
 
     # --- read and cancel
 
+    @_unavailable_without_redis
     def get(self, tenant: str, job_id: str) -> JobRecord:
         return self.store.get(job_id, tenant)
 
+    @_unavailable_without_redis
     def cancel(self, tenant: str, job_id: str) -> tuple[str, bool]:
         return self.store.cancel(job_id, tenant, now=self.clock())
 
+    @_unavailable_without_redis
     def watch(
         self, tenant: str, job_id: str, after: str = "", keep_going: Callable[[], bool] = lambda: True
     ) -> Iterator[JobEvent]:
@@ -132,7 +169,7 @@ class JobService:
                     return
 
 
-def _check_event_id(event_id: str) -> None:
-    ms, _, seq = event_id.partition("-")
-    if not ms.isdigit() or (seq and not seq.isdigit()):
-        raise InvalidRequest([("after_event_id", f"{event_id[:40]!r} is not an event id (JobEvent.id)")])
+def _check_event_id(after: str) -> None:
+    found = event_id("after_event_id", after)
+    if found:
+        raise InvalidRequest(found)
