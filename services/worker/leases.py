@@ -167,38 +167,46 @@ class Leases:
 
 
 class Reaper:
-    """Hands back the jobs whose lease lapsed. After losing Redis it waits one lease period
-    from reconnecting before it reaps, so live workers renew first (an outage lapses every
-    lease at once)."""
+    """Hands back the jobs whose lease lapsed.
+
+    An outage lapses every lease at once, and live workers need a moment to renew theirs once
+    Redis answers again: so nothing is reaped while Redis has been up for less than a lease
+    period (a restart), nor within a lease period of this reaper reaching Redis again after
+    losing it (a partition). A freshly started reaper on a settled Redis reaps at once.
+    """
 
     def __init__(self, store: JobStore, send: Callable[[str, str], None], lease_seconds: float,
                  clock: Callable[[], float] = time.monotonic, batch: int = 100):
         self.store, self.send, self.lease_seconds, self.clock, self.batch = store, send, lease_seconds, clock, batch
         self.key = leases_key(store)
         self._reap = store.client.register_script(_REAP)
-        self._connected_since: float | None = None
+        self._lost_redis = False
+        self._quiet_until = float("-inf")
 
     def lapsed(self) -> list[str]:
-        """Ids whose lease has lapsed, by Redis' clock."""
-        seconds, micros = self.store.client.time()
-        now_ms = seconds * 1000 + micros // 1000
-        found = self.store.client.zrangebyscore(self.key, "-inf", f"({now_ms}", start=0, num=self.batch)
+        """Ids whose lease has lapsed, by Redis' clock; none while Redis or this reaper's link to
+        it has been up for less than a lease period."""
+        client = self.store.client
+        try:
+            uptime = int(client.info("server")["uptime_in_seconds"])
+            seconds, micros = client.time()
+            found = client.zrangebyscore(self.key, "-inf", f"({seconds * 1000 + micros // 1000}", start=0,
+                                         num=self.batch)
+        except redis.RedisError:
+            self._lost_redis = True
+            raise
+        now = self.clock()
+        if self._lost_redis:
+            self._lost_redis = False
+            self._quiet_until = now + self.lease_seconds
+        if uptime < self.lease_seconds or now < self._quiet_until:
+            return []
         return [m.decode() for m in found]
 
     def reap_once(self) -> list[str]:
         """Hand back and send every lapsed job this reaper wins; returns their ids."""
-        try:
-            lapsed = self.lapsed()
-        except redis.RedisError:
-            self._connected_since = None
-            raise
-        now = self.clock()
-        if self._connected_since is None:
-            self._connected_since = now
-        if now - self._connected_since < self.lease_seconds:
-            return []
         sent = []
-        for job_id in lapsed:
+        for job_id in self.lapsed():
             won = self._reap(keys=[self.store.job_key(job_id), self.key, self.store.outbox_key],
                              args=[job_id, repr(time.time())])
             if not won:

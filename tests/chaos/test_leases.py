@@ -6,11 +6,13 @@ from __future__ import annotations
 import time
 
 import pytest
+import redis
 
 from services.common.events import EventKind
 from services.common.jobs import JobSpec, JobState, PromptSpec
 from services.common.store import JobStore
 from services.worker.leases import Leases, Reaper
+from tests.chaos.stack import AofRedis
 
 pytestmark = pytest.mark.redis
 
@@ -34,10 +36,8 @@ class Sent(list):
         self.append((job_id, queue))
 
 
-def reaper(store, sent, wait=0.0) -> Reaper:
-    r = Reaper(store, sent, LEASE)
-    r.lease_seconds = wait  # no wait after connecting, unless a test asks for one
-    return r
+def reaper(store, sent) -> Reaper:
+    return Reaper(store, sent, LEASE)
 
 
 def test_a_second_delivery_cannot_claim_or_begin_a_job_a_live_holder_has(store):
@@ -92,13 +92,29 @@ def test_release_hands_back_or_just_lets_go_and_finished_jobs_are_never_reaped(s
     assert store.client.zcard("l:leases") == 0
 
 
-def test_a_reaper_waits_one_lease_period_after_connecting(store):
-    a = Leases(store, LEASE, "a")
-    job_id = new_job(store)
-    store.begin_attempt(job_id, "a", lease=a.claim(job_id))
-    sent = Sent()
-    r = reaper(store, sent, wait=LEASE * 2)
-    time.sleep(LEASE * 1.5)
-    assert r.reap_once() == []  # just connected: live workers get a period to renew first
-    time.sleep(LEASE * 2)
-    assert r.reap_once() == [job_id]
+def test_after_a_redis_restart_the_reaper_gives_live_workers_a_lease_period_to_renew(tmp_path):
+    server = AofRedis(tmp_path / "aof")
+    server.start()
+    client = redis.Redis.from_url(server.url)
+    try:
+        store = JobStore(client, key_prefix="l:")
+        a = Leases(store, LEASE, "a")
+        job_id = new_job(store)
+        store.begin_attempt(job_id, "a", lease=a.claim(job_id))
+        sent = Sent()
+        r = reaper(store, sent)
+        for _ in range(10):  # Redis up for a second (its uptime's unit), the worker renewing
+            time.sleep(LEASE / 3)
+            assert a.renew() == []
+        assert r.reap_once() == []
+        server.stop()
+        with pytest.raises(redis.ConnectionError):
+            r.reap_once()
+        time.sleep(LEASE * 1.5)
+        server.start()  # the lease lapsed during the outage, and the AOF kept it
+        assert r.reap_once() == [], "reaped before live workers could renew"
+        time.sleep(1.0)
+        assert r.reap_once() == [job_id] and sent == [(job_id, "batch")]
+    finally:
+        client.close()
+        server.close()

@@ -1,0 +1,148 @@
+"""Real processes for the chaos tests: a private redis-server with AOF (as compose and
+Kubernetes run it) that a test can stop and restart on the same port and data, worker
+processes (`atelier worker`) started with given Settings, and what a test reads back from
+the job store to judge the outcome (images per index, finished events)."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+import redis
+
+from services.common import readiness
+from services.common.embedded_redis import free_port, redis_server_binary
+from services.common.events import EventKind
+from services.common.settings import Settings
+from services.common.store import JobStore
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class AofRedis:
+    """redis-server with `--appendonly yes --appendfsync everysec` on a fixed port and folder,
+    so `stop()` then `start()` is a Redis restart that keeps its data."""
+
+    def __init__(self, directory: Path | None = None):
+        self._tmp = None if directory else tempfile.TemporaryDirectory(prefix="atelier-aof-")
+        self.directory = Path(directory or self._tmp.name)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self, timeout: float = 10.0) -> str:
+        self.proc = subprocess.Popen(
+            [redis_server_binary(), "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.directory),
+             "--appendonly", "yes", "--appendfsync", "everysec", "--save", "", "--maxmemory-policy", "noeviction"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + timeout
+        client = redis.Redis.from_url(self.url)
+        try:
+            while True:
+                try:
+                    if client.ping():
+                        return self.url
+                except redis.ConnectionError:
+                    if self.proc.poll() is not None or time.monotonic() > deadline:
+                        raise RuntimeError(f"redis-server did not start on port {self.port}") from None
+                    time.sleep(0.05)
+        finally:
+            client.close()
+
+    def stop(self) -> None:
+        """SIGTERM: Redis flushes its AOF and exits, as on a rolling restart."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+        self.proc = None
+
+    def close(self) -> None:
+        self.stop()
+        if self._tmp is not None:
+            self._tmp.cleanup()
+
+
+class Workers:
+    """`atelier worker` processes with the given Settings; every one is killed at close()."""
+
+    def __init__(self, settings: Settings, log_dir: Path):
+        self.settings, self.log_dir = settings, log_dir
+        self.procs: list[subprocess.Popen] = []
+
+    def start(self, concurrency: int = 2, wait: bool = True, **env: str) -> subprocess.Popen:
+        n = len(self.procs)
+        environ = {**os.environ, **self.settings.to_env(), "OMP_NUM_THREADS": "1", **env,
+                   "ATELIER_WORKER_CONCURRENCY": str(concurrency)}
+        with open(self.log_dir / f"worker{n}.log", "wb") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "clients.cli", "worker", "--hostname", f"w{n}-{os.getpid()}@chaos"],
+                cwd=ROOT, env=environ, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            )
+        self.procs.append(proc)
+        if wait:
+            self.wait_ready(proc)
+        return proc
+
+    def wait_ready(self, proc: subprocess.Popen, timeout: float = 60.0) -> None:
+        client = redis.Redis.from_url(self.settings.redis_url)
+        deadline = time.monotonic() + timeout
+        try:
+            while not any(w.worker.endswith(f":{proc.pid}") and w.models
+                          for w in readiness.workers(client, self.settings.key_prefix)):
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"worker {proc.pid} did not become ready:\n{self.logs()}")
+                time.sleep(0.1)
+        finally:
+            client.close()
+
+    def kill(self, proc: subprocess.Popen) -> None:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {p.name}\n" + p.read_text(errors="replace")[-3000:]
+                         for p in sorted(self.log_dir.glob("worker*.log")))
+
+    def close(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+
+
+def images(store: JobStore, job_id: str) -> dict[int, bytes]:
+    return {int(k): v for k, v in store.client.hgetall(store.artifacts_key(job_id)).items()}
+
+
+def outcome(store: JobStore, job_id: str) -> dict:
+    """What a client could see of a job: its state, how often each image index was delivered,
+    its finished events and the attempts that started it."""
+    events = store.read_events(job_id)
+    return {
+        "state": store.get(job_id).state,
+        "deliveries": Counter(e.data["index"] for e in events if e.kind == EventKind.ARTIFACT),
+        "finished": sum(e.kind == EventKind.FINISHED for e in events),
+        "attempts": [e.data["attempt"] for e in events if e.kind == EventKind.STARTED],
+    }
+
+
+def wait_until(predicate, timeout: float, what: str, interval: float = 0.05):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(interval)
