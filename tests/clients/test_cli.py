@@ -15,13 +15,19 @@ import pytest
 from PIL import Image
 
 from clients import Client
-from clients.cli import main as atelier
+from clients.cli import main as cli_main
 from clients.config import default_api_key, save_api_key
 from services.common.embedded_redis import free_port
-from tests.clients.real_stack import EMOJI_JOB, JOB_SECONDS, ROOT, assert_different_images, assert_emoji, within
+from tests.clients.deadlines import call_within, within
+from tests.clients.real_stack import EMOJI_JOB, JOB_SECONDS, ROOT, assert_different_images, assert_emoji
 from tests.gateway.conftest import SCRIPTED_IMAGE_SIDE, png_bytes
 
 pytestmark = pytest.mark.redis
+
+
+def atelier(argv: list[str]) -> int:
+    """`atelier ARGV` in this process, with a deadline: a stuck stream fails the test, not the suite."""
+    return call_within(lambda: cli_main(argv), what=lambda: f"atelier {' '.join(argv[:2])}")
 
 
 @pytest.fixture
@@ -70,7 +76,8 @@ def test_generate_end_to_end_on_the_shipped_model(real_stack, tmp_path):
     assert f"({size}, seed 8, {EMOJI_JOB['sampler']}, {EMOJI_JOB['steps']} steps)" in done.stderr
     assert "succeeded" in done.stderr
     with Client(real_stack.address, real_stack.api_key) as c:
-        (from_sdk,) = [e.artifact.data for e in within(c.generate(**EMOJI_JOB, seeds=[7])) if e.HasField("artifact")]
+        events = within(c.generate(**EMOJI_JOB, seeds=[7]), JOB_SECONDS)
+    (from_sdk,) = [e.artifact.data for e in events if e.HasField("artifact")]
     assert from_sdk == seven
 
 

@@ -14,7 +14,8 @@ import pytest
 from google.protobuf import json_format
 
 from clients import Client, build_request
-from tests.clients.real_stack import EMOJI_JOB, JOB_SECONDS, assert_emoji, within
+from tests.clients.deadlines import within
+from tests.clients.real_stack import EMOJI_JOB, JOB_SECONDS, assert_emoji
 
 pytestmark = [pytest.mark.slow, pytest.mark.redis]
 
@@ -56,5 +57,6 @@ def test_node_client_gets_the_shipped_models_image(real_stack, tmp_path):
         (EMOJI_JOB["prompt"], EMOJI_JOB["style"], "SAMPLER_EULER", EMOJI_JOB["steps"])
     # The same request from the Python SDK: the same seed gives the same bytes whichever client asks.
     with Client(real_stack.address, real_stack.api_key) as c:
-        (python_image,) = [e.artifact.data for e in within(c.generate(request=request)) if e.HasField("artifact")]
+        events = within(c.generate(request=request), JOB_SECONDS)
+    (python_image,) = [e.artifact.data for e in events if e.HasField("artifact")]
     assert out.read_bytes() == python_image

@@ -28,7 +28,8 @@ from clients.requests import sampler_value
 from services.common.embedded_redis import free_port
 from services.common.store import JobStore
 from services.gateway.server import serve
-from tests.clients.real_stack import EMOJI_JOB, assert_different_images, assert_emoji, within
+from tests.clients.deadlines import SCRIPTED_SECONDS, call_within, within
+from tests.clients.real_stack import EMOJI_JOB, JOB_SECONDS, assert_different_images, assert_emoji
 from tests.gateway.conftest import gateway_settings
 
 pytestmark = pytest.mark.redis
@@ -44,16 +45,16 @@ def test_sync_client_end_to_end(make_stack):
         assert c.health() == "SERVING"
         (model,) = c.list_models()
         assert model.name == "test-model" and model.ready
-        events = list(c.generate("a red fox", style="google", seeds=[3, 4], sampler="euler", steps=5))
+        events = within(c.generate("a red fox", style="google", seeds=[3, 4], sampler="euler", steps=5))
         assert kinds(events)[0] == "queued" and kinds(events)[-1] == "finished"
         assert [e.artifact.seed for e in events if e.HasField("artifact")] == [3, 4]
         job = c.get(events[0].job_id)
         assert job.state == types_pb2.JOB_STATE_SUCCEEDED and job.request_id  # the SDK made it idempotent
         handle = c.submit("a blue gem", count=2, priority="batch")
         assert len(handle.seeds) == 2
-        watched = list(c.watch(handle.job_id))
+        watched = within(c.watch(handle.job_id))
         assert watched[-1].finished.state == types_pb2.JOB_STATE_SUCCEEDED
-        assert list(c.watch(handle.job_id, watched[2].id)) == watched[3:]
+        assert within(c.watch(handle.job_id, watched[2].id)) == watched[3:]
 
 
 @pytest.mark.slow
@@ -61,8 +62,8 @@ def test_sdk_end_to_end_on_the_shipped_model(real_stack):
     """A real worker process draws the shipped model's images: native size, an emoji's alpha,
     one image per seed whatever its place in the job, and provenance that says how to redo it."""
     with Client(real_stack.address, real_stack.api_key) as c:
-        alone = within(c.generate(**EMOJI_JOB, seeds=[7]))
-        pair = within(c.generate(**EMOJI_JOB, seeds=[8, 7]))
+        alone = within(c.generate(**EMOJI_JOB, seeds=[7]), JOB_SECONDS)
+        pair = within(c.generate(**EMOJI_JOB, seeds=[8, 7]), JOB_SECONDS)
     assert alone[-1].finished.state == pair[-1].finished.state == types_pb2.JOB_STATE_SUCCEEDED
     assert alone[0].job_id != pair[0].job_id
     (seven,) = [e.artifact for e in alone if e.HasField("artifact")]
@@ -139,14 +140,20 @@ def test_watch_resumes_by_itself_across_a_gateway_restart(redis_url, keys, model
             runner = threading.Thread(target=worker.run_one)
             runner.start()
             seen = []
-            for event in c.watch(handle.job_id):
-                seen.append(event)
-                if len(seen) == 4:  # the gateway goes away mid-stream, and comes back
-                    first.stop(grace=0)
-                    second = _serve_again(settings, jobs)
-            runner.join()
+
+            def follow() -> None:
+                nonlocal second
+                for event in c.watch(handle.job_id):
+                    seen.append(event)
+                    if len(seen) == 4:  # the gateway goes away mid-stream, and comes back
+                        first.stop(grace=0)
+                        second = _serve_again(settings, jobs)
+
+            call_within(follow, what=lambda: f"watching across the restart (at {len(seen)} events)")
+            runner.join(SCRIPTED_SECONDS)
+            assert not runner.is_alive(), "the scripted worker did not finish the job"
             store.client.close()
-            full = list(c.watch(handle.job_id))
+            full = within(c.watch(handle.job_id))
         assert second is not None
         assert [e.id for e in seen] == [e.id for e in full]  # nothing missed, nothing repeated
         assert kinds(seen)[-1] == "finished"
@@ -179,4 +186,4 @@ def test_async_client(make_stack):
             with pytest.raises(Unauthenticated):
                 await c.get("x")
 
-    asyncio.run(main())
+    asyncio.run(asyncio.wait_for(main(), SCRIPTED_SECONDS))
