@@ -9,6 +9,7 @@ from PIL import Image
 
 from atelier.v1 import generation_pb2 as gen
 from atelier.v1 import models_pb2, types_pb2
+from tests.gateway.conftest import SCRIPTED_IMAGE_SIDE
 from tests.gateway.helpers import Stubs, auth, kind, request
 
 pytestmark = pytest.mark.redis
@@ -31,7 +32,7 @@ def test_generate_streams_the_whole_job(make_stack, tmp_path):
     assert artifacts[0].provenance.sampler == types_pb2.SAMPLER_DPMPP_2M
     assert artifacts[0].finish_reason == types_pb2.FINISH_REASON_COMPLETED
     (tmp_path / "a.png").write_bytes(artifacts[0].data)
-    assert Image.open(tmp_path / "a.png").size == (8, 8)
+    assert Image.open(tmp_path / "a.png").size == (SCRIPTED_IMAGE_SIDE, SCRIPTED_IMAGE_SIDE)  # the stand-in's PNG
     finished = events[-1].finished
     assert finished.state == types_pb2.JOB_STATE_SUCCEEDED and finished.images == 2
     progress = [e.progress for e in events if kind(e) == "progress"]
