@@ -72,14 +72,22 @@ class VerifiedOnnx:
         return bool(self.external_files)
 
 
+def _identity(path: Path) -> tuple[int, int, int, int]:
+    # A file replaced (new inode) or written (mtime, and ctime, which no one can set back) since.
+    st = path.stat()
+    return st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns
+
+
 class ModelVersion:
-    """One verified version folder. Thread-safe; hashes each file at most once."""
+    """One verified version folder. Thread-safe; hashes each file once while it stays unchanged."""
 
     def __init__(self, path: Path, manifest: Manifest, manifest_sha256: str):
         self.path = path
         self.manifest = manifest
         self.manifest_sha256 = manifest_sha256   # covers every file's hash: the model's identity
-        self._verified: set[str] = set()
+        # name -> the file's identity when its bytes last matched: a check remembered from
+        # verify() vouches for external data ONNX Runtime reads by path, never for a swapped file.
+        self._verified: dict[str, tuple[int, int, int, int]] = {}
         self._lock = threading.Lock()
         self._check_folder()
 
@@ -120,8 +128,9 @@ class ModelVersion:
         path = self.path / name
         if path.is_symlink() or not path.is_file():
             raise self._refuse(name, "missing or not a regular file")
+        identity = _identity(path)  # taken before hashing: a change while hashing is seen next time
         with self._lock:
-            if data is None and name in self._verified:
+            if data is None and self._verified.get(name) == identity:
                 return
         head = data[:4] if data is not None else path.open("rb").read(4)
         if head.startswith(_PICKLE_MAGIC):
@@ -129,8 +138,9 @@ class ModelVersion:
         actual = hashlib.sha256(data).hexdigest() if data is not None else sha256_file(path)
         if actual != entry.sha256:
             raise self._refuse(name, f"sha256 {actual} differs from the manifest's {entry.sha256}")
-        with self._lock:
-            self._verified.add(name)
+        if data is None:  # bytes handed in may predate `identity`: only a hashed file is remembered
+            with self._lock:
+                self._verified[name] = identity
 
     def verify(self) -> None:
         """Hash every listed file now (a worker calls this once at load)."""

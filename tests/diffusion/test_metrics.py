@@ -75,3 +75,17 @@ def test_inception_score():
     confident = np.eye(10)[np.arange(1000) % 10]
     assert inception_score(confident)[0] == pytest.approx(10.0, rel=1e-6)
     assert inception_score(np.full((1000, 10), 0.1))[0] == pytest.approx(1.0)
+
+
+def test_precision_recall_by_hand_for_each_k():
+    # 1-D, so every ball is an interval. Distances from each real point to its k-th nearest other:
+    #   k=1: 1 1 2 3 4 -> union of balls [-1, 14];  k=2: 3 2 3 4 7 -> [-3, 17];  k=3: 6 5 3 5 9 -> [-6, 19]
+    real = np.array([[0.0], [1.0], [3.0], [6.0], [10.0]])
+    fake = np.array([[-5.0], [-2.0], [5.0], [15.0], [18.0], [20.0]])
+    # Fakes inside: k=1 only 5; k=2 also -2 and 15; k=3 also -5 and 18. Every real point lies in
+    # the fakes' balls for each k (the fakes' k=1 radii 3 3 7 3 2 2 already cover [-8, 22]).
+    assert precision_recall(real, fake, k=1) == (1 / 6, 1.0)
+    assert precision_recall(real, fake, k=2) == (3 / 6, 1.0)
+    assert precision_recall(real, fake) == precision_recall(real, fake, k=3) == (5 / 6, 1.0)
+    # Roles swapped: the same coverage is now recall's.
+    assert precision_recall(fake, real, k=2) == (1.0, 3 / 6)

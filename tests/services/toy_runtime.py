@@ -7,7 +7,9 @@ image tiles seamlessly and batching cannot change a single bit. The "VAE" is a f
 pointwise map from a latent cell to a 4x4 block of RGBA pixels, and its inverse.
 
 A prompt containing "nan" conditions on NaN (to test numerical failure handling);
-`ATELIER_TOY_CALL_SECONDS` makes every denoiser call sleep (to catch jobs mid-run).
+`ATELIER_TOY_CALL_SECONDS` makes every denoiser call sleep (to catch jobs mid-run);
+`ATELIER_TOY_CALL_LOG` names a file to which every denoiser call appends its start time and
+row count (to count, from outside a worker process, the calls made after a job was stopped).
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ class ToyRuntime:
             dynamic_size=True,
         )
         self.call_seconds = float(os.environ.get("ATELIER_TOY_CALL_SECONDS", "0"))
+        self.call_log = os.environ.get("ATELIER_TOY_CALL_LOG", "")
         self.calls = 0
 
     def encode_text(self, prompts: Sequence[str], styles: Sequence[str]):
@@ -66,6 +69,9 @@ class ToyRuntime:
 
     def _denoise(self, x: np.ndarray, sigma: np.ndarray, cond) -> np.ndarray:
         self.calls += 1
+        if self.call_log:
+            with open(self.call_log, "a") as log:
+                log.write(f"{time.time()!r} {x.shape[0]}\n")
         if self.info.name == "toy-hang":
             threading.Event().wait()  # a call that never returns: a hung kernel, a deadlocked runtime
         if self.call_seconds:
@@ -102,3 +108,29 @@ def load(settings, model: str, version: str) -> ToyRuntime:
     if model not in ("toy", "toy-slow", "toy-hang"):
         raise LookupError(f"no model named {model!r}")
     return ToyRuntime(model, version or "1")
+
+
+class ArtifactCollector:
+    """A job reporter that keeps every artifact and never stops the job."""
+
+    def __init__(self):
+        self.artifacts: list[tuple[dict, bytes]] = []
+
+    def check(self): ...
+    def progress(self, *args): ...
+    def preview(self, *args): ...
+
+    def artifact(self, data, blob):
+        self.artifacts.append((data, blob))
+
+
+def made_alone(spec, rows_per_chunk: int = 8) -> list[tuple[dict, bytes]]:
+    """(artifact data, image bytes) of every image of `spec`, made by the bare pipeline on this model."""
+    from services.common.jobs import JobRecord
+    from services.worker.pipeline import generate
+
+    runtime = ToyRuntime()
+    reporter = ArtifactCollector()
+    generate(JobRecord("alone", "acme", spec), runtime, lambda tiling, shape: runtime.denoiser(tiling), reporter,
+             rows_per_chunk=rows_per_chunk)
+    return reporter.artifacts
