@@ -26,8 +26,10 @@ from pathlib import Path
 import numpy as np
 
 from bench.report import finish
+from diffusion.defaults import DEFAULT_SAMPLER
 from diffusion.noise import SeededNoise, initial_noise
-from diffusion.samplers import DEFAULT_SAMPLER, SAMPLERS, nfe
+from diffusion.sampler_catalog import nfe
+from diffusion.samplers import SAMPLERS
 from diffusion.schedules import (
     alphas_cumprod_from_betas,
     betas_scaled_linear,

@@ -18,11 +18,9 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["DEFAULT_GUIDANCE", "ClassifierFreeGuidance", "guided", "split_cond", "stack_cond"]
+from diffusion.defaults import DEFAULT_GUIDANCE
 
-# The scale a packaged model serves with unless it says otherwise: the sweep of atelier-emoji/1
-# (2, 3, 5, 7; docs/BENCHMARKS.md) had its best FID and style adherence at 5.
-DEFAULT_GUIDANCE = 5.0
+__all__ = ["ClassifierFreeGuidance", "guided", "split_cond", "stack_cond"]
 
 
 def stack_cond(a: Any, b: Any) -> Any:
@@ -59,7 +57,7 @@ class ClassifierFreeGuidance:
 
     ``denoise(x, sigma, cond)`` is the three-argument denoiser (e.g. a :class:`VPDenoiser`);
     ``cond``/``uncond`` are conditionings with B rows each (arrays, or dicts/tuples of arrays);
-    ``scale`` (w, default 7.5) is a float or a ``[B]`` array; 1 turns guidance off and skips the
+    ``scale`` (w, default ``DEFAULT_GUIDANCE``) is a float or a ``[B]`` array; 1 turns guidance off and skips the
     unconditional half.  ``rescale`` (phi in [0, 1], default 0: off) applies Lin et al. eqs. 15-16:
     x_rescaled = x_cfg * std(x_cond) / std(x_cfg), result = phi x_rescaled + (1 - phi) x_cfg.
     """
@@ -67,7 +65,7 @@ class ClassifierFreeGuidance:
     denoise: Callable[[np.ndarray, np.ndarray, Any], np.ndarray]
     cond: Any
     uncond: Any
-    scale: float | np.ndarray = 7.5
+    scale: float | np.ndarray = DEFAULT_GUIDANCE
     rescale: float = 0.0
 
     def __call__(self, x: np.ndarray, sigma: np.ndarray) -> np.ndarray:
@@ -88,6 +86,7 @@ class ClassifierFreeGuidance:
         return x0.astype(x.dtype, copy=False)
 
 
-def guided(denoise, cond, uncond, scale: float | np.ndarray = 7.5, rescale: float = 0.0) -> ClassifierFreeGuidance:
+def guided(denoise, cond, uncond, scale: float | np.ndarray = DEFAULT_GUIDANCE,
+           rescale: float = 0.0) -> ClassifierFreeGuidance:
     """Shorthand for :class:`ClassifierFreeGuidance`."""
     return ClassifierFreeGuidance(denoise, cond, uncond, scale, rescale)

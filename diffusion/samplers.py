@@ -4,9 +4,9 @@ Every entry has the signature (see :mod:`diffusion.sampling` for the full contra
 
     sample(denoise, x, sigmas, *, noise=None, callback=None, **options) -> x
 
-The names are the proto enum ``atelier.v1.Sampler`` without its prefix, lower-cased
-(``SAMPLER_DPMPP_2M`` <-> ``"dpmpp_2m"``).  ``NFE`` gives the number of denoiser evaluations
-a sampler spends for a given number of steps (what a job's cost and ETA are made of).
+The names, options with their defaults and evaluation counts are
+:mod:`diffusion.sampler_catalog`'s (numpy-free, read by the gateway too); this module binds each
+name to its function.
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ from collections.abc import Callable
 
 import numpy as np
 
+from diffusion.defaults import DEFAULT_SAMPLER
+from diffusion.sampler_catalog import CATALOG, nfe
 from diffusion.samplers_multistep import sample_dpmpp_2m, sample_dpmpp_2m_sde, sample_unipc
 from diffusion.samplers_single import (
     sample_ddim,
@@ -27,7 +29,6 @@ from diffusion.sampling import Callback, Denoiser, SamplerStep, check_sigmas
 
 __all__ = [
     "DEFAULT_SAMPLER",
-    "ETA_SAMPLERS",
     "SAMPLERS",
     "STOCHASTIC",
     "Callback",
@@ -59,15 +60,8 @@ SAMPLERS: dict[str, Sampler] = {
     "unipc": sample_unipc,
 }
 
-# Chosen by bench/samplers.py (docs/BENCHMARKS.md, "Samplers (issue 3)"): best at ~10 evaluations, where it
-# matches DDIM at 50 with 8; use it with `schedules.DEFAULT_SIGMA_SPACING`.
-DEFAULT_SAMPLER = "unipc"
-
 # Samplers that call ``noise`` with their default options (their output depends on the seeds).
-STOCHASTIC = frozenset({"ddpm", "euler_ancestral", "dpmpp_2m_sde"})
-
-# Samplers taking an ``eta`` option (the proto's GenerateRequest.eta, stochasticity in [0, 1]).
-ETA_SAMPLERS = frozenset({"ddim", "euler_ancestral", "dpmpp_2m_sde"})
+STOCHASTIC = frozenset(name for name, spec in CATALOG.items() if spec.stochastic)
 
 
 def get_sampler(name: str) -> Sampler:
@@ -76,11 +70,3 @@ def get_sampler(name: str) -> Sampler:
         return SAMPLERS[name]
     except KeyError:
         raise ValueError(f"unknown sampler {name!r}; expected one of {sorted(SAMPLERS)}") from None
-
-
-def nfe(name: str, steps: int) -> int:
-    """Denoiser evaluations ``name`` spends on ``steps`` steps (a schedule of steps + 1 sigmas)."""
-    get_sampler(name)
-    if name == "heun":
-        return max(0, 2 * steps - 1)
-    return steps

@@ -15,9 +15,10 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from diffusion.guidance import DEFAULT_GUIDANCE, guided
+from diffusion.defaults import DEFAULT_GUIDANCE, DEFAULT_SAMPLER, DEFAULT_STEPS
+from diffusion.guidance import guided
 from diffusion.noise import SeededNoise, initial_noise
-from diffusion.samplers import DEFAULT_SAMPLER, get_sampler
+from diffusion.samplers import get_sampler
 from diffusion.schedules import karras_sigmas
 
 
@@ -44,8 +45,8 @@ class LatentModel(Protocol):
 
 
 def generate(model: LatentModel, captions: Sequence[str], style_ids: Sequence[int], seeds: Sequence[int], *,
-             steps: int = 20, sampler: str = DEFAULT_SAMPLER, guidance: float = DEFAULT_GUIDANCE, batch_size: int = 32,
-             progress: Callable[[Iterable], Iterable] | None = None) -> np.ndarray:
+             steps: int = DEFAULT_STEPS, sampler: str = DEFAULT_SAMPLER, guidance: float = DEFAULT_GUIDANCE,
+             batch_size: int = 32, progress: Callable[[Iterable], Iterable] | None = None) -> np.ndarray:
     """One image per (caption, style, seed) row: uint8 premultiplied RGBA [N,H,W,4].
 
     Rows are sampled in batches of ``batch_size``; every row's noise depends only on its seed

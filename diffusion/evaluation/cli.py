@@ -9,7 +9,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from diffusion.guidance import DEFAULT_GUIDANCE
+from diffusion.defaults import DEFAULT_GUIDANCE, DEFAULT_SAMPLER
 
 DEFAULT_CLASSIFIER = Path("models/atelier-emoji/classifier")
 
@@ -116,7 +116,7 @@ def _model(args: argparse.Namespace) -> int:
 
 
 def register(parser: argparse.ArgumentParser, name: str = "eval") -> None:
-    from diffusion.samplers import DEFAULT_SAMPLER, SAMPLERS
+    from diffusion.sampler_catalog import SAMPLER_NAMES
 
     sub = parser.add_subparsers(dest=f"{name}_command", metavar="WHAT", required=True)
 
@@ -145,7 +145,7 @@ def register(parser: argparse.ArgumentParser, name: str = "eval") -> None:
     m.add_argument("--seeds-per-prompt", type=int, default=1)
     m.add_argument("--seed", type=int, default=0, help="first seed; image i gets seed + i")
     m.add_argument("--steps", type=int, default=20)
-    m.add_argument("--sampler", default=DEFAULT_SAMPLER, choices=sorted(SAMPLERS),
+    m.add_argument("--sampler", default=DEFAULT_SAMPLER, choices=sorted(SAMPLER_NAMES),
                    help=f"registered sampler (default {DEFAULT_SAMPLER})")
     m.add_argument("--guidance", type=float, help="classifier-free guidance scale (default: the model's own "
                                                    f"default for a shipped model, else {DEFAULT_GUIDANCE})")

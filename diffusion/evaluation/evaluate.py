@@ -13,14 +13,13 @@ from collections.abc import Callable, Iterable
 import numpy as np
 
 from diffusion.data.dataset import TRAIN, VALIDATION, ImageDataset
+from diffusion.defaults import DEFAULT_GUIDANCE, DEFAULT_SAMPLER
 from diffusion.evaluation.classifier import DomainClassifier
 from diffusion.evaluation.contact_sheet import DEFAULT_PROMPTS, DEFAULT_SEEDS, contact_sheet
 from diffusion.evaluation.embed import embed
 from diffusion.evaluation.report import LabelledSet, set_figures
 from diffusion.evaluation.train_classifier import labels
-from diffusion.guidance import DEFAULT_GUIDANCE
 from diffusion.metrics import adherence
-from diffusion.samplers import DEFAULT_SAMPLER
 from diffusion.text_to_image import LatentModel, generate
 
 SPLITS = {"train": TRAIN, "validation": VALIDATION}

@@ -12,8 +12,7 @@ import shutil
 import time
 from pathlib import Path
 
-from diffusion.guidance import DEFAULT_GUIDANCE
-from diffusion.samplers import DEFAULT_SAMPLER
+from diffusion.defaults import DEFAULT_GUIDANCE, DEFAULT_SAMPLER, DEFAULT_STEPS
 from diffusion.training.logger import plot_curves, read_metrics
 
 MAX_FILE_BYTES = 20 * 1024 * 1024  # every committed file stays under 20 MB
@@ -110,7 +109,7 @@ def package_model(root: Path, out: Path, data_card: Path | None = None, contact:
         provenance["vae_from"] = {"model": str(vae_from), "sha256": vae["sha256"]}
     config = {**model_cfg,
               "description": "Atelier emoji: text- and style-conditioned latent diffusion on 32x32 RGBA emoji",
-              "defaults": {"sampler": DEFAULT_SAMPLER, "steps": 20, "guidance_scale": DEFAULT_GUIDANCE,
+              "defaults": {"sampler": DEFAULT_SAMPLER, "steps": DEFAULT_STEPS, "guidance_scale": DEFAULT_GUIDANCE,
                            "schedule": "karras"},
               "data_card": card, "licenses": licences, "provenance": provenance}
     files["config"] = out / "config.json"

@@ -17,6 +17,8 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from diffusion.defaults import DEFAULT_GUIDANCE, DEFAULT_SAMPLER, DEFAULT_STEPS
+
 SCHEMA_VERSION = 1
 MANIFEST_NAME = "manifest.json"
 
@@ -174,9 +176,11 @@ class TextEncoderSpec(_Json):
 
 @dataclass(frozen=True)
 class Defaults(_Json):
-    sampler: str = "dpmpp_2m"
-    steps: int = 20
-    guidance_scale: float = 3.0
+    """What a job that leaves these out gets; a manifest without them gets the library's."""
+
+    sampler: str = DEFAULT_SAMPLER
+    steps: int = DEFAULT_STEPS
+    guidance_scale: float = DEFAULT_GUIDANCE
     schedule: str = "karras"
 
 

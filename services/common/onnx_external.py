@@ -15,6 +15,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from services.common.protowire import WireFormatError, read_varint
+
 # message -> {field number: message type of that (repeated) sub-message}
 _MODEL = {7: "graph", 25: "function"}
 _SCHEMA: dict[str, dict[int, str]] = {
@@ -41,18 +43,10 @@ class ExternalRef:
 
 
 def _varint(buf: memoryview, pos: int) -> tuple[int, int]:
-    result = shift = 0
-    while True:
-        if pos >= len(buf):
-            raise OnnxParseError("truncated varint")
-        b = buf[pos]
-        pos += 1
-        result |= (b & 0x7F) << shift
-        if not b & 0x80:
-            return result, pos
-        shift += 7
-        if shift > 63:
-            raise OnnxParseError("varint too long")
+    try:
+        return read_varint(buf, pos, len(buf))
+    except WireFormatError as err:
+        raise OnnxParseError(str(err)) from None
 
 
 def _fields(buf: memoryview) -> Iterator[tuple[int, int, int | memoryview]]:

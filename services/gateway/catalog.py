@@ -15,13 +15,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from diffusion.sampler_catalog import SAMPLER_NAMES
 from services.common.manifest import Manifest
 from services.common.model_repository import ModelRepository, ModelRepositoryError
 
 log = logging.getLogger(__name__)
-
-# Names of diffusion.samplers.SAMPLERS, which every worker runs for every model.
-SAMPLERS = ("ddpm", "ddim", "euler", "euler_ancestral", "heun", "dpmpp_2m", "dpmpp_2m_sde", "unipc")
 
 
 @dataclass(frozen=True)
@@ -56,7 +54,7 @@ class ModelEntry:
 
     @property
     def samplers(self) -> tuple[str, ...]:
-        return SAMPLERS
+        return SAMPLER_NAMES  # every worker runs every sampler for every model
 
     @property
     def supports_tiling(self) -> bool:

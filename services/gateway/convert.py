@@ -19,6 +19,9 @@ from services.common.jobs import JobRecord, JobSpec, OutputFormat, Priority, Pro
 from services.gateway.catalog import ModelEntry
 from services.gateway.validation import Violation
 
+# google.protobuf.Timestamp's valid seconds: 0001-01-01T00:00:00Z to 9999-12-31T23:59:59Z.
+TIMESTAMP_SECONDS = (-62_135_596_800, 253_402_300_799)
+
 # --- enums
 
 
@@ -150,12 +153,28 @@ def spec_from_pb(
         output_format=output_format or OutputFormat.PNG,
         output_quality=req.output_quality,
         priority=priority or Priority.INTERACTIVE,
-        deadline=req.deadline.ToNanoseconds() / 1e9 if req.HasField("deadline") else None,
+        deadline=_deadline(req, out),
         preview_every_steps=req.preview_every_steps,
         labels=dict(req.labels),
         request_id=req.request_id,
     )
     return spec, out, bulk
+
+
+def _deadline(req: gen.GenerateRequest, out: list[Violation]) -> float | None:
+    if not req.HasField("deadline"):
+        return None
+    seconds, nanos = req.deadline.seconds, req.deadline.nanos
+    low, high = TIMESTAMP_SECONDS
+    valid = True
+    if not low <= seconds <= high:
+        out.append(("deadline", f"seconds {seconds} is outside a Timestamp's range, {low} to {high}"
+                                " (0001-01-01 to 9999-12-31)"))
+        valid = False
+    if not 0 <= nanos <= 999_999_999:
+        out.append(("deadline", f"nanos {nanos} is outside a Timestamp's range, 0 to 999999999"))
+        valid = False
+    return seconds + nanos / 1e9 if valid else None
 
 
 def _upload(req: gen.GenerateRequest, name: str, out: list[Violation]) -> bytes | None:

@@ -8,10 +8,10 @@ import threading
 
 import grpc
 
-from atelier.v1 import generation_pb2_grpc, models_pb2, models_pb2_grpc
+from atelier.v1 import generation_pb2, generation_pb2_grpc, models_pb2, models_pb2_grpc
 from services.common.events import EventKind
 from services.common.jobs import JobState
-from services.gateway import convert, metrics, status
+from services.gateway import convert, metrics, status, wire
 from services.gateway.auth import KeyRing, bearer_token
 from services.gateway.catalog import ModelCatalog
 from services.gateway.errors import Unauthenticated
@@ -114,3 +114,9 @@ class ModelsServicer(models_pb2_grpc.ModelsServicer):
         authenticate(self.keys, context)
         entries = self.catalog.entries(with_readiness=True)
         return models_pb2.ListModelsResponse(models=[convert.model_to_pb(e) for e in entries])
+
+
+def add_to_server(server: grpc.Server, generation: GenerationServicer, models: ModelsServicer) -> None:
+    """Serve both services; request bytes that do not parse answer INVALID_ARGUMENT (services.gateway.wire)."""
+    wire.add_servicer(server, generation, generation_pb2.DESCRIPTOR.services_by_name["Generation"])
+    wire.add_servicer(server, models, models_pb2.DESCRIPTOR.services_by_name["Models"])

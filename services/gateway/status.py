@@ -19,12 +19,22 @@ def _status(code: int, message: str, *details) -> grpc.Status:
     return rpc_status.to_status(st)
 
 
-def invalid_argument(violations: list[tuple[str, str]]) -> grpc.Status:
-    bad = error_details_pb2.BadRequest(
+def _bad_request(violations: list[tuple[str, str]]) -> error_details_pb2.BadRequest:
+    return error_details_pb2.BadRequest(
         field_violations=[error_details_pb2.BadRequest.FieldViolation(field=f, description=d) for f, d in violations]
     )
+
+
+def invalid_argument(violations: list[tuple[str, str]]) -> grpc.Status:
     names = ", ".join(dict.fromkeys(f for f, _ in violations))
-    return _status(code_pb2.INVALID_ARGUMENT, f"invalid request: {names}", bad)
+    return _status(code_pb2.INVALID_ARGUMENT, f"invalid request: {names}", _bad_request(violations))
+
+
+def unparseable(type_name: str, field: str, reason: str) -> grpc.Status:
+    """Request bytes that are not a `type_name`; with a field violation when the bytes show the field."""
+    message = f"the request is not a valid {type_name}: {field + ': ' if field else ''}{reason}"
+    details = (_bad_request([(field, reason)]),) if field else ()
+    return _status(code_pb2.INVALID_ARGUMENT, message, *details)
 
 
 def resource_exhausted(message: str, retry_after: float) -> grpc.Status:

@@ -9,12 +9,14 @@ proto's (`width`, `init_image.data`, `prompts[3].style`).
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 
 from services.common.jobs import JobSpec
 from services.common.settings import Settings
+from services.common.uploads import UnusableImage
 from services.gateway.catalog import ModelCatalog, ModelEntry
-from services.gateway.images import ImageHeader, ImageRejected, inspect
+from services.gateway.images import ImageHeader, inspect
 
 Violation = tuple[str, str]
 
@@ -22,6 +24,11 @@ MAX_LABELS = 16
 MAX_LABEL_CHARS = 128
 MAX_REQUEST_ID_CHARS = 128
 MAX_PREVIEW_EVERY = 1000
+
+# An event id (JobEvent.id) is a Redis stream id: `<ms>-<seq>` (or `<ms>`), each a 64-bit
+# unsigned number. ASCII digits only: str.isdigit() also takes other scripts' digits.
+_EVENT_ID = re.compile(r"([0-9]{1,20})(?:-([0-9]{1,20}))?")
+_STREAM_ID_PART_MAX = 2**64 - 1
 
 
 @dataclass(frozen=True)
@@ -149,7 +156,7 @@ def _sampling(spec: JobSpec, model: ModelEntry | None, limits: Limits, bulk: boo
 def _header(field: str, data: bytes, limits: Limits, out: list[Violation]) -> ImageHeader | None:
     try:
         return inspect(data, limits.max_upload_bytes, limits.max_upload_pixels)
-    except ImageRejected as exc:
+    except UnusableImage as exc:
         out.append((field, str(exc)))
         return None
 
@@ -204,3 +211,17 @@ def _labels(spec: JobSpec) -> list[Violation]:
         if len(value) > MAX_LABEL_CHARS:
             out.append((f"labels[{key[:32]!r}]", f"values must be at most {MAX_LABEL_CHARS} characters"))
     return out
+
+
+def event_id(field: str, value: str) -> list[Violation]:
+    """A position in a job's event log, as Watch's `after_event_id` takes it ("" is the start)."""
+    shown = repr(value[:40]) + ("..." if len(value) > 40 else "")
+    match = _EVENT_ID.fullmatch(value)
+    if match is None:
+        return [(field, f"{shown} is not an event id (JobEvent.id, like '1718000000000-0')")]
+    ms, seq = int(match[1]), int(match[2] or 0)
+    if ms > _STREAM_ID_PART_MAX or seq > _STREAM_ID_PART_MAX:
+        return [(field, f"{shown} is not an event id: each part is at most {_STREAM_ID_PART_MAX}")]
+    if ms == seq == _STREAM_ID_PART_MAX:
+        return [(field, f"{shown} is the last possible event id: no event can follow it")]
+    return []

@@ -7,6 +7,7 @@ import io
 import numpy as np
 from PIL import Image
 
+from services.common import uploads
 from services.common.jobs import OutputFormat
 
 MIME_TYPES = {
@@ -23,16 +24,11 @@ class BadImage(ValueError):
 
 
 def _open_checked(data: bytes, max_pixels: int) -> Image.Image:
+    # The gateway refused what this refuses at Submit; checked again for jobs queued before that.
     try:
-        image = Image.open(io.BytesIO(data))  # reads the header only
-    except Exception as err:  # noqa: BLE001 - Pillow raises many kinds for bad bytes
-        raise BadImage(f"not a readable image: {err}") from None
-    if image.format not in ("PNG", "JPEG", "WEBP"):
-        raise BadImage(f"image format {image.format} is not PNG, JPEG or WEBP")
-    # Checked before decoding: a small file can declare an enormous canvas.
-    if image.width * image.height > max_pixels:
-        raise BadImage(f"image of {image.width}x{image.height} pixels is over the limit of {max_pixels}")
-    return image
+        return uploads.decode(data, max_pixels)
+    except uploads.UnusableImage as err:
+        raise BadImage(str(err)) from None
 
 
 def load_rgba(data: bytes, width: int, height: int, max_pixels: int) -> np.ndarray:

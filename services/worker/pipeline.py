@@ -10,7 +10,6 @@ model runtime; the job store and Celery never appear here.
 from __future__ import annotations
 
 import contextlib
-import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from importlib import metadata
@@ -21,6 +20,7 @@ import numpy as np
 from diffusion.editing import Inpaint, composite, img2img_start, latent_mask
 from diffusion.guidance import ClassifierFreeGuidance
 from diffusion.noise import SeededNoise, initial_noise
+from diffusion.sampler_catalog import effective_options
 from diffusion.samplers import SAMPLERS, SamplerStep
 from services.common.jobs import JobRecord, JobSpec
 from services.worker import images
@@ -98,8 +98,8 @@ def plan(spec: JobSpec, info: ModelInfo, runtime: ModelRuntime) -> Plan:
 
 
 def _sampler_options(sampler: str, spec: JobSpec) -> dict[str, Any]:
-    accepted = inspect.signature(SAMPLERS[sampler]).parameters
-    return {"eta": float(spec.eta)} if spec.eta is not None and "eta" in accepted else {}
+    """Every option of the sampler at the value this job runs it with (provenance records them)."""
+    return effective_options(sampler, eta=None if spec.eta is None else float(spec.eta))
 
 
 def _rows(cond: Cond, index: Sequence[int]) -> dict[str, np.ndarray]:
@@ -254,7 +254,8 @@ def _artifact(spec: JobSpec, p: Plan, info: ModelInfo, index: int, mime: str, rg
         "mask_sha256": spec.mask_sha256,
         "software_version": software_version(),
         "guidance_rescale": spec.guidance_rescale,
-        "eta": spec.eta if spec.eta is not None else 0.0,
+        # The eta that ran (a stochastic sampler's default is 1.0), so replaying this reproduces it.
+        "eta": float(_sampler_options(p.sampler, spec).get("eta", 0.0)),
     }
     return {
         "index": index,

@@ -18,6 +18,8 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from diffusion.defaults import DEFAULT_GUIDANCE, DEFAULT_SAMPLER, DEFAULT_STEPS
+
 Cond = Mapping[str, np.ndarray]
 DenoiseFn = Callable[[np.ndarray, np.ndarray, Cond | None], np.ndarray]
 
@@ -34,9 +36,9 @@ class ModelInfo:
     latent_channels: int
     latent_factor: int
     styles: tuple[str, ...] = ()
-    default_sampler: str = "dpmpp_2m"
-    default_steps: int = 20
-    default_guidance_scale: float = 3.0
+    default_sampler: str = DEFAULT_SAMPLER
+    default_steps: int = DEFAULT_STEPS
+    default_guidance_scale: float = DEFAULT_GUIDANCE
     supports_tiling: bool = False  # True: the runtime has circular-padding networks (`tiling=True`)
     supports_init_image: bool = True
     dynamic_size: bool = False  # accepts other sizes than width x height (multiples of latent_factor)

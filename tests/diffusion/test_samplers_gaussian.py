@@ -7,8 +7,10 @@ For Gaussian data the ideal denoiser and the probability-flow ODE are exact
 import numpy as np
 import pytest
 
+from diffusion.defaults import DEFAULT_SAMPLER
 from diffusion.noise import SeededNoise, initial_noise
-from diffusion.samplers import DEFAULT_SAMPLER, SAMPLERS, STOCHASTIC, SamplerStep, nfe
+from diffusion.sampler_catalog import nfe
+from diffusion.samplers import SAMPLERS, STOCHASTIC, SamplerStep
 from diffusion.schedules import karras_sigmas
 from diffusion.toy import GaussianMixture, ring_mixture
 

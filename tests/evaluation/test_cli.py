@@ -8,7 +8,7 @@ import pytest
 
 from clients.cli import main
 from diffusion.data import save_dataset
-from diffusion.guidance import DEFAULT_GUIDANCE
+from diffusion.defaults import DEFAULT_GUIDANCE
 from tests.evaluation.tiny_model import write_tiny_runs
 
 

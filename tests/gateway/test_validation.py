@@ -40,6 +40,28 @@ def gif_bytes() -> bytes:
     return buf.getvalue()
 
 
+def truncated_png() -> bytes:
+    """The first half of a valid PNG: its header is whole, its pixel data is not."""
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.effect_noise((32, 32), 64).convert("RGB").save(buf, format="PNG")
+    return buf.getvalue()[: len(buf.getvalue()) // 2]
+
+
+def jpeg_without_scan() -> bytes:
+    """SOI, a baseline frame header (SOF0) for 32x32 RGB, EOI: a header with no image data."""
+    components = bytes([1, 0x22, 0, 2, 0x11, 1, 3, 0x11, 1])
+    sof0 = struct.pack(">HBHHB", 8 + len(components), 8, 32, 32, 3) + components
+    return b"\xff\xd8" + b"\xff\xc0" + sof0 + b"\xff\xd9"
+
+
+def deadline(seconds: int, nanos: int = 0) -> timestamp_pb2.Timestamp:
+    return timestamp_pb2.Timestamp(seconds=seconds, nanos=nanos)
+
+
 def img(data: bytes) -> types_pb2.InputImage:
     return types_pb2.InputImage(data=data)
 
@@ -108,6 +130,16 @@ CASES = {
     "label value too long": (dict(labels={"k": "v" * 129}), "labels['k']"),
     "request id too long": (dict(request_id="r" * 129), "request_id"),
     "deadline already passed": (dict(deadline=past()), "deadline"),
+    "deadline nanos of two seconds": (dict(deadline=deadline(int(time.time()) + 60, 2_000_000_000)), "deadline"),
+    "deadline nanos negative": (dict(deadline=deadline(int(time.time()) + 60, -1)), "deadline"),
+    "deadline seconds past year 9999": (dict(deadline=deadline(10**13)), "deadline"),
+    "deadline seconds the least int64": (dict(deadline=deadline(-(2**63))), "deadline"),
+    "init image truncated (half a PNG)": (dict(init_image=img(truncated_png()), strength=0.5), "init_image.data"),
+    "init image a JPEG with no scan": (dict(init_image=img(jpeg_without_scan()), strength=0.5), "init_image.data"),
+    "mask truncated (half a PNG)": (dict(init_image=img(png_bytes(32, 32)), strength=0.5, mask=img(truncated_png())),
+                                    "mask.data"),
+    "mask a JPEG with no scan": (dict(init_image=img(png_bytes(32, 32)), strength=0.5, mask=img(jpeg_without_scan())),
+                                 "mask.data"),
 }
 
 
@@ -125,14 +157,53 @@ def test_each_rule_names_its_field_and_queues_nothing(vstack, case):
     fields, field = CASES[case]
     fields = {"prompt": "a red fox", **fields}
     stubs = Stubs(vstack.address)
-    for call in (stubs.gen.Submit, lambda r, metadata: list(stubs.gen.Generate(r, metadata=metadata))):
+    for call in (stubs.gen.Submit, lambda r, **kw: list(stubs.gen.Generate(r, **kw))):
         with pytest.raises(grpc.RpcError) as err:
-            call(gen.GenerateRequest(**fields), metadata=auth(vstack.keys.alice))
-        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            call(gen.GenerateRequest(**fields), metadata=auth(vstack.keys.alice), timeout=10)
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, (case, err.value.details())
         found = violations(err.value)
         assert field in found, (case, found)
         assert found[field]
     assert vstack.queue.sent == [] and _job_keys(vstack) == []
+    stubs.close()
+
+
+NOT_EVENT_IDS = {
+    "ms past 64 bits": "18446744073709551616-0",
+    "seq past 64 bits": "0-18446744073709551616",
+    "a very long digit string": "1" * 5000,
+    "a dash and no seq": "5-",
+    "digits of another script": "\u0661\u0662-0",
+    "three parts": "1-2-3",
+    "a space": " 1-0",
+    "negative": "-1",
+    "the last possible id (nothing follows it)": "18446744073709551615-18446744073709551615",
+}
+
+
+@pytest.mark.parametrize("case", sorted(NOT_EVENT_IDS))
+def test_watch_refuses_what_is_not_an_event_id(vstack, case):
+    stubs = Stubs(vstack.address)
+    job_id = stubs.gen.Submit(gen.GenerateRequest(prompt="a fox"), metadata=auth(vstack.keys.alice), timeout=10).job_id
+    with pytest.raises(grpc.RpcError) as err:
+        list(stubs.gen.Watch(gen.WatchRequest(job_id=job_id, after_event_id=NOT_EVENT_IDS[case]),
+                             metadata=auth(vstack.keys.alice), timeout=10))
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, err.value.details()
+    assert violations(err.value)["after_event_id"]
+    stubs.close()
+
+
+def test_watch_takes_the_largest_ids_that_are_event_ids(vstack):
+    stubs = Stubs(vstack.address)
+    job_id = stubs.gen.Submit(gen.GenerateRequest(prompt="a fox"), metadata=auth(vstack.keys.alice), timeout=10).job_id
+    stubs.gen.CancelJob(gen.CancelJobRequest(job_id=job_id), metadata=auth(vstack.keys.alice), timeout=10)
+    # The job is final, so Watch returns what follows `after` and ends: queued and finished, or nothing.
+    follows = {"0": 2, "00000000000000000001-0": 2, "18446744073709551615": 0,
+               "18446744073709551615-18446744073709551614": 0}
+    for after, count in follows.items():
+        events = list(stubs.gen.Watch(gen.WatchRequest(job_id=job_id, after_event_id=after),
+                                      metadata=auth(vstack.keys.alice), timeout=10))
+        assert len(events) == count, after
     stubs.close()
 
 
@@ -141,7 +212,7 @@ def test_every_bad_field_is_reported_at_once(vstack):
     bad = gen.GenerateRequest(prompt="", width=30, steps=99, style="oil", output_quality=200, strength=0.3,
                               labels={f"k{i}": "v" for i in range(20)})
     with pytest.raises(grpc.RpcError) as err:
-        stubs.gen.Submit(bad, metadata=auth(vstack.keys.alice))
+        stubs.gen.Submit(bad, metadata=auth(vstack.keys.alice), timeout=10)
     assert set(violations(err.value)) >= {"prompt", "width", "steps", "style", "output_quality", "strength", "labels"}
     stubs.close()
 
@@ -152,7 +223,7 @@ def test_a_good_request_with_images_passes(vstack):
                              sampler=types_pb2.SAMPLER_EULER, guidance_scale=4.0, strength=0.6,
                              init_image=img(png_bytes(32, 32)), mask=img(png_bytes(32, 32, "L")),
                              output_format=types_pb2.OUTPUT_FORMAT_RAW_RGBA8, labels={"campaign": "spring"})
-    handle = stubs.gen.Submit(ok, metadata=auth(vstack.keys.alice))
+    handle = stubs.gen.Submit(ok, metadata=auth(vstack.keys.alice), timeout=10)
     assert handle.state == types_pb2.JOB_STATE_QUEUED and list(handle.seeds) == [1, 2]
     record = vstack.store.get(handle.job_id)
     assert record.spec.model == "test-model" and record.spec.model_version == "1"  # pinned at submission
