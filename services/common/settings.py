@@ -109,7 +109,16 @@ class Settings:
     )
     shutdown_grace_seconds: float = _setting(10.0, "Time open streams get to finish when the gateway stops.")
     gateway_threads: int = _setting(
-        256, "Most gRPC calls the gateway serves at once (each open stream holds one); beyond: RESOURCE_EXHAUSTED."
+        64, "Threads of the gateway for unary calls (Submit, GetJob, CancelJob, ListModels, health checks); open "
+        "streams have threads of their own, so they never take these."
+    )
+    gateway_max_streams: int = _setting(
+        256, "Open streams (Generate, Watch, Health.Watch) one gateway holds at once, each on a thread of its own; "
+        "beyond: RESOURCE_EXHAUSTED with a retry delay."
+    )
+    tenant_max_streams: int = _setting(
+        64, "Open streams one tenant may hold on one gateway (calls without an API key share one such allowance); "
+        "beyond: RESOURCE_EXHAUSTED with a retry delay."
     )
     log_level: str = _setting("INFO", "Python logging level.")
 
@@ -150,7 +159,8 @@ class Settings:
             raise SettingsError(f"{env_name('tls_client_ca')} needs {env_name('tls_cert')} and {env_name('tls_key')}")
         if self.job_lease_seconds <= 0:
             raise SettingsError(f"{env_name('job_lease_seconds')} must be positive")
-        for name in ("max_batch", "worker_concurrency", "max_side", "max_steps", "max_images_per_job"):
+        for name in ("max_batch", "worker_concurrency", "max_side", "max_steps", "max_images_per_job",
+                     "gateway_threads", "gateway_max_streams", "tenant_max_streams"):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{env_name(name)} must be at least 1")
 

@@ -34,9 +34,12 @@ from services.gateway.health import HealthMonitor
 from services.gateway.outbox import OutboxSweeper
 from services.gateway.service import JobService
 from services.gateway.servicers import GenerationServicer, ModelsServicer, add_to_server
+from services.gateway.streams import StreamLimits, StreamSlots
 from services.gateway.validation import Limits
 
 log = logging.getLogger(__name__)
+
+UNARY_BACKLOG_PER_THREAD = 16
 
 SERVICE_NAMES = (
     generation_pb2.DESCRIPTOR.services_by_name["Generation"].full_name,
@@ -137,10 +140,16 @@ def serve(
 
     # Uploads ride in the request: room for an init image and a mask at their limit.
     max_receive = 2 * settings.max_upload_bytes + (1 << 20)
+    # Open streams hold a thread each, so they get threads of their own beside the unary
+    # calls' (services/gateway/streams.py): health checks and GetJob are served whatever the
+    # streams do. gRPC's own cap, which refuses without a RetryInfo, is only a backstop
+    # against a flood of unary calls: UNARY_BACKLOG_PER_THREAD may wait for each thread.
+    slots = StreamSlots(settings.gateway_max_streams, settings.tenant_max_streams)
+    threads = settings.gateway_threads + settings.gateway_max_streams
     server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=settings.gateway_threads, thread_name_prefix="atelier-grpc"),
-        interceptors=[metrics.MetricsInterceptor()],
-        maximum_concurrent_rpcs=settings.gateway_threads,
+        futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="atelier-grpc"),
+        interceptors=[metrics.MetricsInterceptor(), StreamLimits(slots, keys)],
+        maximum_concurrent_rpcs=threads + UNARY_BACKLOG_PER_THREAD * settings.gateway_threads,
         options=[
             ("grpc.max_receive_message_length", max_receive),
             ("grpc.max_send_message_length", -1),
