@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from services.common.store import JobNotFound
 
-__all__ = ["InvalidRequest", "JobNotFound", "Overloaded", "Unauthenticated"]
+__all__ = ["InvalidRequest", "JobNotFound", "Overloaded", "Unauthenticated", "Unavailable"]
 
 
 class InvalidRequest(ValueError):
@@ -22,6 +22,14 @@ class Overloaded(RuntimeError):
         super().__init__(message)
         self.retry_after = retry_after
         self.reason = reason  # bounded set, a metric label: tenant_in_flight, tenant_rate, queue_full
+
+
+class Unavailable(ConnectionError):
+    """Redis (the job store and the broker) does not answer: try again after `retry_after` seconds."""
+
+    def __init__(self, message: str, retry_after: float):
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class Unauthenticated(PermissionError):

@@ -9,7 +9,7 @@ from google.protobuf import duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from services.gateway.errors import InvalidRequest, JobNotFound, Overloaded, Unauthenticated
+from services.gateway.errors import InvalidRequest, JobNotFound, Overloaded, Unauthenticated, Unavailable
 
 
 def _status(code: int, message: str, *details) -> grpc.Status:
@@ -37,10 +37,14 @@ def unparseable(type_name: str, field: str, reason: str) -> grpc.Status:
     return _status(code_pb2.INVALID_ARGUMENT, message, *details)
 
 
-def resource_exhausted(message: str, retry_after: float) -> grpc.Status:
+def _retry_info(retry_after: float) -> error_details_pb2.RetryInfo:
     delay = duration_pb2.Duration()
     delay.FromNanoseconds(int(math.ceil(max(retry_after, 0.001) * 1000)) * 1_000_000)
-    return _status(code_pb2.RESOURCE_EXHAUSTED, message, error_details_pb2.RetryInfo(retry_delay=delay))
+    return error_details_pb2.RetryInfo(retry_delay=delay)
+
+
+def resource_exhausted(message: str, retry_after: float) -> grpc.Status:
+    return _status(code_pb2.RESOURCE_EXHAUSTED, message, _retry_info(retry_after))
 
 
 def for_error(exc: Exception) -> grpc.Status | None:
@@ -54,4 +58,6 @@ def for_error(exc: Exception) -> grpc.Status | None:
         return _status(code_pb2.NOT_FOUND, "no such job")
     if isinstance(exc, Unauthenticated):
         return _status(code_pb2.UNAUTHENTICATED, str(exc))
+    if isinstance(exc, Unavailable):
+        return _status(code_pb2.UNAVAILABLE, str(exc), _retry_info(exc.retry_after))
     return None
