@@ -1,14 +1,17 @@
 """Admission limits hold exactly under bursts of concurrent Submits, and every slot comes back.
 
 A real gateway on loopback, the worker paused: 300 Submits from 30 clients at once (threads,
-each with a channel of its own) against a queue cap or a per-tenant in-flight quota. Exactly
-the limit is accepted, every refusal is RESOURCE_EXHAUSTED with a RetryInfo and names the
-limit. Then the worker drains the accepted jobs, every one finishes, and a second burst is
-again admitted exactly up to the limit: each slot was given back once, none leaked.
+each with a channel of its own) against a queue cap, a per-tenant in-flight quota or the
+per-minute limit. Exactly the limit is accepted, every refusal is RESOURCE_EXHAUSTED with a
+RetryInfo and names the limit. Then the worker drains the accepted jobs, every one finishes,
+and a second burst is again admitted exactly up to the limit: each slot was given back once,
+none leaked. Every way a job ends (succeeded, failed, cancelled, expired queued or running,
+sent late by the outbox) gives its slots back exactly once.
 """
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -20,16 +23,18 @@ import pytest
 from atelier.v1 import generation_pb2 as gen
 from atelier.v1 import generation_pb2_grpc, types_pb2
 from services.common import queues
-from services.common.jobs import Priority
+from services.common.jobs import ErrorCode, JobSpec, JobState, Priority, PromptSpec
+from services.gateway.outbox import OutboxSweeper
 from services.gateway.server import serve
 from tests.gateway.conftest import (  # noqa: F401 - fixtures
+    MODEL,
     ScriptedWorker,
     gateway_settings,
     keys,
     make_stack,
     model_repo,
 )
-from tests.gateway.helpers import auth, request, retry_delay
+from tests.gateway.helpers import Stubs, auth, request, retry_delay
 from tests.gateway.test_end_to_end import write_toy_model
 from tests.services.test_worker_integration import PREFIX, Workers
 
@@ -147,6 +152,18 @@ def test_tenant_in_flight_quota_holds_under_a_burst_for_each_tenant(make_stack):
         assert_counters_back_to_zero(stack.store, ("alice", "bob"))
 
 
+def test_per_minute_limit_holds_under_a_burst(make_stack):  # noqa: F811 - fixture
+    stack = make_stack(tenant_jobs_per_minute=CAP, tenant_max_jobs_in_flight=10 * SUBMITS,
+                       max_queue_depth_interactive=10 * SUBMITS)
+    left_in_minute = 60 - time.time() % 60
+    if left_in_minute < 5:  # a burst across two minutes would rightly be admitted twice
+        time.sleep(left_in_minute + 0.1)
+    found = burst(stack.address, [stack.keys.alice, stack.keys.bob], seeds=[7])
+    counts = (found.accepted_for(stack.keys.alice), found.accepted_for(stack.keys.bob))
+    assert counts == (CAP, CAP), f"accepted (alice, bob) = {counts}, limit {CAP} a minute"
+    assert_refusals(found, f"the limit is {CAP} a minute")
+
+
 @pytest.mark.slow
 def test_a_burst_through_the_broker_to_a_real_worker(redis_url, keys, tmp_path):  # noqa: F811 - fixture
     """The same burst with the real Celery enqueue (Celery's list fills after each job is stored)
@@ -170,3 +187,63 @@ def test_a_burst_through_the_broker_to_a_real_worker(redis_url, keys, tmp_path):
     finally:
         gateway.stop(grace=0)
         workers.stop_all()
+
+
+def test_every_terminal_path_gives_the_slots_back_exactly_once(make_stack):  # noqa: F811 - fixture
+    """Queue cap 1 and in-flight quota 1: after each way a job can end, the next Submit is
+    accepted (its slots came back) and the one after it refused (they came back only once)."""
+    stack = make_stack(max_queue_depth_interactive=1, tenant_max_jobs_in_flight=1, tenant_jobs_per_minute=1000)
+    store, alice = stack.store, stack.keys.alice
+    stubs = Stubs(stack.address)
+
+    def submit() -> str:
+        return stubs.gen.Submit(request(seeds=[1]), metadata=auth(alice), timeout=DEADLINE).job_id
+
+    def refused() -> None:
+        with pytest.raises(grpc.RpcError) as err:
+            submit()
+        assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED and retry_delay(err.value)
+
+    def fail(job_id):
+        attempt = store.begin_attempt(job_id, "w@test")
+        assert store.finish(job_id, attempt, JobState.FAILED, ErrorCode.INTERNAL, "boom")
+
+    def expire_running(job_id):
+        attempt = store.begin_attempt(job_id, "w@test")
+        assert store.finish(job_id, attempt, JobState.EXPIRED, ErrorCode.NONE, "deadline passed")
+
+    def cancel(job_id):
+        stubs.gen.CancelJob(gen.CancelJobRequest(job_id=job_id), metadata=auth(alice), timeout=DEADLINE)
+
+    endings = {
+        "SUCCEEDED": stack.worker.run,
+        "FAILED": fail,
+        "CANCELLED": cancel,
+        "EXPIRED": lambda job_id: store.finish(job_id, None, JobState.EXPIRED, ErrorCode.NONE, "deadline passed"),
+        "EXPIRED while running": expire_running,
+    }
+    try:
+        for expected, end in endings.items():
+            job_id = submit()
+            refused()
+            end(job_id)
+            end_state = store.get(job_id).state
+            assert end_state == expected.split()[0], (expected, end_state)
+            with contextlib.suppress(Exception):
+                end(job_id)  # a second ending of a final job changes nothing
+            assert_counters_back_to_zero(store, ("alice",))
+
+        # Stored by a gateway that died before handing it to the broker: it holds its slots
+        # until the outbox sends it and it runs.
+        spec = JobSpec(prompts=(PromptSpec("a fox"),), seeds=(1,), model=MODEL, model_version="1")
+        stored = stack.gateway.jobs.admission.admit("alice", spec, 3, now=time.time())
+        refused()
+        assert OutboxSweeper(store, stack.queue, grace_seconds=0).sweep_once() == [stored.job_id]
+        assert stack.queue.sent[-1] == (stored.job_id, Priority.INTERACTIVE)
+        stack.worker.run(stored.job_id)
+        assert store.get(stored.job_id).state == JobState.SUCCEEDED
+        assert_counters_back_to_zero(store, ("alice",))
+        submit()
+        refused()
+    finally:
+        stubs.close()
