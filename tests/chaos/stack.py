@@ -73,8 +73,9 @@ class AofRedis:
             self._tmp.cleanup()
 
 
-class Workers:
-    """`atelier worker` processes with the given Settings; every one is killed at close()."""
+class Processes:
+    """`atelier worker` and `atelier gateway` processes with the given Settings; every one is
+    killed at close()."""
 
     def __init__(self, settings: Settings, log_dir: Path):
         self.settings, self.log_dir = settings, log_dir
@@ -106,13 +107,34 @@ class Workers:
         finally:
             client.close()
 
+    def start_gateway(self, port: int) -> subprocess.Popen:
+        """`atelier gateway` on 127.0.0.1:`port`, returned once its health check says SERVING."""
+        from clients import Client
+
+        n = len(self.procs)
+        environ = {**os.environ, **self.settings.to_env(), "ATELIER_GRPC_LISTEN": f"127.0.0.1:{port}"}
+        with open(self.log_dir / f"gateway{n}.log", "wb") as log:
+            proc = subprocess.Popen([sys.executable, "-m", "clients.cli", "gateway"], cwd=ROOT, env=environ,
+                                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.procs.append(proc)
+        with Client(f"127.0.0.1:{port}", "", timeout=1.0, retries=0) as client:
+            def serving() -> bool:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"gateway exited with {proc.returncode}:\n{self.logs()}")
+                try:
+                    return client.health() == "SERVING"
+                except Exception:  # noqa: BLE001 - not listening yet
+                    return False
+            wait_until(serving, 60, "the gateway's health SERVING", interval=0.2)
+        return proc
+
     def kill(self, proc: subprocess.Popen) -> None:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(10)
 
     def logs(self) -> str:
         return "\n".join(f"--- {p.name}\n" + p.read_text(errors="replace")[-3000:]
-                         for p in sorted(self.log_dir.glob("worker*.log")))
+                         for p in sorted(self.log_dir.glob("*.log")))
 
     def close(self) -> None:
         for proc in self.procs:
@@ -146,3 +168,17 @@ def wait_until(predicate, timeout: float, what: str, interval: float = 0.05):
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
         time.sleep(interval)
+
+
+def stack_settings(redis_url: str, models: Path, state: Path, **overrides) -> tuple[Settings, str]:
+    """Settings for gateways and workers of one test stack, and an API key of tenant `chaos`."""
+    from services.gateway.auth import add_key
+
+    keys = state / "api_keys.json"
+    if not keys.exists():
+        state.mkdir(parents=True, exist_ok=True)
+    _, key = add_key(keys, "chaos")
+    settings = Settings.from_env({}, redis_url=redis_url, model_repository=models, default_model="tiny",
+                                 api_keys_file=keys, grpc_listen="127.0.0.1:0", gateway_metrics_port=0,
+                                 worker_metrics_port=0, **overrides)
+    return settings, key
