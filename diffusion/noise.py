@@ -40,7 +40,6 @@ __all__ = [
     "initial_noise",
     "normal_rows",
     "philox4x32",
-    "seeded_normal",
     "validate_seed",
 ]
 
@@ -101,11 +100,6 @@ def normal_rows(seeds: Sequence[int], stream: int, shape: Sequence[int]) -> np.n
     angle = (2.0 * np.pi) * u2
     z = np.stack([radius * np.cos(angle), radius * np.sin(angle)], axis=-1)  # [B, blocks, 2]
     return z.reshape(len(seed_arr), -1)[:, :size].reshape(len(seed_arr), *shape)
-
-
-def seeded_normal(seed: int, stream: int, shape: Sequence[int]) -> np.ndarray:
-    """Standard normal float64 array of ``shape`` for one seed and stream."""
-    return normal_rows([seed], stream, shape)[0]
 
 
 def initial_noise(seeds: Sequence[int], shape: Sequence[int], dtype: np.dtype | type = np.float64) -> np.ndarray:

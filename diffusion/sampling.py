@@ -1,6 +1,6 @@
 """What every sampler shares: the call convention, the callback payload, argument checks.
 
-**Call convention** (DESIGN.md §3)::
+**Call convention** (docs/ARCHITECTURE.md, Contracts: sampler)::
 
     sample(denoise, x, sigmas, *, noise=None, callback=None, **options) -> x
 

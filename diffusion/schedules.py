@@ -17,7 +17,6 @@ import numpy as np
 
 __all__ = [
     "BETA_SCHEDULES",
-    "DEFAULT_SIGMA_SPACING",
     "SPACINGS",
     "alphas_cumprod_from_betas",
     "betas_cosine",
@@ -132,11 +131,6 @@ def t_to_sigma(t: np.ndarray | float, train_sigmas: np.ndarray) -> np.ndarray:
 # ---------------------------------------------------------------------------------------------
 
 SPACINGS = ("linspace", "trailing", "leading")
-
-# The spacing the service samples with unless a model says otherwise: uniform in log(sigma)
-# gave every multistep solver its best quality per evaluation in bench/samplers.py.
-DEFAULT_SIGMA_SPACING = "exponential"
-
 
 def timesteps_for(
     num_steps: int, num_train_timesteps: int = 1000, spacing: str = "linspace", steps_offset: int = 0

@@ -1,4 +1,4 @@
-"""Network configs: plain dataclasses that round-trip through JSON (DESIGN §6.7)."""
+"""Network configs: plain dataclasses that round-trip through JSON (docs/ARCHITECTURE.md, Contracts: configuration)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Checkpoints as safetensors (tensors) + JSON (everything else); never pickle (DESIGN §4).
+"""Checkpoints as safetensors (tensors) + JSON (everything else); never pickle
+(docs/ARCHITECTURE.md, Contracts: model repository).
 
 One file holds the model (``model.*``), its EMA (``ema.*``) and the AdamW moments
 (``opt.<param index>.<name>``); the JSON beside it holds the step, configs and the

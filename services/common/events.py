@@ -97,16 +97,6 @@ def artifact(
     }
 
 
-def finished(state: str, error_code: str, error_message: str, images: int, elapsed_seconds: float) -> dict[str, Any]:
-    return {
-        "state": state,
-        "error_code": error_code,
-        "error_message": error_message,
-        "images": int(images),
-        "elapsed_seconds": float(elapsed_seconds),
-    }
-
-
 # --- stream encoding: one Redis stream entry per event
 
 

@@ -3,7 +3,7 @@
 `models/<name>/<version>/manifest.json` is written by `atelier export` and read by the
 repository reader (`services.common.model_repository`). The JSON is the contract (see
 docs/MODEL_REPOSITORY.md); these dataclasses give it types, defaults, validation, and a
-lossless round-trip (`Manifest.from_dict(m.to_dict()) == m`, DESIGN §6.7).
+lossless round-trip (`Manifest.from_dict(m.to_dict()) == m`, docs/ARCHITECTURE.md, Contracts: configuration).
 
 Numpy-free and torch-free: gateways and workers import it.
 """

@@ -1,4 +1,4 @@
-"""Prometheus metrics of the job path (DESIGN.md §5).
+"""Prometheus metrics of the job path (docs/ARCHITECTURE.md, Contracts: metrics).
 
 Names start with `atelier_`, carry base units, counters end in `_total`; labels are
 bounded sets (queue, outcome, model, sampler), never tenant or job ids. The gateway

@@ -1,8 +1,8 @@
 """Reader of the model repository: `<root>/<name>/<version>/manifest.json` plus its files.
 
-Safe loading (DESIGN §4): a version's folder may hold only `manifest.json` and the files
-the manifest lists, and a file is handed out only after its bytes hash to the manifest's
-sha256. Refused, each with an error naming the file and the reason:
+Safe loading (docs/ARCHITECTURE.md, Contracts: model repository): a version's folder may
+hold only `manifest.json` and the files the manifest lists, and a file is handed out only
+after its bytes hash to the manifest's sha256. Refused, each with an error naming the file and the reason:
 
 * a file whose sha256 differs from the manifest (tampered, truncated, half-copied);
 * a file or folder the manifest does not list, and symbolic links (could point anywhere);

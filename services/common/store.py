@@ -239,10 +239,6 @@ class JobStore:
         self._finish = client.register_script(_FINISH)
         self._claim_unsent = client.register_script(_CLAIM_UNSENT)
 
-    @classmethod
-    def from_settings(cls, settings) -> JobStore:
-        return cls(redis.Redis.from_url(settings.redis_url), settings.key_prefix, settings.result_ttl_seconds)
-
     # --- keys
 
     def job_key(self, job_id: str) -> str:

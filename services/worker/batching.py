@@ -4,7 +4,7 @@ Each job runs its own sampler in its own thread; every step it calls the shared
 :class:`BatchingDenoiser` with `(x, sigma, cond)` and blocks. One owner thread stacks
 what is pending (up to `max_batch` rows, waiting at most `wait_ms` for more), runs the
 model once, and hands each caller its rows back. Because every row carries its own
-sigma (DESIGN.md §3), jobs at different steps, with different samplers, seeds and
+sigma (docs/ARCHITECTURE.md, Contracts: denoiser), jobs at different steps, with different samplers, seeds and
 guidance scales share a call, and a job joining or leaving between steps changes
 nothing for the others (TGI's continuous batching, at the granularity of a sampler step).
 

@@ -5,11 +5,11 @@ Loads one repository version through the hash-checking reader, picks the provide
 network, warms them up, and exposes the project's contracts over numpy:
 
     encode_text(prompts, styles) -> cond          dict of UNet conditioning inputs, [B, ...]
-    denoise(x, sigma, cond) -> x0                 DESIGN §3; eps/v networks via diffusion.denoisers
+    denoise(x, sigma, cond) -> x0                 Contracts: denoiser; eps/v networks via diffusion.denoisers
     decode(latents) -> uint8 RGBA [B, H, W, 4]    straight alpha
     encode(images) -> latents                     posterior mean, scaled for the UNet
 
-No torch here (DESIGN §2): a worker image holds onnxruntime, numpy and tokenizers only.
+No torch here (docs/ARCHITECTURE.md, Contracts: layers): a worker image holds onnxruntime, numpy and tokenizers only.
 """
 
 from __future__ import annotations
@@ -307,7 +307,7 @@ class OnnxModelRuntime:
         return net
 
     def denoiser(self, tiling: bool = False):
-        """`denoise(x, sigma, cond) -> x0` (DESIGN §3), for x0 (EDM-wrapped), eps and v networks."""
+        """`denoise(x, sigma, cond) -> x0` (Contracts: denoiser), for x0 (EDM-wrapped), eps and v networks."""
         net = self._net(tiling)
         if self.manifest.unet.prediction == "x0" and self.manifest.unet.time_input == "sigma":
             def denoise(x: np.ndarray, sigma: np.ndarray, cond: Cond | None = None) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""Metric naming rules (DESIGN.md §5) and the queue depth read from Redis."""
+"""Metric naming rules (docs/ARCHITECTURE.md, Contracts: metrics) and the queue depth read from Redis."""
 
 from __future__ import annotations
 
