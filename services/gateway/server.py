@@ -18,14 +18,14 @@ from pathlib import Path
 
 import grpc
 import redis
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1 import health, health_pb2
 from grpc_reflection.v1alpha import reflection
 
 from atelier.v1 import generation_pb2, models_pb2
 from services.common import readiness
 from services.common.settings import Settings
 from services.common.store import JobStore
-from services.gateway import metrics
+from services.gateway import metrics, wire
 from services.gateway.admission import Admission, Quotas
 from services.gateway.auth import KeyRing
 from services.gateway.catalog import ModelCatalog
@@ -158,7 +158,7 @@ def serve(
     )
     add_to_server(server, GenerationServicer(jobs, keys, stopping), ModelsServicer(catalog, keys))
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    wire.add_servicer(server, health_servicer, health_pb2.DESCRIPTOR.services_by_name["Health"])
     reflection.enable_server_reflection(SERVICE_NAMES, server)
 
     def check() -> tuple[bool, str]:

@@ -101,6 +101,24 @@ def test_garbage_to_every_method_is_invalid_argument_and_the_gateway_stays_up(se
     assert answer.status == health_pb2.HealthCheckResponse.SERVING
 
 
+def test_garbage_to_the_health_check_is_invalid_argument(served):
+    stack, channel = served
+    check = channel.unary_unary("/grpc.health.v1.Health/Check", request_serializer=None, response_deserializer=None)
+    for data in GARBAGE:
+        with pytest.raises(grpc.RpcError) as err:
+            check(data, timeout=10)
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, (data, err.value.details())
+    assert health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=10).status == \
+        health_pb2.HealthCheckResponse.SERVING
+
+
+def test_the_health_watch_stream_still_streams(served):
+    _, channel = served
+    stream = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest(), timeout=10)
+    assert next(stream).status == health_pb2.HealthCheckResponse.SERVING
+    stream.cancel()
+
+
 def test_valid_requests_sent_raw_are_served(served):
     stack, channel = served
     listed = models_pb2.ListModelsResponse.FromString(
