@@ -23,6 +23,7 @@ from services.common.protowire import WireFormatError, read_varint
 from services.gateway import status
 
 MAX_DEPTH = 100  # the protobuf parsers' own nesting limit
+MAX_FIELD_NUMBER = 2**29 - 1
 
 _VARINT, _I64, _LEN, _START_GROUP, _END_GROUP, _I32 = range(6)
 _FIXED_SIZE = {
@@ -120,6 +121,8 @@ def _walk(descriptor: Descriptor | None, data: bytes, pos: int, end: int, prefix
         except _Short as short:
             raise _Bad(parent, f"a field's tag: {short}") from None
         number, wire = key >> 3, key & 7
+        if not 1 <= number <= MAX_FIELD_NUMBER:
+            raise _Bad(parent, f"a field numbered {number} (numbers are 1 to {MAX_FIELD_NUMBER})")
         field = descriptor.fields_by_number.get(number) if descriptor is not None else None
         path, note = (_path(prefix, field, seen), "") if field is not None else (parent, f"field number {number}: ")
         try:
