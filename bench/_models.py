@@ -135,6 +135,6 @@ def export_repository(checkpoint: Path, out: Path, name: str, progress=print) ->
 
 def tiny_checkpoint(folder: Path) -> Path:
     """The export tests' tiny random model (tiny BERT text encoder included): for --quick runs."""
-    from tests.export.tiny_models import atelier_checkpoint
+    from bench.tiny_models import atelier_checkpoint
 
     return atelier_checkpoint(folder)

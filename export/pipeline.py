@@ -28,7 +28,8 @@ from export.fp16 import to_fp16
 from export.onnx_files import check_onnx, save_onnx, store_weights_fp16
 from export.optimize import optimize_offline
 from export.repository_writer import MAX_FILE_BYTES, write_manifest
-from export.source import Source, load_source
+from export.source import Source
+from export.sources import load_source
 from export.torch_export import OPSET, export_component
 from services.common.manifest import FileEntry, LatentSpec, Manifest, OnnxSpec
 

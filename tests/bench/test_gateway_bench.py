@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.export.tiny_models import tiny_repository as export_tiny
+from bench.tiny_models import tiny_repository as export_tiny
 
 pytestmark = pytest.mark.slow
 

@@ -9,11 +9,11 @@ import onnx
 import pytest
 import torch
 
+from bench.tiny_models import tiny_repository
 from export.sources.atelier import load_atelier
 from services.common.model_repository import ModelRepository
 from services.common.settings import Settings
 from services.worker.onnx_runtime import load_runtime
-from tests.export.tiny_models import tiny_repository
 
 pytestmark = pytest.mark.slow
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from bench.tiny_models import atelier_checkpoint
 from export.pipeline import ExportOptions, export_model
 from services.common.settings import Settings
 from services.worker.onnx_runtime import STATIC_BATCHES, load_runtime
-from tests.export.tiny_models import atelier_checkpoint
 
 pytestmark = pytest.mark.slow
 

@@ -7,13 +7,13 @@ import numpy as np
 import pytest
 import torch
 
+from bench.tiny_models import sd_pipeline
 from clients.cli import main as atelier
 from diffusion.denoisers import bind
 from diffusion.guidance import guided
 from diffusion.samplers import SAMPLERS
 from services.common.settings import Settings
 from services.worker.onnx_runtime import load_runtime
-from tests.export.tiny_models import sd_pipeline
 
 pytestmark = pytest.mark.slow
 

@@ -1,5 +1,6 @@
-"""Tiny random models for the export tests: an Atelier checkpoint folder and a diffusers
-Stable Diffusion pipeline folder, built from configs (no hub downloads)."""
+"""Tiny random models: an Atelier checkpoint folder, its exported repository and a diffusers
+Stable Diffusion pipeline folder, built from configs (no hub downloads). The benchmarks' --quick
+runs and the tests use them."""
 
 from __future__ import annotations
 
