@@ -63,7 +63,8 @@ def test_watch_resumes_after_any_event_with_nothing_missed_or_repeated(stack):
                 break
         call.cancel()
         after = seen[-1].id
-    runner.join()
+    runner.join(timeout=20)
+    assert not runner.is_alive()
     full = list(_watch(stubs, stack.keys.alice, job_id))
     assert [e.id for e in seen] == [e.id for e in full]
     assert seen == full
@@ -129,7 +130,9 @@ def test_list_models(stack):
                                                                               ["google", "twitter"])
     assert m.supports_init_image and not m.supports_tiling and len(m.sha256) == 64
     assert m.size_step == 4  # the UNet of the test model halves nothing
-    assert m.default_sampler == types_pb2.SAMPLER_DPMPP_2M and types_pb2.SAMPLER_UNIPC in m.samplers
+    # The test model's manifest states no defaults: the library's (diffusion/defaults.py) apply.
+    assert m.default_sampler == types_pb2.SAMPLER_UNIPC and types_pb2.SAMPLER_DPMPP_2M in m.samplers
+    assert (m.default_steps, m.default_guidance_scale) == (20, 5.0)
     stubs.close()
 
 
@@ -151,6 +154,7 @@ def test_graceful_shutdown_lets_open_streams_finish(stack):
                                         timeout=2)
     rest = list(stream)  # ...but the open stream runs to the job's end
     assert kind(rest[-1]) == "finished"
-    stopper.join()
-    runner.join()
+    stopper.join(timeout=20)
+    runner.join(timeout=20)
+    assert not stopper.is_alive() and not runner.is_alive()
     stubs.close()
