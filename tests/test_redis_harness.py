@@ -67,7 +67,8 @@ def test_environment_variable_selects_embedded_for_a_whole_run():
         "from tests.redis_harness import redis_server\n"
         "with redis_server() as s: print(s.kind)\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True,
+                         timeout=60)
     assert out.stdout.strip() == "embedded"
 
 

@@ -164,7 +164,7 @@ class Stack:
                     proc.wait(timeout=10)
                 except subprocess.TimeoutExpired:
                     os.killpg(proc.pid, signal.SIGKILL)
-                    proc.wait()
+                    proc.wait(timeout=10)
         self.client.close()
 
     # --- Prometheus' HTTP API

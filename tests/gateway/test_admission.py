@@ -21,7 +21,8 @@ def _exhausted(call) -> float:
         call()
     assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     delay = retry_delay(err.value)
-    assert delay is not None and delay > 0
+    # Never "retry at once", never later than the next minute's rate window opens.
+    assert delay is not None and 0.5 <= delay <= 60.0
     return delay
 
 
@@ -67,6 +68,10 @@ def test_queued_event_and_handle_carry_position_and_eta(stack):
     stubs = Stubs(stack.address)
     handle = _submit(stubs, stack.keys.alice, steps=10, seeds=[1])
     assert handle.queue_position == 5 and handle.eta.ToNanoseconds() > 0
+    # Behind the same queue, twice the sampler steps are expected to take twice as long.
+    longer = _submit(stubs, stack.keys.alice, steps=20, seeds=[1])
+    assert longer.queue_position == 5
+    assert longer.eta.ToNanoseconds() == pytest.approx(2 * handle.eta.ToNanoseconds(), abs=10)
     first = next(iter(stubs.gen.Watch(gen.WatchRequest(job_id=handle.job_id), metadata=auth(stack.keys.alice))))
     assert kind(first) == "queued"
     assert first.queued.position == 5 and first.queued.queue == "interactive"
@@ -91,14 +96,15 @@ def test_idempotency_holds_under_a_race(make_stack):
     results, barrier = [], threading.Barrier(12)
 
     def go():
-        barrier.wait()
+        barrier.wait(timeout=20)
         results.append(_submit(stubs, stack.keys.alice, request_id="race"))
 
     threads = [threading.Thread(target=go) for _ in range(12)]
     for t in threads:
         t.start()
     for t in threads:
-        t.join()
+        t.join(timeout=20)
+    assert not any(t.is_alive() for t in threads)
     assert len({r.job_id for r in results}) == 1
     assert sum(not r.existing for r in results) == 1
     assert len(stack.queue.sent) == 1

@@ -44,4 +44,4 @@ def test_atelier_gateway_serves_and_stops_on_sigterm(redis_url, keys, model_repo
     finally:
         if proc.poll() is None:
             proc.kill()
-            proc.wait()
+            proc.wait(timeout=10)

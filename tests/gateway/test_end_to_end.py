@@ -15,7 +15,8 @@ from services.gateway.server import serve
 from tests.gateway.conftest import gateway_settings
 from tests.services.test_worker_integration import PREFIX, Workers
 
-pytestmark = [pytest.mark.slow, pytest.mark.redis]
+# The SDK's event streams have no deadline of their own: each test gets one.
+pytestmark = [pytest.mark.slow, pytest.mark.redis, pytest.mark.timeout(120, func_only=True)]
 
 
 def write_toy_model(root):

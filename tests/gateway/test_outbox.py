@@ -59,7 +59,8 @@ def test_racing_sweepers_send_each_job_once(store):
     for t in threads:
         t.start()
     for t in threads:
-        t.join()
+        t.join(timeout=20)
+    assert not any(t.is_alive() for t in threads)
     assert sorted(j for j, _ in sent) == sorted(ids)
 
 

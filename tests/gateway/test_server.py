@@ -20,7 +20,8 @@ pytestmark = pytest.mark.redis
 
 def _health(address: str, service: str = "") -> int:
     with grpc.insecure_channel(address) as channel:
-        return health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=service)).status
+        return health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=service),
+                                                         timeout=10).status
 
 
 def _wait_for(predicate, timeout=5.0):

@@ -50,7 +50,11 @@ def test_split_is_deterministic_and_shared_across_styles(emoji_fixture):
     for e in set(a.emoji_ids):
         assert len(set(a.split[a.emoji_ids == e])) == 1
     assert {TRAIN, VALIDATION} == set(a.split.tolist())
-    assert split_of("1f600", 0.3) == split_of("1f600", 0.3)
+    # sha256(id)'s first 8 bytes over 2**64 (1f600: 0.1897, 1f602: 0.4466) below the fraction: held out.
+    assert (split_of("1f600", 0.19), split_of("1f600", 0.18)) == (VALIDATION, TRAIN)
+    assert (split_of("1f602", 0.45), split_of("1f602", 0.44)) == (VALIDATION, TRAIN)
+    held_out = [split_of(f"{i:x}", 0.3) == VALIDATION for i in range(0x1F000, 0x1F000 + 4000)]
+    assert abs(np.mean(held_out) - 0.3) < 0.03  # a fair hash: the standard error is 0.007
 
 
 def test_npz_round_trip_without_pickle(emoji_fixture, tmp_path):

@@ -47,10 +47,11 @@ def test_ship_script_packages_evaluates_and_exports_the_next_version(emoji_fixtu
                     str(models / "tiny" / "1"), "--run-dir", str(run2 / "unet"), "--channels", "32", "64",
                     "--num-res-blocks", "1", "--embed-dim", "32", "--heads", "2", "--steps", "4", "--batch-size", "4",
                     "--threads", "1", "--sample-every", "1000", "--keep-at", "0.25", "0.5"],
-                   cwd=ROOT, env=env, check=True, capture_output=True)
+                   cwd=ROOT, env=env, check=True, capture_output=True, timeout=300)
     (run2 / "notes.md").write_text("## Why version 2\n\nA longer run.\n")
 
-    done = subprocess.run(["bash", str(SCRIPT), str(run2), "2"], cwd=ROOT, env=env, capture_output=True, text=True)
+    done = subprocess.run(["bash", str(SCRIPT), str(run2), "2"], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
 
     out = models / "tiny" / "2"

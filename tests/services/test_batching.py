@@ -55,7 +55,7 @@ def test_concurrent_jobs_share_calls_and_match_their_solo_images():
         barrier = threading.Barrier(len(JOBS))
 
         def worker(i):
-            barrier.wait()
+            barrier.wait(timeout=20)
             with denoiser.session():
                 results[i] = run_job(denoiser, *JOBS[i])
 
@@ -63,7 +63,8 @@ def test_concurrent_jobs_share_calls_and_match_their_solo_images():
         for t in threads:
             t.start()
         for t in threads:
-            t.join()
+            t.join(timeout=30)
+        assert not any(t.is_alive() for t in threads)
         stats = denoiser.stats
     for i, expected in enumerate(alone):
         np.testing.assert_allclose(results[i], expected, rtol=0, atol=1e-9)
@@ -106,7 +107,7 @@ def test_non_finite_rows_fail_only_their_job():
         barrier = threading.Barrier(2)
 
         def call(name, flag):
-            barrier.wait()
+            barrier.wait(timeout=20)
             try:
                 outcome[name] = denoiser(np.ones((1, 3)), np.ones(1), {"nan": np.full((1, 3), flag)})
             except NonFiniteOutput as err:
@@ -116,7 +117,8 @@ def test_non_finite_rows_fail_only_their_job():
         for t in threads:
             t.start()
         for t in threads:
-            t.join()
+            t.join(timeout=20)
+        assert not any(t.is_alive() for t in threads)
         assert denoiser.stats.batch_sizes == {2: 1}
     assert isinstance(outcome["bad"], NonFiniteOutput)
     assert outcome["ok"].tolist() == [[1.0, 1.0, 1.0]]

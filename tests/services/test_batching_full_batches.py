@@ -27,7 +27,7 @@ def test_every_call_carries_every_active_job() -> None:
         def job(i: int) -> None:
             x = np.full((2, 3), float(i))
             with denoiser.session():
-                barrier.wait()
+                barrier.wait(timeout=30)
                 for _ in range(STEPS):
                     x = denoiser(x, np.ones(2)) + 1.0
 
@@ -36,6 +36,7 @@ def test_every_call_carries_every_active_job() -> None:
             t.start()
         for t in threads:
             t.join(timeout=60)
+        assert not any(t.is_alive() for t in threads)
         stats = denoiser.stats
     assert stats.calls == STEPS
     assert dict(stats.requests_per_call) == {JOBS: STEPS}

@@ -97,7 +97,8 @@ def test_same_seed_same_image_alone_in_a_bigger_job_and_beside_other_jobs(store,
     for t in threads:
         t.start()
     for t in threads:
-        t.join()
+        t.join(timeout=30)
+    assert not any(t.is_alive() for t in threads)
     assert all(store.get(j).state == JobState.SUCCEEDED for j in jobs)
     assert np.array_equal(raw_images(store, jobs[0])[0], reference)
 
@@ -109,7 +110,8 @@ def test_concurrent_jobs_share_denoiser_calls(store, executor, models, monkeypat
     for t in threads:
         t.start()
     for t in threads:
-        t.join()
+        t.join(timeout=30)
+    assert not any(t.is_alive() for t in threads)
     (loaded,) = models.loaded()
     (denoiser,) = loaded._denoisers.values()
     assert denoiser.stats.max_requests_per_call >= 2

@@ -91,7 +91,7 @@ class Workers:
         for proc in self.procs:
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+            proc.wait(timeout=10)
         self.client.close()
 
 
@@ -184,7 +184,7 @@ def test_a_killed_worker_s_job_is_finished_exactly_once_by_another(workers, stor
     job_id = submit(store, sender, steps=40, guidance_scale=1.0, seeds=(1, 2))
     wait_steps(store, job_id, 6)
     os.killpg(first.pid, signal.SIGKILL)
-    first.wait()
+    first.wait(timeout=10)
     assert store.get(job_id).state == JobState.RUNNING
     workers.start(concurrency=1, call_seconds=0.01)
     events = wait_finished(store, job_id, timeout=VISIBILITY_TIMEOUT + 20)
@@ -214,7 +214,9 @@ def test_a_job_stuck_past_the_hard_limit_fails_and_its_worker_hands_the_rest_bac
     first = workers.start(concurrency=2, call_seconds=0.04, task_soft_time_limit="5", task_time_limit="6",
                           visibility_timeout="8")
     stuck = submit(store, sender, model="toy-hang")
+    deadline = time.monotonic() + 20
     while store.get(stuck).state != JobState.RUNNING:
+        assert time.monotonic() < deadline, "the stuck job never started"
         time.sleep(0.05)
     time.sleep(4.0)  # the healthy job starts late enough to stay well inside its own soft limit
     healthy = submit(store, sender, steps=400, guidance_scale=1.0)
