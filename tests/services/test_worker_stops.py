@@ -32,6 +32,9 @@ pytestmark = [pytest.mark.slow, pytest.mark.redis]
 
 SOFT_LIMIT = 2
 SLACK = 0.2  # between the `started` event and the moment the worker's time-limit clock starts
+# A slow call: a shutdown reaches the job through the worker's main thread, which a loaded
+# machine may schedule late; a tenth of a second leaves it time to set the flag within a call.
+CALL_SECONDS = 0.1
 
 
 def calls(log: Path, after: float, before: float = math.inf) -> int:
@@ -45,9 +48,10 @@ def event(events, kind):
 
 def test_a_worker_stops_sampling_at_every_kind_of_stop(workers, store, sender, tmp_path):  # noqa: F811
     log = tmp_path / "calls.log"
-    worker = workers.start(concurrency=1, call_seconds=0.02, toy_call_log=str(log),
+    worker = workers.start(concurrency=1, call_seconds=CALL_SECONDS, toy_call_log=str(log),
                            task_soft_time_limit=str(SOFT_LIMIT), task_time_limit="5")
-    long = {"steps": 100, "guidance_scale": 1.0}
+    # Long enough to run on past each stop if it were ignored, short enough to end inside the hard limit.
+    long = {"steps": 30, "guidance_scale": 1.0}
 
     # Seeds out of order and repeated: image i is the image of the seed it is labelled with.
     events = wait_finished(store, submit(store, sender, seeds=(9, 3, 9), steps=4))
@@ -66,14 +70,14 @@ def test_a_worker_stops_sampling_at_every_kind_of_stop(workers, store, sender, t
     assert calls(log, stopped_at, next_started) <= 1
 
     # Deadline, while running.
-    deadline = time.time() + 1.0
-    events = wait_finished(store, submit(store, sender, deadline=deadline, **long))
+    deadline = time.time() + 2.0
+    events = wait_finished(store, submit(store, sender, deadline=deadline, steps=40, guidance_scale=1.0))
     assert events[-1].data["state"] == JobState.EXPIRED
     assert calls(log, event(events, EventKind.STARTED).time, deadline) >= 1, "the job never ran"
     assert calls(log, deadline, events[-1].time) <= 1
 
     # The soft time limit.
-    events = wait_finished(store, submit(store, sender, steps=300, guidance_scale=1.0))
+    events = wait_finished(store, submit(store, sender, steps=40, guidance_scale=1.0))
     assert (events[-1].data["state"], events[-1].data["error_code"]) == (JobState.FAILED, ErrorCode.TIMEOUT)
     assert calls(log, event(events, EventKind.STARTED).time + SOFT_LIMIT + SLACK, events[-1].time) <= 1
 
