@@ -24,13 +24,12 @@ from celery import Celery
 from services.common import readiness
 from services.common.embedded_redis import free_port
 from services.common.events import EventKind
-from services.common.jobs import ErrorCode, JobRecord, JobSpec, JobState, PromptSpec
+from services.common.jobs import ErrorCode, JobSpec, JobState, PromptSpec
 from services.common.queues import celery_config, enqueue
 from services.common.settings import Settings
 from services.common.store import JobStore
 from services.worker.executor import JobExecutor
 from services.worker.models import ModelRegistry
-from services.worker.pipeline import generate
 from services.worker.watchdog import EXIT_HARD_LIMIT
 from tests.services import toy_runtime
 
@@ -139,20 +138,9 @@ def wait_steps(store, job_id, steps, timeout=20.0):
 
 def solo_image(spec_changes) -> np.ndarray:
     """The job's first image made in this process, alone."""
-    runtime = toy_runtime.ToyRuntime()
-    class Collect:
-        images: list = []
-
-        def check(self): ...
-        def progress(self, *a): ...
-        def preview(self, *a): ...
-        def artifact(self, data, blob):
-            self.images.append(np.frombuffer(blob, np.uint8).reshape(data["height"], data["width"], 4))
-
     spec = JobSpec(prompts=(PromptSpec("a blue gem", "", "flat"),), seeds=(3,), output_format="raw_rgba8")
-    reporter = Collect()
-    generate(JobRecord("solo", "acme", spec.with_(**spec_changes)), runtime, lambda t, s: runtime.denoiser(t), reporter)
-    return reporter.images[0]
+    data, blob = toy_runtime.made_alone(spec.with_(**spec_changes))[0]
+    return np.frombuffer(blob, np.uint8).reshape(data["height"], data["width"], 4)
 
 
 def image_of(events) -> np.ndarray:
