@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 
 from clients.cli import main as atelier
 from diffusion.nets.config import UNetConfig, VAEConfig
@@ -55,7 +56,11 @@ def test_a_new_unet_on_a_packaged_vae_packages_as_the_next_version(first_version
     card = (out / "MODEL_CARD.md").read_text()
     assert card.startswith("# tiny, version 2\n")
     assert f"VAE (reused from {first_version})" in card and card.rstrip().endswith("Longer training.")
-    assert load_shipped(out).denoiser is not None
+    shipped, first = load_shipped(out), load_shipped(first_version)
+    assert list(shipped.config.unet["channels"]) == [32, 64] and shipped.config.unet["embed_dim"] == 32
+    # The loaded VAE is version 1's, tensor for tensor.
+    vae, vae1 = shipped.vae.state_dict(), first.vae.state_dict()
+    assert vae.keys() == vae1.keys() and all(torch.equal(vae[k], vae1[k]) for k in vae)
     assert latest_shipped("tiny", tmp_path / "models") == out
 
 
