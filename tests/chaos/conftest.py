@@ -9,6 +9,6 @@ import pytest
 
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory) -> Path:
-    from tests.export.tiny_models import tiny_repository
+    from bench.tiny_models import tiny_repository
 
     return tiny_repository(tmp_path_factory.mktemp("chaos-model"))
