@@ -6,7 +6,7 @@ PIP := $(PY) -m pip
 STAMP := $(VENV)/.installed
 PROTOS := $(wildcard proto/atelier/v1/*.proto)
 
-.PHONY: setup proto test test-fast lint demo clean
+.PHONY: setup proto test test-fast mutation lint demo clean
 
 setup: $(STAMP) deploy-tools
 
@@ -36,6 +36,12 @@ test-fast: setup
 known-bugs: setup
 	$(PY) -m tests.known_bugs.check
 .PHONY: known-bugs
+
+# Mutation testing (mutmut, settings in pyproject.toml [tool.mutmut]) of the modules whose guarantees
+# matter; one mutant at a time, niced; not part of `make test` (docs/TESTING.md, "Mutation testing").
+# MUTANTS narrows it to some mutant names, e.g. MUTANTS='services.worker.watchdog*'.
+mutation: setup
+	nice -n 15 $(PY) -m tests.mutation run $(MUTANTS)
 
 demo: setup
 	# Embedded Redis, one worker and the gateway; demo jobs through the SDK; images in out/demo/.

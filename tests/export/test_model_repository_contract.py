@@ -1,0 +1,139 @@
+"""The model repository reader (services/common/model_repository.py) hands out the verified bytes of
+the file a role and variant name, and every refusal names the file and the reason."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import onnx
+import pytest
+
+from export.repository_writer import write_manifest
+from services.common.manifest import FileEntry, Manifest
+from services.common.model_repository import ModelRepository, UnsafeModelError
+from tests.export.test_model_repository import _tiny_onnx
+
+TOKENIZER = '{"vocab": "café ☕"}'
+TOKENIZER_FP16 = '{"vocab": "thé 🍵"}'
+
+
+def write_version(root: Path, version: str = "1") -> Path:
+    """unet.onnx with external data, and an fp16 variant of the unet and the tokenizer."""
+    folder = root / "toy" / version
+    folder.mkdir(parents=True)
+    _tiny_onnx(folder / "unet.onnx", external=True)
+    _tiny_onnx(folder / "unet_fp16.onnx", external=False)
+    (folder / "tokenizer.json").write_text(TOKENIZER, encoding="utf-8")
+    (folder / "tokenizer_fp16.json").write_text(TOKENIZER_FP16, encoding="utf-8")
+    entries = {
+        "unet.onnx": FileEntry("0" * 64, 0, "unet"),
+        "unet.onnx.data": FileEntry("0" * 64, 0, "external_data"),
+        "unet_fp16.onnx": FileEntry("0" * 64, 0, "unet", variant="fp16"),
+        "tokenizer.json": FileEntry("0" * 64, 0, "tokenizer"),
+        "tokenizer_fp16.json": FileEntry("0" * 64, 0, "tokenizer", variant="fp16"),
+    }
+    manifest = Manifest(name="toy", version=version,
+                        components={"unet": "unet.onnx", "tokenizer": "tokenizer.json"},
+                        variants={"fp16": {"unet": "unet_fp16.onnx", "tokenizer": "tokenizer_fp16.json"}})
+    write_manifest(folder, manifest, entries)
+    return folder
+
+
+def test_each_role_and_variant_reads_its_own_verified_file(tmp_path: Path) -> None:
+    folder = write_version(tmp_path)
+    version = ModelRepository(tmp_path).open("toy")
+    unet = version.onnx("unet")
+    assert (unet.name, unet.path, unet.data) == ("unet.onnx", folder / "unet.onnx", (folder / "unet.onnx").read_bytes())
+    assert unet.external_files == ("unet.onnx.data",)
+    fp16 = version.onnx("unet", "fp16")
+    assert (fp16.name, fp16.data) == ("unet_fp16.onnx", (folder / "unet_fp16.onnx").read_bytes())
+    assert version.text("tokenizer") == TOKENIZER
+    assert version.text("tokenizer", "fp16") == TOKENIZER_FP16
+    assert version.read_bytes("tokenizer.json") == TOKENIZER.encode("utf-8")
+
+
+def test_the_manifest_of_the_latest_or_of_a_named_version(tmp_path: Path) -> None:
+    write_version(tmp_path, "1")
+    write_version(tmp_path, "2")
+    repo = ModelRepository(tmp_path)
+    assert repo.manifest("toy").version == "2"
+    assert repo.manifest("toy", "1").version == "1"
+    assert repo.manifest("toy", "1").variants["fp16"]["unet"] == "unet_fp16.onnx"
+
+
+def refusal(folder: Path, file: str, reason: str) -> str:
+    return re.escape(f"refusing {folder / file}: {reason}")
+
+
+def test_a_file_the_manifest_does_not_list_is_refused_by_name(tmp_path: Path) -> None:
+    folder = write_version(tmp_path)
+    with pytest.raises(UnsafeModelError, match=refusal(folder, "vocab.txt", "file not listed in the manifest")):
+        ModelRepository(tmp_path).open("toy").read_bytes("vocab.txt")
+
+
+def test_a_listed_file_that_is_not_onnx_is_refused_by_name(tmp_path: Path) -> None:
+    folder = write_version(tmp_path)
+    version = ModelRepository(tmp_path).open("toy")
+    with pytest.raises(UnsafeModelError, match=refusal(folder, "tokenizer.json", "not a valid ONNX file")):
+        version.onnx_file("tokenizer.json")
+
+
+def point_external_data(folder: Path, **fields: str) -> None:
+    """Rewrite unet.onnx's external-data reference, then re-stamp the hashes (only the reference is wrong)."""
+    model = onnx.load(folder / "unet.onnx", load_external_data=False)
+    entries = model.graph.initializer[0].external_data
+    for key, value in fields.items():
+        found = [e for e in entries if e.key == key]
+        if found:
+            found[0].value = value
+        else:
+            entries.add(key=key, value=value)
+    onnx.save_model(model, folder / "unet.onnx")
+    manifest = ModelRepository(folder.parents[1]).open("toy").manifest
+    write_manifest(folder, manifest, dict(manifest.files))
+
+
+@pytest.mark.parametrize("location, why", [
+    ("..\\outside.data", "points outside the model folder"),  # a Windows path is a path too
+    ("weights.data", "is not listed in the manifest"),
+])
+def test_external_data_outside_the_folder_or_unlisted_is_refused_by_name(tmp_path: Path, location, why) -> None:
+    folder = write_version(tmp_path)
+    point_external_data(folder, location=location)
+    reason = f"external data {location!r} of tensor 'w' {why}"
+    with pytest.raises(UnsafeModelError, match=refusal(folder, "unet.onnx", reason)):
+        ModelRepository(tmp_path).open("toy").onnx("unet")
+
+
+def test_external_data_swapped_for_a_link_after_opening_is_refused_as_outside(tmp_path: Path) -> None:
+    folder = write_version(tmp_path)
+    version = ModelRepository(tmp_path).open("toy")
+    outside = tmp_path / "outside.data"
+    shutil.copy(folder / "unet.onnx.data", outside)
+    (folder / "unet.onnx.data").unlink()
+    (folder / "unet.onnx.data").symlink_to(outside)
+    reason = "external data 'unet.onnx.data' of tensor 'w' points outside the model folder"
+    with pytest.raises(UnsafeModelError, match=refusal(folder, "unet.onnx", reason)):
+        version.onnx("unet")
+
+
+@pytest.mark.parametrize("reach", ["length past the end", "offset plus length past the end"])
+def test_external_data_reaching_past_the_end_of_its_file_is_refused(tmp_path: Path, reach: str) -> None:
+    folder = write_version(tmp_path)
+    size = (folder / "unet.onnx.data").stat().st_size
+    if reach == "length past the end":
+        point_external_data(folder, offset="0", length=str(size + 1))
+    else:
+        point_external_data(folder, offset=str(size - 8), length="16")
+    reason = "external data 'unet.onnx.data' of tensor 'w' reaches past the end of that file"
+    with pytest.raises(UnsafeModelError, match=refusal(folder, "unet.onnx", reason)):
+        ModelRepository(tmp_path).open("toy").onnx("unet")
+
+
+def test_a_reference_that_ends_exactly_at_the_end_of_its_file_is_served(tmp_path: Path) -> None:
+    folder = write_version(tmp_path)
+    size = (folder / "unet.onnx.data").stat().st_size
+    point_external_data(folder, offset="16", length=str(size - 16))
+    assert ModelRepository(tmp_path).open("toy").onnx("unet").external_files == ("unet.onnx.data",)
