@@ -28,6 +28,7 @@ import yaml
 from services.common import readiness
 from services.common.embedded_redis import free_port
 from services.common.settings import Settings
+from tests.clients.deadlines import within
 
 from .helpers import PROMETHEUS, ROOT, exposed_series, metric_names, tool
 from .test_prometheus import BUILTIN, dashboard_exprs, recorded_names, rule_exprs
@@ -224,10 +225,11 @@ def ran_jobs(stack) -> dict[str, int]:
             assert time.monotonic() < deadline, "gateway never became SERVING"
             time.sleep(0.2)
         for queue in ("interactive", "interactive", "batch"):
-            events = list(
+            events = within(
                 client.generate(
                     "a blue gem", style="google", seeds=[7], steps=4, width=32, height=32, priority=queue
-                )
+                ),
+                60,
             )
             assert events[-1].HasField("finished")
             finished[queue] += 1
