@@ -69,3 +69,18 @@ def test_external_data_swapped_after_verify_is_refused(tmp_path: Path) -> None:
     swap(folder / "unet.onnx.data")
     with pytest.raises(UnsafeModelError, match=r"unet\.onnx\.data: sha256 .* differs"):
         version.onnx("unet")
+
+
+@pytest.mark.parametrize("read", list(READS))
+def test_a_file_replaced_by_a_symlink_after_verify_is_refused_even_with_the_same_bytes(tmp_path: Path,
+                                                                                      read: str) -> None:
+    folder = _version(tmp_path, external=False)
+    version = ModelRepository(tmp_path).open("toy", "1")
+    version.verify()
+    name = FILE_READ_BY[read]
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.write_bytes((folder / name).read_bytes())
+    (folder / name).unlink()
+    (folder / name).symlink_to(elsewhere)
+    with pytest.raises(UnsafeModelError, match=rf"{name}: missing or not a regular file"):
+        READS[read](version)
