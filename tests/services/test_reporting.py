@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from services.common.events import EventKind
+from services.common.jobs import JobSpec, PromptSpec
+from services.common.store import JobStore
 from services.worker.reporting import JobStopped, StoreReporter
 
 
@@ -84,3 +87,20 @@ def test_a_reporter_made_just_after_begin_attempt_need_not_ask_at_once():
     clock.now += 0.1
     r.check()
     assert store.asked == 1
+
+
+@pytest.mark.redis
+def test_progress_reports_the_time_left_at_the_rate_so_far(redis_client):
+    store, clock = JobStore(redis_client, "t:"), Clock()
+    job_id, _ = store.create("acme", JobSpec(prompts=(PromptSpec("a cat"),), seeds=(1,)))
+    r = StoreReporter(store, job_id, store.begin_attempt(job_id, "w1"), clock=clock, progress_interval_ms=0)
+    r.progress(0, 10, 0)       # no step done yet: no rate to go by
+    clock.now += 4.0
+    r.progress(2, 10, 0)       # 2 steps in 4 s: the 8 left take 16 s
+    clock.now += 2.0
+    r.progress(5, 10, 0)       # 5 in 6 s: 5 left, 6 s
+    clock.now += 6.0
+    r.progress(10, 10, 1)
+    progress = [e.data for e in store.read_events(job_id) if e.kind == EventKind.PROGRESS]
+    assert [(p["step"], p["eta_seconds"]) for p in progress] == [(0, 0.0), (2, 16.0), (5, 6.0), (10, 0.0)]
+    assert store.get(job_id).steps_done == 10

@@ -26,23 +26,13 @@ from services.worker.reporting import (
     WorkerShuttingDown,
 )
 from tests.services import toy_runtime
+from tests.services.test_reporting import Clock
 
 pytestmark = pytest.mark.redis
 
 STOP_AT = 7  # heun: the first of step 4's two evaluations
 STEPS = 50
 CALLS_PER_STEP = {"euler": 1, "dpmpp_2m": 1, "heun": 2}
-START = 1_000_000.0  # the reporter's clock, moved only by the stops below
-
-
-class Clock:
-    def __init__(self):
-        self.now = START
-
-    def __call__(self) -> float:
-        return self.now
-
-
 class CountingModel:
     """The toy model's denoiser, counted; `stop()` runs inside call number `at`."""
 
@@ -63,9 +53,9 @@ def stop_of(kind: str, store: JobStore, job_id: str, clock: Clock, shutdown: thr
     if kind == "cancel":
         return (lambda: store.cancel(job_id)), {}, JobStopped
     if kind == "deadline":
-        return (lambda: setattr(clock, "now", START + 100)), {"deadline": START + 50}, DeadlineExceeded
+        return (lambda: setattr(clock, "now", clock.now + 100)), {"deadline": clock.now + 50}, DeadlineExceeded
     if kind == "time limit":
-        return (lambda: setattr(clock, "now", START + 100)), {"time_limit_seconds": 50}, TimeLimitExceeded
+        return (lambda: setattr(clock, "now", clock.now + 100)), {"time_limit_seconds": 50}, TimeLimitExceeded
     return shutdown.set, {"stop_event": shutdown}, WorkerShuttingDown
 
 
@@ -77,7 +67,7 @@ def test_the_sampler_stops_within_the_step_in_flight(redis_client, kind, sampler
                    steps=STEPS, sampler=sampler, guidance_scale=3.0)
     job_id, _ = store.create("acme", spec)
     attempt = store.begin_attempt(job_id, "w1")
-    clock, shutdown = Clock(), threading.Event()
+    clock, shutdown = Clock(), threading.Event()  # the reporter's clock, moved only by the stops
     stop, options, stopped_by = stop_of(kind, store, job_id, clock, shutdown)
     reporter = StoreReporter(store, job_id, attempt, progress_interval_ms=0, check_interval_ms=0, clock=clock,
                              **options)
