@@ -113,19 +113,8 @@ class EmbeddedStack:
 
     def _start_worker(self) -> None:
         assert self.settings is not None
-        # Every setting, not a chosen few: time limits and the visibility timeout must be the
-        # gateway's, or a killed worker's job would wait for a default the stack never set.
-        env = {**os.environ, **self.settings.to_env(),
-               env_name("worker_concurrency"): str(self.worker_concurrency)}
-        log_file = open(self.worker_log, "ab")  # noqa: SIM115 - owned by the child for its whole life
-        self.worker = subprocess.Popen(
-            [sys.executable, "-m", "clients.cli", "worker"],
-            env=env,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,  # Ctrl-C reaches us only; we stop the worker in order
-        )
-        log_file.close()
+        self.worker = spawn("worker", self.settings, self.worker_log,
+                            env={env_name("worker_concurrency"): str(self.worker_concurrency)})
         log.info("worker process %d (log: %s)", self.worker.pid, self.worker_log)
 
     def _supervise(self) -> None:
@@ -214,6 +203,19 @@ class EmbeddedStack:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def spawn(command: str, settings: Settings, log_file: Path, *args: str, env: dict[str, str] | None = None,
+          ) -> subprocess.Popen:
+    """`atelier <command> <args>` (worker, gateway) as a child process in a session of its own
+    (Ctrl-C reaches the parent only, which stops its children in order), output appended to
+    `log_file`. Every setting is handed over, not a chosen few: time limits, leases and the
+    visibility timeout must be the parent's, or a killed worker's job would wait for a
+    default the parent never set. `env` adds or overrides variables."""
+    environ = {**os.environ, **settings.to_env(), **(env or {})}
+    with open(log_file, "ab") as out:  # the child keeps its own descriptor
+        return subprocess.Popen([sys.executable, "-m", "clients.cli", command, *args], env=environ, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)
 
 
 def dataclass_replace(settings: Settings, **changes) -> Settings:

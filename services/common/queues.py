@@ -2,7 +2,13 @@
 
 The gateway enqueues a job with :func:`enqueue` (only the job id travels), workers run
 `TASK_NAME`; both build their Celery configuration with :func:`celery_config`, so the
-broker options (visibility timeout, queue order) cannot drift apart.
+broker options (visibility timeout, queue order) cannot drift apart. Workers' reapers send
+a dead worker's jobs again through :func:`enqueue` too (services/worker/leases.py).
+
+Late acks stay on: the broker redelivers a message no worker acknowledged once the
+visibility timeout has passed, the guarantee beneath the leases. A job whose worker died is
+back in seconds through its lapsed lease, long before that; the late delivery then finds the
+job final or held by a live worker and runs nothing.
 """
 
 from __future__ import annotations

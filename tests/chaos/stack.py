@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from collections import Counter
@@ -21,8 +20,7 @@ from services.common.embedded_redis import free_port, redis_server_binary
 from services.common.events import EventKind
 from services.common.settings import Settings
 from services.common.store import JobStore
-
-ROOT = Path(__file__).resolve().parents[2]
+from services.embedded import spawn
 
 
 class AofRedis:
@@ -83,13 +81,9 @@ class Processes:
 
     def start(self, concurrency: int = 2, wait: bool = True, **env: str) -> subprocess.Popen:
         n = len(self.procs)
-        environ = {**os.environ, **self.settings.to_env(), "OMP_NUM_THREADS": "1", **env,
-                   "ATELIER_WORKER_CONCURRENCY": str(concurrency)}
-        with open(self.log_dir / f"worker{n}.log", "wb") as log:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "clients.cli", "worker", "--hostname", f"w{n}-{os.getpid()}@chaos"],
-                cwd=ROOT, env=environ, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
-            )
+        env = {"OMP_NUM_THREADS": "1", **env, "ATELIER_WORKER_CONCURRENCY": str(concurrency)}
+        proc = spawn("worker", self.settings, self.log_dir / f"worker{n}.log",
+                     "--hostname", f"w{n}-{os.getpid()}@chaos", env=env)
         self.procs.append(proc)
         if wait:
             self.wait_ready(proc)
@@ -112,10 +106,8 @@ class Processes:
         from clients import Client
 
         n = len(self.procs)
-        environ = {**os.environ, **self.settings.to_env(), "ATELIER_GRPC_LISTEN": f"127.0.0.1:{port}"}
-        with open(self.log_dir / f"gateway{n}.log", "wb") as log:
-            proc = subprocess.Popen([sys.executable, "-m", "clients.cli", "gateway"], cwd=ROOT, env=environ,
-                                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        proc = spawn("gateway", self.settings, self.log_dir / f"gateway{n}.log",
+                     env={"ATELIER_GRPC_LISTEN": f"127.0.0.1:{port}"})
         self.procs.append(proc)
         with Client(f"127.0.0.1:{port}", "", timeout=1.0, retries=0) as client:
             def serving() -> bool:
