@@ -23,6 +23,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from diffusion.schedules import karras_sigmas
+from services.common.jobs import JobRecord
+from services.worker.pipeline import generate
 from services.worker.runtime import ModelInfo, linear_preview
 
 LAM = 0.25
@@ -126,9 +128,6 @@ class ArtifactCollector:
 
 def made_alone(spec, rows_per_chunk: int = 8) -> list[tuple[dict, bytes]]:
     """(artifact data, image bytes) of every image of `spec`, made by the bare pipeline on this model."""
-    from services.common.jobs import JobRecord
-    from services.worker.pipeline import generate
-
     runtime = ToyRuntime()
     reporter = ArtifactCollector()
     generate(JobRecord("alone", "acme", spec), runtime, lambda tiling, shape: runtime.denoiser(tiling), reporter,
