@@ -38,8 +38,9 @@ CALL_SECONDS = 0.1
 
 
 def calls(log: Path, after: float, before: float = math.inf) -> int:
-    times = [float(line.split()[0]) for line in log.read_text().splitlines()] if log.exists() else []
-    return sum(after < t < before for t in times)
+    """Denoiser calls begun between the two times (whole lines only: the worker may be writing one)."""
+    lines = log.read_text().split("\n")[:-1] if log.exists() else []
+    return sum(after < float(line.split()[0]) < before for line in lines)
 
 
 def event(events, kind):
