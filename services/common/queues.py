@@ -13,6 +13,8 @@ job final or held by a live worker and runs nothing.
 
 from __future__ import annotations
 
+import base64
+import json
 from typing import Any
 
 from kombu import Exchange, Queue
@@ -24,6 +26,11 @@ TASK_NAME = "atelier.run_job"  # what services/gateway/enqueue.py sends
 # Consumption order: a worker always drains `interactive` before it takes a `batch` job.
 QUEUES = (Priority.INTERACTIVE, Priority.BATCH)
 EXCHANGE = Exchange("atelier", type="direct")
+# Where Celery's Redis transport keeps each message it delivered and no worker acknowledged
+# yet (a hash by delivery tag) and when it delivered it (a zset): named here, so that the
+# reaper (services/worker/leases.py) reads the keys the broker writes.
+UNACKED_KEY = "unacked"
+UNACKED_INDEX_KEY = "unacked_index"
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
@@ -38,6 +45,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             "queue_order_strategy": "priority",
             "unacked_restore_interval": restore_interval,
             "unacked_restore_throttle": 1,
+            "unacked_key": UNACKED_KEY,
+            "unacked_index_key": UNACKED_INDEX_KEY,
         },
         "task_queues": tuple(Queue(name, EXCHANGE, routing_key=name) for name in QUEUES),
         "task_default_exchange": EXCHANGE.name,
@@ -70,6 +79,21 @@ PRIORITY_STEPS = (0, 3, 6, 9)  # kombu's Redis transport: one list per step of m
 def broker_lists(queue: str, priority_steps: tuple[int, ...] = PRIORITY_STEPS) -> list[str]:
     """The Redis lists in which Celery's Redis transport keeps `queue`'s waiting messages."""
     return [queue if step == 0 else f"{queue}\x06\x16{step}" for step in priority_steps]
+
+
+def job_of_delivery(raw: bytes) -> str | None:
+    """The job id of an entry of UNACKED_KEY (kombu's `[message, exchange, routing key]`, the
+    message in Celery's protocol 2), or None for an entry that is not an Atelier job."""
+    try:
+        message = json.loads(raw)[0]
+        if message["headers"].get("task") != TASK_NAME:
+            return None
+        body = message["body"]
+        if message["properties"].get("body_encoding") == "base64":
+            body = base64.b64decode(body)
+        return str(json.loads(body)[0][0])
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+        return None
 
 
 def queue_depth(client, queue: str, priority_steps: tuple[int, ...] = PRIORITY_STEPS) -> int:

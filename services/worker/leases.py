@@ -33,6 +33,7 @@ from collections.abc import Callable
 
 import redis
 
+from services.common.queues import UNACKED_INDEX_KEY, UNACKED_KEY, job_of_delivery
 from services.common.store import JobNotFound, JobStore
 
 log = logging.getLogger(__name__)
@@ -92,6 +93,24 @@ if state ~= 'QUEUED' and state ~= 'RUNNING' then return 0 end
 redis.call('HSET', KEYS[1], 'state', 'QUEUED')
 redis.call('ZADD', KEYS[3], ARGV[2], ARGV[1])
 return 1
+"""
+
+
+# KEYS: the broker's unacked hash and its index, job, leases, outbox. ARGV: delivery tag, job
+# id, outbox score. A delivery whose job is final (or gone) is dropped, its work is done; one
+# whose job is leased is left to the lease; otherwise it is dropped and its job goes to the
+# outbox, and 1 tells this caller to send it.
+_ORPHAN = """
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return 0 end
+local state = redis.call('HGET', KEYS[3], 'state')
+if state == 'QUEUED' or state == 'RUNNING' then
+  if redis.call('ZSCORE', KEYS[4], ARGV[2]) then return 0 end
+  redis.call('ZADD', KEYS[5], ARGV[3], ARGV[2])
+end
+redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+if state == 'QUEUED' or state == 'RUNNING' then return 1 end
+return 0
 """
 
 
@@ -167,7 +186,13 @@ class Leases:
 
 
 class Reaper:
-    """Hands back the jobs whose lease lapsed.
+    """Hands back the jobs whose lease lapsed, and the jobs of deliveries no worker leased.
+
+    A delivery is leased within milliseconds of reaching a live worker (before the model is
+    even looked up). A worker killed in those milliseconds leaves a message in the broker's
+    unacked hash and a QUEUED job with no lease; the broker would hand it out again only after
+    the visibility timeout. So a delivery older than two lease periods whose job is neither
+    final nor leased is taken out of the unacked hash and its job sent again.
 
     An outage lapses every lease at once, and live workers need a moment to renew theirs once
     Redis answers again: so nothing is reaped while Redis has been up for less than a lease
@@ -180,18 +205,14 @@ class Reaper:
         self.store, self.send, self.lease_seconds, self.clock, self.batch = store, send, lease_seconds, clock, batch
         self.key = leases_key(store)
         self._reap = store.client.register_script(_REAP)
+        self._orphan = store.client.register_script(_ORPHAN)
         self._lost_redis = False
         self._quiet_until = float("-inf")
 
-    def lapsed(self) -> list[str]:
-        """Ids whose lease has lapsed, by Redis' clock; none while Redis or this reaper's link to
-        it has been up for less than a lease period."""
-        client = self.store.client
+    def settled(self) -> bool:
+        """Whether Redis, and this reaper's link to it, have been up for a lease period."""
         try:
-            uptime = int(client.info("server")["uptime_in_seconds"])
-            seconds, micros = client.time()
-            found = client.zrangebyscore(self.key, "-inf", f"({seconds * 1000 + micros // 1000}", start=0,
-                                         num=self.batch)
+            uptime = int(self.store.client.info("server")["uptime_in_seconds"])
         except redis.RedisError:
             self._lost_redis = True
             raise
@@ -199,31 +220,60 @@ class Reaper:
         if self._lost_redis:
             self._lost_redis = False
             self._quiet_until = now + self.lease_seconds
-        if uptime < self.lease_seconds or now < self._quiet_until:
-            return []
+        return uptime >= self.lease_seconds and now >= self._quiet_until
+
+    def lapsed(self) -> list[str]:
+        """Ids whose lease has lapsed, by Redis' clock."""
+        seconds, micros = self.store.client.time()
+        found = self.store.client.zrangebyscore(self.key, "-inf", f"({seconds * 1000 + micros // 1000}", start=0,
+                                                num=self.batch)
         return [m.decode() for m in found]
 
+    def orphaned(self) -> list[tuple[bytes, str]]:
+        """(delivery tag, job id) of the broker's unacknowledged deliveries older than two lease
+        periods (kombu stamps them with the delivering worker's clock: the margin covers skew)."""
+        client = self.store.client
+        tags = client.zrangebyscore(UNACKED_INDEX_KEY, "-inf", time.time() - 2 * self.lease_seconds, start=0,
+                                    num=self.batch)
+        if not tags:
+            return []
+        found = []
+        for tag, raw in zip(tags, client.hmget(UNACKED_KEY, tags), strict=True):
+            job_id = job_of_delivery(raw) if raw else None
+            if job_id:
+                found.append((tag, job_id))
+        return found
+
     def reap_once(self) -> list[str]:
-        """Hand back and send every lapsed job this reaper wins; returns their ids."""
+        """Hand back and send every job this reaper wins; returns their ids."""
+        if not self.settled():
+            return []
         sent = []
         for job_id in self.lapsed():
             won = self._reap(keys=[self.store.job_key(job_id), self.key, self.store.outbox_key],
                              args=[job_id, repr(time.time())])
-            if not won:
-                continue  # renewed, finished, or another reaper has it
-            try:
-                queue = self.store.get(job_id).spec.priority
-                self.send(job_id, queue)
-            except JobNotFound:
-                self.store.sent(job_id)
-                continue
-            except Exception:  # noqa: BLE001 - the outbox sweeper sends it after its grace period
-                log.exception("could not send job %s back to its queue; the outbox will", job_id)
-                continue
-            self.store.sent(job_id)
-            log.warning("job %s: its worker's lease lapsed; handed back to the %s queue", job_id, queue)
-            sent.append(job_id)
+            if won and self._send(job_id, "its worker's lease lapsed"):  # else: renewed, final, or another's
+                sent.append(job_id)
+        for tag, job_id in self.orphaned():
+            keys = [UNACKED_KEY, UNACKED_INDEX_KEY, self.store.job_key(job_id), self.key, self.store.outbox_key]
+            won = self._orphan(keys=keys, args=[tag, job_id, repr(time.time())])
+            if won and self._send(job_id, "its delivery reached no live worker"):
+                sent.append(job_id)
         return sent
+
+    def _send(self, job_id: str, why: str) -> bool:
+        try:
+            queue = self.store.get(job_id).spec.priority
+            self.send(job_id, queue)
+        except JobNotFound:
+            self.store.sent(job_id)
+            return False
+        except Exception:  # noqa: BLE001 - the outbox sweeper sends it after its grace period
+            log.exception("could not send job %s back to its queue; the outbox will", job_id)
+            return False
+        self.store.sent(job_id)
+        log.warning("job %s: %s; sent to the %s queue again", job_id, why, queue)
+        return True
 
 
 class LeaseKeeper:

@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import time
 
+import kombu
 import pytest
 import redis
+from celery import Celery
 
 from services.common.events import EventKind
 from services.common.jobs import JobSpec, JobState, PromptSpec
+from services.common.queues import UNACKED_KEY, celery_config, enqueue, job_of_delivery
+from services.common.settings import Settings
 from services.common.store import JobStore
 from services.worker.leases import Leases, Reaper
 from tests.chaos.stack import AofRedis
@@ -118,3 +122,31 @@ def test_after_a_redis_restart_the_reaper_gives_live_workers_a_lease_period_to_r
     finally:
         client.close()
         server.close()
+
+
+def test_a_delivery_no_worker_leased_is_sent_again_and_one_of_a_finished_job_is_dropped(store, redis_url):
+    """A worker killed between taking a message off the broker and leasing its job: the message
+    waits in the broker's unacked hash, unleased, until the reaper sends the job again."""
+    sender = Celery("leases-test", set_as_current=False)
+    sender.conf.update(celery_config(Settings.from_env({}, redis_url=redis_url)))
+    stranded, finished, leased = new_job(store), new_job(store), new_job(store)
+    for job_id in (stranded, finished, leased):
+        enqueue(sender, job_id, "batch")
+    sender.close()
+    with kombu.Connection(redis_url) as conn:  # the worker about to die takes all three
+        channel = conn.channel()
+        channel.qos.restore_at_shutdown = False  # it dies: nothing goes back to the queue
+        assert all(channel.basic_get("batch", no_ack=False) for _ in range(3))
+    a = Leases(store, LEASE, "a")
+    store.finish(finished, None, JobState.SUCCEEDED)
+    store.begin_attempt(leased, "a", lease=a.claim(leased))
+    sent = Sent()
+    r = reaper(store, sent)
+    assert r.reap_once() == []  # just delivered: a live worker would lease it at once
+    for _ in range(8):
+        time.sleep(LEASE / 3)
+        a.renew()
+    assert r.reap_once() == [stranded] and sent == [(stranded, "batch")]
+    assert store.get(stranded).state == JobState.QUEUED and store.unsent(0.0) == []
+    left = [job_of_delivery(raw) for raw in store.client.hvals(UNACKED_KEY)]
+    assert left == [leased], "only the leased job's delivery is left to its worker"

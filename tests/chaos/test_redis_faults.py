@@ -43,11 +43,21 @@ def test_a_redis_restart_loses_and_duplicates_nothing_and_everything_reconnects(
 
             server.stop()
             stubs = Stubs(gateway.address)
-            with pytest.raises(grpc.RpcError) as refused:
-                stubs.gen.Submit(gen.GenerateRequest(prompt="red apple"), metadata=auth(key), timeout=20)
+            calls = {
+                "Submit": lambda: stubs.gen.Submit(gen.GenerateRequest(prompt="red apple"), metadata=auth(key),
+                                                   timeout=20),
+                "GetJob": lambda: stubs.gen.GetJob(gen.GetJobRequest(job_id=jobs[0]), metadata=auth(key), timeout=20),
+                "Watch": lambda: list(stubs.gen.Watch(gen.WatchRequest(job_id=jobs[0]), metadata=auth(key),
+                                                      timeout=20)),
+                "CancelJob": lambda: stubs.gen.CancelJob(gen.CancelJobRequest(job_id=jobs[-1]), metadata=auth(key),
+                                                         timeout=20),
+            }
+            for name, call in calls.items():
+                with pytest.raises(grpc.RpcError) as refused:
+                    call()
+                assert refused.value.code() == grpc.StatusCode.UNAVAILABLE, (name, refused.value.details())
+                assert retry_delay(refused.value) > 0, name
             stubs.close()
-            assert refused.value.code() == grpc.StatusCode.UNAVAILABLE, refused.value.details()
-            assert retry_delay(refused.value) > 0
             wait_until(lambda: client.health() == "NOT_SERVING", 10, "health NOT_SERVING during the outage")
 
             server.start()
