@@ -12,7 +12,7 @@ import pytest
 
 from export.repository_writer import write_manifest
 from services.common.manifest import FileEntry, Manifest
-from services.common.model_repository import ModelRepository, UnsafeModelError
+from services.common.model_repository import ModelRepository, ModelRepositoryError, UnsafeModelError
 from tests.export.test_model_repository import _tiny_onnx
 
 TOKENIZER = '{"vocab": "café ☕"}'
@@ -137,3 +137,42 @@ def test_a_reference_that_ends_exactly_at_the_end_of_its_file_is_served(tmp_path
     size = (folder / "unet.onnx.data").stat().st_size
     point_external_data(folder, offset="16", length=str(size - 16))
     assert ModelRepository(tmp_path).open("toy").onnx("unet").external_files == ("unet.onnx.data",)
+
+
+def test_a_listed_file_swapped_for_a_link_after_opening_is_refused_on_every_read(tmp_path: Path) -> None:
+    folder = write_version(tmp_path)
+    version = ModelRepository(tmp_path).open("toy")
+    version.verify()
+    copy = tmp_path / "tokenizer-copy.json"
+    shutil.copy(folder / "tokenizer.json", copy)  # the very same bytes, but outside the folder
+    (folder / "tokenizer.json").unlink()
+    (folder / "tokenizer.json").symlink_to(copy)
+    why = refusal(folder, "tokenizer.json", "missing or not a regular file")
+    for read in (version.verify, lambda: version.read_bytes("tokenizer.json"), lambda: version.text("tokenizer")):
+        with pytest.raises(UnsafeModelError, match=why):
+            read()
+
+
+def test_a_listed_file_deleted_after_opening_is_refused_by_name(tmp_path: Path) -> None:
+    folder = write_version(tmp_path)
+    version = ModelRepository(tmp_path).open("toy")
+    (folder / "tokenizer_fp16.json").unlink()
+    with pytest.raises(UnsafeModelError, match=refusal(folder, "tokenizer_fp16.json", "missing or not a regular file")):
+        version.verify()
+
+
+def test_pickle_bytes_under_a_listed_name_are_refused_by_name(tmp_path: Path) -> None:
+    folder = write_version(tmp_path)
+    (folder / "tokenizer.json").write_bytes(b"\x80\x04" + b"K\x01." * 4)
+    reason = "its bytes are a pickle or torch checkpoint; never unpickled"
+    version = ModelRepository(tmp_path).open("toy")
+    with pytest.raises(UnsafeModelError, match=refusal(folder, "tokenizer.json", reason)):
+        version.read_bytes("tokenizer.json")
+    with pytest.raises(UnsafeModelError, match=refusal(folder, "tokenizer.json", reason)):
+        version.verify()
+
+
+def test_an_unknown_model_is_named_with_the_repository(tmp_path: Path) -> None:
+    write_version(tmp_path)
+    with pytest.raises(ModelRepositoryError, match=re.escape(f"no model 'nope' in {tmp_path}")):
+        ModelRepository(tmp_path).latest("nope")

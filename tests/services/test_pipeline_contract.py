@@ -1,0 +1,51 @@
+"""What a job's events tell its user (services/worker/pipeline.py): previews at the requested steps
+and labelled with them, progress from zero, provenance naming the model version, the software
+and how the image finished, and the requested output quality."""
+
+from __future__ import annotations
+
+from importlib import metadata
+
+import pytest
+
+from services.common.events import EventKind
+from services.common.jobs import JobState
+from tests.services.test_pipeline import executor, models, store, submit  # noqa: F401 - fixtures
+
+pytestmark = pytest.mark.redis
+
+
+def events_of(store, job_id, kind):  # noqa: F811 - the store fixture
+    return [e for e in store.read_events(job_id) if e.kind == kind]
+
+
+def test_previews_come_at_every_nth_step_before_the_last_labelled_with_their_step(store, executor):  # noqa: F811
+    job_id = submit(store, seeds=(1, 2), steps=6, sampler="euler", preview_every_steps=3)
+    assert executor.run(job_id) == JobState.SUCCEEDED
+    previews = [(e.data["index"], e.data["step"]) for e in events_of(store, job_id, EventKind.PREVIEW)]
+    assert sorted(previews) == [(0, 3), (1, 3)]  # step 6 is the image itself, not a preview
+
+
+def test_progress_starts_at_zero_steps_and_zero_images(store, executor):  # noqa: F811
+    job_id = submit(store, seeds=(1,), steps=3, sampler="euler")
+    assert executor.run(job_id) == JobState.SUCCEEDED
+    first = events_of(store, job_id, EventKind.PROGRESS)[0].data
+    assert (first["step"], first["total_steps"], first["images_done"]) == (0, 3, 0)
+
+
+def test_provenance_names_the_model_version_the_software_and_a_completed_image(store, executor):  # noqa: F811
+    job_id = submit(store, seeds=(1,), steps=2)
+    assert executor.run(job_id) == JobState.SUCCEEDED
+    artifact = events_of(store, job_id, EventKind.ARTIFACT)[0].data
+    assert artifact["finish_reason"] == "COMPLETED"
+    assert artifact["provenance"]["model_version"] == "1"
+    assert artifact["provenance"]["software_version"] == metadata.version("atelier")
+
+
+def test_the_requested_quality_sizes_a_lossy_image(store, executor):  # noqa: F811
+    sizes = {}
+    for quality in (5, 95):
+        job_id = submit(store, seeds=(3,), steps=2, output_format="jpeg", output_quality=quality, width=64, height=64)
+        assert executor.run(job_id) == JobState.SUCCEEDED
+        sizes[quality] = len(events_of(store, job_id, EventKind.ARTIFACT)[0].blob)
+    assert sizes[5] < sizes[95]
