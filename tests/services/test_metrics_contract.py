@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import urllib.request
 
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import REGISTRY, CollectorRegistry, Counter
 
 from services.common import metrics
 from services.common.embedded_redis import free_port
@@ -18,3 +18,18 @@ def test_serve_exposes_the_given_registry_on_the_given_port():
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
         text = response.read().decode()
     assert "atelier_contract_probe_total 3.0" in text
+
+
+def test_an_outcome_counts_once_under_its_lower_case_name_with_its_latency():
+    def sample(name, **labels):
+        return REGISTRY.get_sample_value(name, labels) or 0.0
+
+    before = (sample("atelier_jobs_total", outcome="expired"),
+              sample("atelier_job_latency_seconds_count", queue="batch", outcome="expired"),
+              sample("atelier_job_latency_seconds_sum", queue="batch", outcome="expired"))
+    metrics.record_outcome("EXPIRED", "batch", 0.25)
+    metrics.record_outcome("EXPIRED", "batch", -3.0)  # a clock step back is no negative latency
+    after = (sample("atelier_jobs_total", outcome="expired"),
+             sample("atelier_job_latency_seconds_count", queue="batch", outcome="expired"),
+             sample("atelier_job_latency_seconds_sum", queue="batch", outcome="expired"))
+    assert [b - a for a, b in zip(before, after, strict=True)] == [2.0, 2.0, 0.25]

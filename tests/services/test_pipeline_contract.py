@@ -6,11 +6,12 @@ from __future__ import annotations
 
 from importlib import metadata
 
+import numpy as np
 import pytest
 
 from services.common.events import EventKind
 from services.common.jobs import JobState
-from tests.services.test_pipeline import executor, models, store, submit  # noqa: F401 - fixtures
+from tests.services.test_pipeline import encoded, executor, models, raw_images, store, submit  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.redis
 
@@ -49,3 +50,33 @@ def test_the_requested_quality_sizes_a_lossy_image(store, executor):  # noqa: F8
         assert executor.run(job_id) == JobState.SUCCEEDED
         sizes[quality] = len(events_of(store, job_id, EventKind.ARTIFACT)[0].blob)
     assert sizes[5] < sizes[95]
+
+
+INIT = np.full((16, 16, 4), 200, np.uint8)
+HALF = np.zeros((16, 16), np.uint8)
+HALF[:, 8:] = 255
+
+
+@pytest.mark.parametrize("changes, reason", [
+    (dict(width=18, height=16), "width and height must be multiples of 4, got 18x16"),
+    (dict(sampler="nope"), "unknown sampler 'nope'"),
+    (dict(mask=encoded(HALF)), "a mask needs an init image"),
+    (dict(init_image=encoded(INIT)), "strength must be in (0, 1] with an init image"),
+    (dict(init_image=encoded(INIT), strength=1.5), "strength must be in (0, 1] with an init image"),
+], ids=["width not a multiple", "unknown sampler", "mask alone", "init image without strength", "strength above 1"])
+def test_a_job_the_model_cannot_make_fails_with_the_reason(store, executor, changes, reason):  # noqa: F811
+    job_id = submit(store, **changes)
+    assert executor.run(job_id) == JobState.FAILED
+    assert reason in store.get(job_id).error_message
+
+
+def test_guidance_and_its_rescale_change_the_image_and_text_alone_has_no_strength(store, executor):  # noqa: F811
+    images = {}
+    for guidance, rescale in ((2.0, 0.0), (6.0, 0.0), (6.0, 0.7)):
+        job_id = submit(store, seeds=(5,), steps=4, guidance_scale=guidance, guidance_rescale=rescale)
+        assert executor.run(job_id) == JobState.SUCCEEDED
+        images[guidance, rescale] = raw_images(store, job_id)[0]
+        prov = events_of(store, job_id, EventKind.ARTIFACT)[0].data["provenance"]
+        assert (prov["guidance_scale"], prov["guidance_rescale"], prov["strength"]) == (guidance, rescale, 0.0)
+    assert not np.array_equal(images[2.0, 0.0], images[6.0, 0.0])
+    assert not np.array_equal(images[6.0, 0.0], images[6.0, 0.7])
