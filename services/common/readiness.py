@@ -130,10 +130,15 @@ class Snapshot:
         self._workers: list[WorkerStatus] = []
 
     def workers(self) -> list[WorkerStatus]:
+        """Live workers; none while Redis does not answer (no worker can be known ready then, and
+        ListModels still lists the repository, every version not ready)."""
         with self._lock:
             now = self.clock()
             if now - self._read_at >= self.max_age:
-                self._workers = workers(self.client, self.prefix)
+                try:
+                    self._workers = workers(self.client, self.prefix)
+                except (redis.ConnectionError, redis.TimeoutError):
+                    self._workers = []
                 self._read_at = now
             return list(self._workers)
 

@@ -10,6 +10,7 @@ import pytest
 import redis
 
 from atelier.v1 import generation_pb2 as gen
+from atelier.v1 import models_pb2
 from clients import Client
 from services.common.jobs import JobState
 from services.common.store import JobStore
@@ -37,9 +38,13 @@ def test_a_redis_restart_loses_and_duplicates_nothing_and_everything_reconnects(
             wait_until(lambda: client.health() == "SERVING", 30, "health SERVING")
             jobs = [client.submit("green tree", steps=25, count=IMAGES, seeds=range(i, i + IMAGES),
                                   priority="batch" if i % 2 else "interactive").job_id for i in range(JOBS)]
-            wait_until(lambda: any(store.get(j).images_done for j in jobs), 60, "some images before the restart")
-            states = [store.get(j).state for j in jobs]
-            assert JobState.RUNNING in states and JobState.QUEUED in states, states
+
+            def running_and_waiting() -> bool:
+                records = [store.get(j) for j in jobs]
+                states = {r.state for r in records}
+                return {JobState.RUNNING, JobState.QUEUED} <= states and any(r.images_done for r in records)
+
+            wait_until(running_and_waiting, 60, "jobs running and waiting, some images written", interval=0.01)
 
             server.stop()
             stubs = Stubs(gateway.address)
@@ -57,6 +62,8 @@ def test_a_redis_restart_loses_and_duplicates_nothing_and_everything_reconnects(
                     call()
                 assert refused.value.code() == grpc.StatusCode.UNAVAILABLE, (name, refused.value.details())
                 assert retry_delay(refused.value) > 0, name
+            listed = stubs.models.ListModels(models_pb2.ListModelsRequest(), metadata=auth(key), timeout=20).models
+            assert [(m.name, m.ready) for m in listed] == [("tiny", False)]  # the catalog is on disk
             stubs.close()
             wait_until(lambda: client.health() == "NOT_SERVING", 10, "health NOT_SERVING during the outage")
 
