@@ -62,8 +62,12 @@ def test_a_redis_restart_loses_and_duplicates_nothing_and_everything_reconnects(
                     call()
                 assert refused.value.code() == grpc.StatusCode.UNAVAILABLE, (name, refused.value.details())
                 assert retry_delay(refused.value) > 0, name
-            listed = stubs.models.ListModels(models_pb2.ListModelsRequest(), metadata=auth(key), timeout=20).models
-            assert [(m.name, m.ready) for m in listed] == [("tiny", False)]  # the catalog is on disk
+
+            def listed() -> list[tuple[str, bool]]:  # answers throughout: the catalog is on disk
+                found = stubs.models.ListModels(models_pb2.ListModelsRequest(), metadata=auth(key), timeout=20)
+                return [(m.name, m.ready) for m in found.models]
+
+            wait_until(lambda: listed() == [("tiny", False)], 10, "ListModels to show the model not ready")
             stubs.close()
             wait_until(lambda: client.health() == "NOT_SERVING", 10, "health NOT_SERVING during the outage")
 

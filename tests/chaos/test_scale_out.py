@@ -72,7 +72,13 @@ def test_500_jobs_survive_losing_a_gateway_and_a_worker(tiny_models, tmp_path, r
 
         with ThreadPoolExecutor(CLIENTS) as pool:
             results = [pool.submit(submit, i) for i in range(JOBS)]
-            wait_until(lambda: len(accepted) >= JOBS // 2, 120, "half the jobs accepted", interval=0.01)
+
+            def half_accepted() -> bool:
+                failed = [r.exception() for r in results if r.done() and r.exception()]
+                assert not failed, f"{len(failed)} requests refused, e.g. {failed[0]!r}"
+                return len(accepted) >= JOBS // 2
+
+            wait_until(half_accepted, 120, "half the jobs accepted", interval=0.01)
             procs.kill(doomed_gateway)
             accepted_before_kill = len(accepted)
             wait_until(lambda: len(running_on(store, list(accepted.values()), doomed_worker.pid)) >= 2, 60,
