@@ -67,11 +67,17 @@ def _row(label: str, counts: Counter) -> str:
 def report() -> None:
     statuses = mutant_statuses()
     print(score_table(statuses))
-    survivors = sorted(n for n, s in statuses.items() if s not in DETECTED and s != "not checked")
+    survivors: dict[str, list[str]] = defaultdict(list)
+    for name, status in statuses.items():
+        if status not in DETECTED and status != "not checked":
+            function, _, number = name.rpartition("__mutmut_")
+            survivors[function].append(number if status == "survived" else f"{number} ({status})")
     if survivors:
-        print(f"\n{len(survivors)} not killed (`.venv/bin/mutmut show NAME` shows the change):")
-        for name in survivors:
-            print(f"  {statuses[name]:10} {name}")
+        print(f"\n{sum(map(len, survivors.values()))} not killed, by function "
+              "(`.venv/bin/mutmut show FUNCTION__mutmut_N` shows the change):")
+        for function, numbers in sorted(survivors.items()):
+            readable = function.replace(".xǁ", ".").replace("ǁ", ".").replace(".x_", ".")
+            print(f"  {readable}: {', '.join(sorted(numbers, key=lambda n: int(n.split()[0])))}")
 
 
 def run(mutant_globs: list[str]) -> int:
