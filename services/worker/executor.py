@@ -87,6 +87,12 @@ class JobExecutor:
             self.leases.forget(job_id, holder)
             log.warning("job %s: lost Redis (%s); it goes back to its queue when its lease lapses", job_id, err)
             return None
+        except Exception as err:  # noqa: BLE001 - failed outside the attempt's own handling: the job
+            # fails rather than stay RUNNING with no lease, which nothing would ever finish
+            log.exception("job %s failed outside its sampling", job_id)
+            if self.leases.holds(job_id, holder):
+                self._finish(job, None, JobState.FAILED, ErrorCode.INTERNAL, f"{type(err).__name__}: {err}")
+            return self._state(job_id)
         finally:
             if self.leases.holds(job_id, holder):
                 try:

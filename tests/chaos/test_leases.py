@@ -11,12 +11,15 @@ import redis
 from celery import Celery
 
 from services.common.events import EventKind
-from services.common.jobs import JobSpec, JobState, PromptSpec
+from services.common.jobs import ErrorCode, JobSpec, JobState, PromptSpec
 from services.common.queues import UNACKED_KEY, celery_config, enqueue, job_of_delivery
 from services.common.settings import Settings
 from services.common.store import JobStore
+from services.worker.executor import JobExecutor
 from services.worker.leases import Leases, Reaper
+from services.worker.models import ModelRegistry
 from tests.chaos.stack import AofRedis
+from tests.services import toy_runtime
 
 pytestmark = pytest.mark.redis
 
@@ -150,3 +153,24 @@ def test_a_delivery_no_worker_leased_is_sent_again_and_one_of_a_finished_job_is_
     assert store.get(stranded).state == JobState.QUEUED and store.unsent(0.0) == []
     left = [job_of_delivery(raw) for raw in store.client.hvals(UNACKED_KEY)]
     assert left == [leased], "only the leased job's delivery is left to its worker"
+
+
+class RuntimeWithoutDevice(toy_runtime.ToyRuntime):
+    """A runtime that fails where no job's own error handling is: asked for its provider."""
+
+    @property
+    def execution_provider(self) -> str:
+        raise RuntimeError("the runtime lost its device")
+
+
+def test_a_failure_outside_sampling_fails_the_job_instead_of_stranding_it(store):
+    registry = ModelRegistry(lambda model, version: RuntimeWithoutDevice(model, version or "1"))
+    executor = JobExecutor(store, registry, Settings.from_env({}, default_model="toy"), name="w")
+    job_id = new_job(store)
+    try:
+        assert executor.run(job_id) == JobState.FAILED
+    finally:
+        registry.close()
+    job = store.get(job_id)
+    assert job.error_code == ErrorCode.INTERNAL and "lost its device" in job.error_message
+    assert store.client.zcard("l:leases") == 0 and executor.leases.held() == {}
