@@ -20,6 +20,7 @@ from typing import Any
 
 from atelier.v1 import types_pb2
 from services.common.jobs import JobRecord, JobSpec, PromptSpec
+from services.common.plan import resolve
 from services.worker import pipeline
 
 
@@ -96,7 +97,7 @@ class InProcess:
             style: str = "") -> float:
         spec = JobSpec(prompts=(PromptSpec(prompt, style=style),), seeds=(seed,), width=width, height=height,
                        steps=steps)
-        job = JobRecord(job_id="in-process", tenant="bench", spec=spec)
+        job = JobRecord(job_id="in-process", tenant="bench", spec=spec.with_(plan=resolve(spec, self.info)))
         started = time.perf_counter()
         # The runtime's own (unbatched) denoiser: the least a job can cost on this runtime.
         pipeline.generate(job, self.runtime, lambda tiling, shape: self.runtime.denoiser(tiling), _NullReporter())

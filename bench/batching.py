@@ -94,11 +94,13 @@ class Worker:
 
     def wave(self, n: int, seed0: int) -> dict:
         from services.common.jobs import JobSpec, JobState, PromptSpec
+        from services.common.plan import resolve
 
         ids = []
         for i in range(n):
             spec = JobSpec(prompts=(PromptSpec(PROMPTS[(seed0 + i) % len(PROMPTS)]),), seeds=(seed0 + i,))
-            ids.append(self.store.create(TENANT, spec)[0])
+            # Planned as the gateway would, against the one runtime every job runs on.
+            ids.append(self.store.create(TENANT, spec.with_(plan=resolve(spec, self.loaded.runtime.info)))[0])
         barrier = threading.Barrier(n + 1)
         finished: dict[str, float] = {}
         states: dict[str, str | None] = {}

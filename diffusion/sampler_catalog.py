@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-__all__ = ["CATALOG", "SAMPLER_NAMES", "SamplerSpec", "effective_options", "nfe", "spec"]
+__all__ = ["CATALOG", "SAMPLER_NAMES", "SamplerSpec", "effective_options", "nfe", "spec", "steps_run"]
 
 _CHURN = {"s_churn": 0.0, "s_tmin": 0.0, "s_tmax": math.inf, "s_noise": 1.0}
 
@@ -62,6 +62,14 @@ def spec(name: str) -> SamplerSpec:
 
 def nfe(name: str, steps: int) -> int:
     return spec(name).nfe(steps)
+
+
+def steps_run(steps: int, strength: float) -> int:
+    """Steps of a ``steps``-step schedule an image-to-image job runs: the last
+    floor(steps x strength) (SDEdit, Meng et al. 2022); strength 0 means no init image, every step."""
+    if strength <= 0.0:
+        return steps
+    return min(steps, math.floor(steps * strength + 1e-9))
 
 
 def effective_options(name: str, **asked: Any) -> dict[str, Any]:

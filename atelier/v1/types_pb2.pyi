@@ -216,15 +216,25 @@ class _FinishReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_FinishRe
     FINISH_REASON_UNSPECIFIED: _FinishReason.ValueType  # 0
     """Never set by the service."""
     FINISH_REASON_COMPLETED: _FinishReason.ValueType  # 1
-    """Sampling ran every step."""
+    """Sampling ran every step of the job's plan and every stage after it passed the image."""
+    FINISH_REASON_FILTERED: _FinishReason.ValueType  # 2
+    """Reserved for a safety stage: the image was withheld or replaced because it was filtered.
+    Not sent yet.
+    """
 
 class FinishReason(_FinishReason, metaclass=_FinishReasonEnumTypeWrapper):
-    """Why an image is as it is."""
+    """Why an image (an artifact) is as it is. A client must accept numbers it does not know:
+    new stages add reasons (docs/API.md, "Finish reasons").
+    """
 
 FINISH_REASON_UNSPECIFIED: FinishReason.ValueType  # 0
 """Never set by the service."""
 FINISH_REASON_COMPLETED: FinishReason.ValueType  # 1
-"""Sampling ran every step."""
+"""Sampling ran every step of the job's plan and every stage after it passed the image."""
+FINISH_REASON_FILTERED: FinishReason.ValueType  # 2
+"""Reserved for a safety stage: the image was withheld or replaced because it was filtered.
+Not sent yet.
+"""
 Global___FinishReason: _TypeAlias = FinishReason  # noqa: Y015
 
 @_typing.final
@@ -276,6 +286,7 @@ class Provenance(_message.Message):
     SOFTWARE_VERSION_FIELD_NUMBER: _builtins.int
     GUIDANCE_RESCALE_FIELD_NUMBER: _builtins.int
     ETA_FIELD_NUMBER: _builtins.int
+    STEPS_RUN_FIELD_NUMBER: _builtins.int
     model_name: _builtins.str
     """Model name, e.g. "atelier-emoji"."""
     model_version: _builtins.str
@@ -285,7 +296,9 @@ class Provenance(_message.Message):
     sampler: Global___Sampler.ValueType
     """Sampler that ran."""
     steps: _builtins.int
-    """Sampler steps that ran."""
+    """Steps of the sampling schedule (as asked, or the model's default): sent back with
+    `strength`, it reproduces the image.
+    """
     guidance_scale: _builtins.float
     """Classifier-free guidance scale."""
     seed: _builtins.int
@@ -313,7 +326,9 @@ class Provenance(_message.Message):
     guidance_rescale: _builtins.float
     """Guidance rescale factor (Lin et al. 2023); 0 is off."""
     eta: _builtins.float
-    """Stochasticity of DDIM / ancestral samplers."""
+    """Stochasticity of DDIM / ancestral samplers, as it ran (a stochastic sampler's default is 1)."""
+    steps_run: _builtins.int
+    """Sampler steps that ran: `steps`, or with an init image its last floor(steps x strength)."""
     def __init__(
         self,
         *,
@@ -336,10 +351,11 @@ class Provenance(_message.Message):
         software_version: _builtins.str = ...,
         guidance_rescale: _builtins.float = ...,
         eta: _builtins.float = ...,
+        steps_run: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["eta", b"eta", "guidance_rescale", b"guidance_rescale", "guidance_scale", b"guidance_scale", "height", b"height", "init_image_sha256", b"init_image_sha256", "mask_sha256", b"mask_sha256", "model_name", b"model_name", "model_sha256", b"model_sha256", "model_version", b"model_version", "negative_prompt", b"negative_prompt", "prompt", b"prompt", "sampler", b"sampler", "seed", b"seed", "software_version", b"software_version", "steps", b"steps", "strength", b"strength", "style", b"style", "tiling", b"tiling", "width", b"width"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["eta", b"eta", "guidance_rescale", b"guidance_rescale", "guidance_scale", b"guidance_scale", "height", b"height", "init_image_sha256", b"init_image_sha256", "mask_sha256", b"mask_sha256", "model_name", b"model_name", "model_sha256", b"model_sha256", "model_version", b"model_version", "negative_prompt", b"negative_prompt", "prompt", b"prompt", "sampler", b"sampler", "seed", b"seed", "software_version", b"software_version", "steps", b"steps", "steps_run", b"steps_run", "strength", b"strength", "style", b"style", "tiling", b"tiling", "width", b"width"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -14,6 +14,11 @@ import json
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
+from services.common.plan import JobPlan
+from services.common.prompts import PromptSpec
+
+__all__ = ["ErrorCode", "FinishReason", "JobRecord", "JobSpec", "JobState", "OutputFormat", "Priority", "PromptSpec"]
+
 
 class JobState:
     QUEUED = "QUEUED"
@@ -39,6 +44,15 @@ class ErrorCode:
     INTERNAL = "INTERNAL"
 
 
+class FinishReason:
+    """Why an artifact is as it is: `atelier.v1.FinishReason` names without the prefix."""
+
+    COMPLETED = "COMPLETED"  # sampling ran every step of the plan
+    FILTERED = "FILTERED"  # reserved: a safety stage withheld or replaced the image
+
+    ALL = (COMPLETED, FILTERED)
+
+
 class Priority:
     """Queue names; `atelier.v1.Priority` INTERACTIVE/UNSPECIFIED -> "interactive", BATCH -> "batch"."""
 
@@ -60,22 +74,14 @@ class OutputFormat:
 
 
 @dataclass(frozen=True)
-class PromptSpec:
-    """One prompt of a job; a plain job has one, a bulk job many."""
-
-    prompt: str
-    negative_prompt: str = ""
-    style: str = ""
-
-
-@dataclass(frozen=True)
 class JobSpec:
-    """What to generate, as accepted by the gateway.
+    """What to generate, as asked, and once the gateway accepts it, its resolved `plan`.
 
-    Zero / empty / None fields mean "the model's default" and are resolved by the worker
-    against the model it loads (the artifact provenance carries the resolved values).
-    Every prompt gets one image per seed: `images_total = len(prompts) * len(seeds)`,
-    image `i` is prompt `i // len(seeds)` with seed `seeds[i % len(seeds)]`.
+    Zero / empty / None fields mean "the model's default"; the gateway resolves them against
+    the model version once (services/common/plan.py) and stores the plan with the job. The
+    worker runs the plan and nothing else.
+    Every prompt gets one image per seed: `images_total = len(prompts) * len(seeds)`, in the
+    order of `JobPlan.image`.
     """
 
     prompts: tuple[PromptSpec, ...]
@@ -100,6 +106,7 @@ class JobSpec:
     preview_every_steps: int = 0
     labels: dict[str, str] = field(default_factory=dict)
     request_id: str = ""
+    plan: JobPlan | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "prompts", tuple(self.prompts))
@@ -115,11 +122,6 @@ class JobSpec:
     def images_total(self) -> int:
         return len(self.prompts) * len(self.seeds)
 
-    def image(self, index: int) -> tuple[int, PromptSpec, int]:
-        """(prompt_index, prompt, seed) of image `index`, prompt-major."""
-        prompt_index, seed_index = divmod(index, len(self.seeds))
-        return prompt_index, self.prompts[prompt_index], self.seeds[seed_index]
-
     @property
     def init_image_sha256(self) -> str:
         return hashlib.sha256(self.init_image).hexdigest() if self.init_image else ""
@@ -133,6 +135,8 @@ class JobSpec:
         data = asdict(self)
         data.pop("init_image")
         data.pop("mask")
+        if data["plan"] is None:
+            data.pop("plan")
         return json.dumps(data, sort_keys=True)
 
     @classmethod
@@ -143,6 +147,7 @@ class JobSpec:
         data["prompts"] = tuple(PromptSpec(**p) for p in data["prompts"])
         data["init_image"] = init_image or None
         data["mask"] = mask or None
+        data["plan"] = JobPlan.from_dict(data["plan"]) if data.get("plan") else None
         return cls(**data)
 
     def with_(self, **changes: Any) -> JobSpec:

@@ -27,6 +27,7 @@ from services.gateway.admission import Admission
 from services.gateway.catalog import ModelCatalog
 from services.gateway.enqueue import Enqueue
 from services.gateway.errors import InvalidRequest, Overloaded, Unavailable
+from services.gateway.planning import planned
 from services.gateway.validation import Limits, Violation, event_id, validate
 
 log = logging.getLogger(__name__)
@@ -94,14 +95,14 @@ class JobService:
             metrics.REJECTED.labels(reason="invalid").inc()
             raise InvalidRequest(found)
         model = self.catalog.resolve(spec.model, spec.model_version)
-        # Pin the version validated against, so the job runs on what was checked.
-        spec = spec.with_(model=model.name, model_version=model.version)
+        # Resolved once, against the version validated against: the worker runs this plan.
+        spec = planned(spec, model)
 
         if spec.request_id:
             existing = self._existing(tenant, spec.request_id)
             if existing:
                 return existing
-        steps = (spec.steps or model.manifest.defaults.steps) * spec.images_total
+        steps = spec.plan.steps_run * spec.plan.images_total
         try:
             placement = self.admission.admit(tenant, spec, steps, now=self.clock())
         except Overloaded as exc:

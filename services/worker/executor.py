@@ -45,6 +45,14 @@ def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
+def _model_of(job: JobRecord, default_model: str) -> tuple[str, str]:
+    """(name, version) of the model the job was planned against."""
+    plan = job.spec.plan
+    if plan is not None:
+        return plan.model, plan.model_version
+    return job.spec.model or default_model, job.spec.model_version
+
+
 class JobExecutor:
     def __init__(self, store: JobStore, models: ModelRegistry, settings: Settings, name: str | None = None):
         self.store, self.models, self.settings = store, models, settings
@@ -106,7 +114,7 @@ class JobExecutor:
             self._finish(job, None, JobState.EXPIRED, ErrorCode.NONE, "deadline passed before the job started")
             return self._state(job_id)
         try:
-            loaded = self.models.get(job.spec.model or self.settings.default_model, job.spec.model_version)
+            loaded = self.models.get(*_model_of(job, self.settings.default_model))
         except ModelUnavailable as err:
             self._finish(job, None, JobState.FAILED, ErrorCode.MODEL_UNAVAILABLE, str(err))
             return self._state(job_id)
@@ -169,6 +177,8 @@ class JobExecutor:
             self._finish(job, attempt, JobState.FAILED, ErrorCode.TIMEOUT, str(err))
         except pipeline.InvalidJob as err:
             self._finish(job, attempt, JobState.FAILED, ErrorCode.INVALID_INPUT, str(err))
+        except pipeline.ModelMismatch as err:
+            self._finish(job, attempt, JobState.FAILED, ErrorCode.MODEL_UNAVAILABLE, str(err))
         except NonFiniteOutput as err:
             self._finish(job, attempt, JobState.FAILED, ErrorCode.NUMERICAL, f"non-finite values: {err}")
         except REDIS_UNREACHABLE:
@@ -180,7 +190,7 @@ class JobExecutor:
             self._finish(job, attempt, JobState.SUCCEEDED, ErrorCode.NONE, "")
         finally:
             metrics.SAMPLING.labels(model=model_name).observe(time.perf_counter() - started)
-            sampler = job.spec.sampler or loaded.runtime.info.default_sampler
+            sampler = job.spec.plan.sampler if job.spec.plan else job.spec.sampler
             metrics.STEPS.labels(model=model_name, sampler=sampler).inc(reporter.steps_done)
             metrics.IMAGES.labels(model=model_name).inc(reporter.images_written)
 

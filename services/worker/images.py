@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import io
+from xml.sax.saxutils import escape
 
 import numpy as np
 from PIL import Image
+from PIL.PngImagePlugin import PngInfo
 
 from services.common import uploads
 from services.common.jobs import OutputFormat
@@ -51,8 +53,10 @@ def load_mask(data: bytes, width: int, height: int, max_pixels: int) -> np.ndarr
     return np.asarray(gray, dtype=np.float64) / 255.0
 
 
-def encode(rgba: np.ndarray, output_format: str, quality: int = 0) -> tuple[bytes, str]:
-    """One RGBA uint8 `[H, W, 4]` image -> (bytes, MIME type)."""
+def encode(rgba: np.ndarray, output_format: str, quality: int = 0,
+           text: dict[str, str] | None = None) -> tuple[bytes, str]:
+    """One RGBA uint8 `[H, W, 4]` image -> (bytes, MIME type), carrying the `text` fields
+    (PNG text chunks; an XMP packet in JPEG and WEBP; raw pixels carry none)."""
     rgba = np.ascontiguousarray(rgba, dtype=np.uint8)
     quality = quality or DEFAULT_QUALITY
     if output_format == OutputFormat.RAW_RGBA8:
@@ -60,16 +64,42 @@ def encode(rgba: np.ndarray, output_format: str, quality: int = 0) -> tuple[byte
     image = Image.fromarray(rgba, "RGBA")
     out = io.BytesIO()
     if output_format == OutputFormat.PNG:
-        image.save(out, "PNG", optimize=False, compress_level=6)
+        image.save(out, "PNG", optimize=False, compress_level=6, pnginfo=_png_text(text or {}))
     elif output_format == OutputFormat.JPEG:
         # JPEG has no alpha: composite over white, as the proto promises.
         background = Image.new("RGBA", image.size, (255, 255, 255, 255))
-        Image.alpha_composite(background, image).convert("RGB").save(out, "JPEG", quality=quality)
+        flat = Image.alpha_composite(background, image).convert("RGB")
+        flat.save(out, "JPEG", quality=quality, **_xmp(text))
     elif output_format == OutputFormat.WEBP:
-        image.save(out, "WEBP", lossless=quality >= 100, quality=quality)
+        image.save(out, "WEBP", lossless=quality >= 100, quality=quality, **_xmp(text))
     else:
         raise ValueError(f"unknown output format {output_format!r}")
     return out.getvalue(), MIME_TYPES[output_format]
+
+
+def _png_text(text: dict[str, str]) -> PngInfo:
+    info = PngInfo()
+    for key, value in text.items():
+        info.add_text(key, value)  # iTXt (UTF-8) when the value is not Latin-1
+    return info
+
+
+XMP_NAMESPACE = "urn:atelier:metadata:1"
+
+
+def xmp_packet(text: dict[str, str]) -> bytes:
+    """An XMP packet holding each field as ``atelier:<key>`` (Adobe XMP Specification Part 1)."""
+    props = "".join(f"<atelier:{key}>{escape(value)}</atelier:{key}>" for key, value in text.items())
+    return (
+        '<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?>'
+        '<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+        f'<rdf:Description rdf:about="" xmlns:atelier="{XMP_NAMESPACE}">{props}</rdf:Description>'
+        '</rdf:RDF></x:xmpmeta><?xpacket end="w"?>'
+    ).encode()
+
+
+def _xmp(text: dict[str, str] | None) -> dict[str, bytes]:
+    return {"xmp": xmp_packet(text)} if text else {}
 
 
 def preview_jpeg(rgb: np.ndarray, longest_side: int, quality: int = 70) -> tuple[bytes, int, int]:

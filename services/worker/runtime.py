@@ -18,27 +18,19 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from diffusion.defaults import DEFAULT_GUIDANCE, DEFAULT_SAMPLER, DEFAULT_STEPS
+from services.common.plan import ModelFacts
 
 Cond = Mapping[str, np.ndarray]
 DenoiseFn = Callable[[np.ndarray, np.ndarray, Cond | None], np.ndarray]
 
 
-@dataclass(frozen=True)
-class ModelInfo:
-    """The facts about a model version that jobs are resolved against (ListModels' ModelInfo)."""
+@dataclass(frozen=True, kw_only=True)
+class ModelInfo(ModelFacts):
+    """A loaded model version: the facts jobs are planned against, and what running them needs."""
 
-    name: str
-    version: str
-    sha256: str  # of manifest.json: pins every file
-    width: int
-    height: int
     latent_channels: int
     latent_factor: int
     styles: tuple[str, ...] = ()
-    default_sampler: str = DEFAULT_SAMPLER
-    default_steps: int = DEFAULT_STEPS
-    default_guidance_scale: float = DEFAULT_GUIDANCE
     supports_tiling: bool = False  # True: the runtime has circular-padding networks (`tiling=True`)
     supports_init_image: bool = True
     dynamic_size: bool = False  # accepts other sizes than width x height (multiples of latent_factor)

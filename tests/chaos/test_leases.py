@@ -33,7 +33,7 @@ def store(redis_client) -> JobStore:
 
 def new_job(store, priority="batch") -> str:
     spec = JobSpec(prompts=(PromptSpec("a gem", "", "flat"),), seeds=(1, 2), priority=priority)
-    job_id, _ = store.create("acme", spec)
+    job_id, _ = store.create("acme", toy_runtime.planned(spec))
     store.sent(job_id)
     return job_id
 

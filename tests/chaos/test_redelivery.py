@@ -14,6 +14,7 @@ from services.common.queues import celery_config, enqueue
 from services.common.settings import Settings
 from services.common.store import JobStore
 from tests.chaos.stack import Processes, outcome, wait_until
+from tests.services import toy_runtime
 
 pytestmark = [pytest.mark.slow, pytest.mark.redis]
 
@@ -32,7 +33,7 @@ def test_a_second_delivery_of_a_job_a_live_worker_runs_starts_nothing(redis_url,
         first = procs.start(concurrency=1, ATELIER_TOY_CALL_SECONDS="0.02")
         spec = JobSpec(prompts=(PromptSpec("a blue gem", "", "flat"),), seeds=(3, 4), steps=STEPS,
                        guidance_scale=1.0, output_format="raw_rgba8")
-        job_id, _ = store.create("acme", spec)
+        job_id, _ = store.create("acme", toy_runtime.planned(spec))
         enqueue(sender, job_id, "interactive")
         wait_until(lambda: store.get(job_id).steps_done >= 10, 30, "the first attempt's progress")
         procs.kill(first)

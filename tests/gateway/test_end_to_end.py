@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from atelier.v1 import generation_pb2 as gen
 from atelier.v1 import types_pb2
 from clients import Client
 from services.common.manifest import Defaults, FileEntry, ImageSpec, LatentSpec, Manifest, UNetSpec
@@ -46,7 +47,8 @@ def live(redis_url, keys, tmp_path):
     )
     gateway = serve(settings, health_interval=0.2)
     try:
-        workers.start(concurrency=2, call_seconds=0.02)
+        # The workers' toy stands for the repository's entry the gateway plans against.
+        workers.start(concurrency=2, call_seconds=0.02, model_repository=str(tmp_path / "repo"))
         yield gateway, keys
     finally:
         gateway.stop(grace=0)
@@ -116,3 +118,47 @@ def test_fifty_concurrent_generate_streams(live):
     for t in threads:
         t.join(timeout=120)
     assert not errors and results == [types_pb2.JOB_STATE_SUCCEEDED] * 50
+
+
+def replay_request(p: types_pb2.Provenance, init: bytes | None, mask: bytes | None) -> gen.GenerateRequest:
+    """The request a client builds from an artifact's provenance and the images it sent."""
+    return with_uploads(gen.GenerateRequest(
+        prompt=p.prompt, negative_prompt=p.negative_prompt, style=p.style, model=p.model_name,
+        model_version=p.model_version, sampler=p.sampler, steps=p.steps, guidance_scale=p.guidance_scale,
+        guidance_rescale=p.guidance_rescale, eta=p.eta, width=p.width, height=p.height, tiling=p.tiling,
+        strength=p.strength, seeds=[p.seed], output_format=types_pb2.OUTPUT_FORMAT_RAW_RGBA8,
+    ), init, mask)
+
+
+def with_uploads(req: gen.GenerateRequest, init: bytes | None, mask: bytes | None) -> gen.GenerateRequest:
+    if init:
+        req.init_image.data = init
+    if mask:
+        req.mask.data = mask
+    return req
+
+
+def the_artifact(events) -> gen.Artifact:
+    (art,) = [e.artifact for e in events if e.HasField("artifact")]
+    return art
+
+
+def test_an_artifact_s_provenance_sent_back_through_the_gateway_remakes_it(live):
+    gateway, keys = live
+    init, mask = io.BytesIO(), io.BytesIO()
+    Image.new("RGBA", (16, 16), (200, 40, 40, 255)).save(init, "PNG")
+    Image.new("L", (16, 16), 255).crop((0, 0, 8, 16)).resize((16, 16)).save(mask, "PNG")
+    kinds = {"txt2img": {}, "img2img": {"strength": 0.5}, "inpaint": {"strength": 0.75}}
+    with Client(gateway.address, keys.alice) as c:
+        for kind, changes in kinds.items():
+            uploads = {"init_image": init.getvalue() if kind != "txt2img" else None,
+                       "mask": mask.getvalue() if kind == "inpaint" else None}
+            asked = gen.GenerateRequest(prompt="a blue gem", negative_prompt="dull", style="flat", seeds=[7],
+                                        sampler=types_pb2.SAMPLER_EULER_ANCESTRAL,
+                                        output_format=types_pb2.OUTPUT_FORMAT_RAW_RGBA8, **changes)
+            first = the_artifact(c.generate(request=with_uploads(asked, uploads["init_image"], uploads["mask"])))
+            assert first.provenance.eta == 1.0 and first.provenance.steps == 6, kind  # the model's defaults
+            assert first.provenance.steps_run == {"img2img": 3, "inpaint": 4}.get(kind, 6), kind
+            again = the_artifact(c.generate(request=replay_request(first.provenance, *uploads.values())))
+            assert again.provenance == first.provenance, kind
+            assert again.data == first.data, kind

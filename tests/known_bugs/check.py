@@ -43,7 +43,7 @@ BUGS = (
     Bug(
         "sorted-seeds",
         "seeds sorted inside a chunk: the image labelled seed 9 is seed 3's",
-        "services/worker/pipeline.py",
+        "services/worker/stages.py",
         "    seeds = tuple(seed for _, _, seed in picks)\n",
         "    seeds = tuple(sorted(seed for _, _, seed in picks))\n",
         ("tests/services/test_seed_positions.py",),
@@ -62,14 +62,14 @@ BUGS = (
     Bug(
         "stops-swallowed",
         "check() and progress() in the sampling loop wrapped in try/except: pass",
-        "services/worker/pipeline.py",
+        "services/worker/stages.py",
+        "        reporter.check()\n"
+        "        reporter.progress(done_before + (step.i + 1) * len(indices), steps_total, made)\n",
+        "        try:\n"
         "            reporter.check()\n"
-        "            reporter.progress(done_before + (step.i + 1) * len(indices), steps_total, made)\n",
-        "            try:\n"
-        "                reporter.check()\n"
-        "                reporter.progress(done_before + (step.i + 1) * len(indices), steps_total, made)\n"
-        "            except Exception:\n"
-        "                pass\n",
+        "            reporter.progress(done_before + (step.i + 1) * len(indices), steps_total, made)\n"
+        "        except Exception:\n"
+        "            pass\n",
         ("tests/services/test_stops.py", "tests/services/test_worker_stops.py"),
     ),
     Bug(

@@ -45,7 +45,7 @@ def spec(**changes) -> JobSpec:
 
 
 def submit(store, **changes) -> str:
-    return store.create("acme", spec(**changes))[0]
+    return store.create("acme", toy_runtime.planned(spec(**changes)))[0]
 
 
 def raw_images(store, job_id) -> dict[int, np.ndarray]:
@@ -147,7 +147,7 @@ def test_image_to_image_and_inpainting_keep_what_they_should(store, executor):
     executor.run(full)
     # Half the schedule over the init image stays nearer to it than sampling from noise.
     assert np.abs(light.astype(int) - init).mean() < np.abs(raw_images(store, full)[0].astype(int) - init).mean()
-    inpaint = submit(store, init_image=encoded(init), mask=encoded(mask), steps=6)
+    inpaint = submit(store, init_image=encoded(init), mask=encoded(mask), strength=1.0, steps=6)
     assert executor.run(inpaint) == JobState.SUCCEEDED
     out = raw_images(store, inpaint)[0]
     assert np.array_equal(out[:, :8], init[:, :8]) and not np.array_equal(out[:, 8:], init[:, 8:])

@@ -4,14 +4,16 @@ and how the image finished, and the requested output quality."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from importlib import metadata
 
 import numpy as np
 import pytest
 
 from services.common.events import EventKind
-from services.common.jobs import JobState
-from tests.services.test_pipeline import encoded, executor, models, raw_images, store, submit  # noqa: F401 - fixtures
+from services.common.jobs import ErrorCode, JobState
+from tests.services.test_pipeline import executor, models, raw_images, spec, store, submit  # noqa: F401 - fixtures
+from tests.services.toy_runtime import planned
 
 pytestmark = pytest.mark.redis
 
@@ -52,22 +54,24 @@ def test_the_requested_quality_sizes_a_lossy_image(store, executor):  # noqa: F8
     assert sizes[5] < sizes[95]
 
 
-INIT = np.full((16, 16, 4), 200, np.uint8)
-HALF = np.zeros((16, 16), np.uint8)
-HALF[:, 8:] = 255
+def stored(store, spec) -> str:  # noqa: F811 - the store fixture
+    return store.create("acme", spec)[0]
 
 
-@pytest.mark.parametrize("changes, reason", [
-    (dict(width=18, height=16), "width and height must be multiples of 4, got 18x16"),
-    (dict(sampler="nope"), "unknown sampler 'nope'"),
-    (dict(mask=encoded(HALF)), "a mask needs an init image"),
-    (dict(init_image=encoded(INIT)), "strength must be in (0, 1] with an init image"),
-    (dict(init_image=encoded(INIT), strength=1.5), "strength must be in (0, 1] with an init image"),
-], ids=["width not a multiple", "unknown sampler", "mask alone", "init image without strength", "strength above 1"])
-def test_a_job_the_model_cannot_make_fails_with_the_reason(store, executor, changes, reason):  # noqa: F811
-    job_id = submit(store, **changes)
-    assert executor.run(job_id) == JobState.FAILED
-    assert reason in store.get(job_id).error_message
+def test_the_worker_runs_only_a_plan_made_for_the_model_it_loaded(store, executor):  # noqa: F811
+    # The gateway refuses what a model cannot make (tests/gateway/test_validation.py) and plans
+    # the rest; a worker never resolves a request itself.
+    bare = spec(seeds=(1,), steps=2)
+    other = planned(bare).with_(plan=replace(planned(bare).plan, model_sha256="cd" * 32))
+    odd_stage = planned(bare).with_(plan=replace(planned(bare).plan, stages=("condition", "upscale")))
+    cases = [(bare, ErrorCode.INVALID_INPUT, "the job has no plan"),
+             (other, ErrorCode.MODEL_UNAVAILABLE, "the job was planned for cdcdcdcdcdcd"),
+             (odd_stage, ErrorCode.INVALID_INPUT, "stages this worker lacks: upscale")]
+    for job_spec, code, reason in cases:
+        job_id = stored(store, job_spec)
+        assert executor.run(job_id) == JobState.FAILED
+        record = store.get(job_id)
+        assert (record.error_code, reason in record.error_message) == (code, True), record.error_message
 
 
 def test_guidance_and_its_rescale_change_the_image_and_text_alone_has_no_strength(store, executor):  # noqa: F811

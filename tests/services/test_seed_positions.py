@@ -57,7 +57,7 @@ def test_what_a_reader_of_the_store_sees_is_labelled_right(redis_client):
     registry = ModelRegistry(lambda m, v: toy_runtime.load(None, m, v), max_batch=6, wait_ms=0)
     executor = JobExecutor(store, registry, Settings.from_env({}, default_model="toy", max_batch=6))
     try:
-        job_id, _ = store.create("acme", spec(PROMPTS, (5, 1, 4, 1)))
+        job_id, _ = store.create("acme", toy_runtime.planned(spec(PROMPTS, (5, 1, 4, 1))))
         assert executor.run(job_id) == JobState.SUCCEEDED
     finally:
         registry.close()

@@ -44,7 +44,7 @@ def store(redis_client) -> JobStore:
 
 def new_job(store: JobStore, **changes) -> str:
     spec = JobSpec(prompts=(PromptSpec("a cat"),), seeds=(1, 2), output_format="raw_rgba8").with_(**changes)
-    return store.create("acme", spec)[0]
+    return store.create("acme", toy_runtime.planned(spec))[0]
 
 
 def test_every_attempt_carrying_method_of_the_store_is_covered():

@@ -65,6 +65,7 @@ def test_the_sampler_stops_within_the_step_in_flight(redis_client, kind, sampler
     store = JobStore(redis_client, key_prefix="t:")
     spec = JobSpec(prompts=(PromptSpec("a red apple", "", "flat"),), seeds=(4, 2), output_format="raw_rgba8",
                    steps=STEPS, sampler=sampler, guidance_scale=3.0)
+    spec = toy_runtime.planned(spec)
     job_id, _ = store.create("acme", spec)
     attempt = store.begin_attempt(job_id, "w1")
     clock, shutdown = Clock(), threading.Event()  # the reporter's clock, moved only by the stops
@@ -85,6 +86,7 @@ def test_an_unstopped_job_makes_every_call_the_counts_assume(redis_client):
     for sampler, per_step in CALLS_PER_STEP.items():
         spec = JobSpec(prompts=(PromptSpec("a red apple", "", "flat"),), seeds=(4, 2), output_format="raw_rgba8",
                        steps=6, sampler=sampler, guidance_scale=3.0)
+        spec = toy_runtime.planned(spec)
         job_id, _ = store.create("acme", spec)
         reporter = StoreReporter(store, job_id, store.begin_attempt(job_id, "w1"), progress_interval_ms=0)
         runtime = toy_runtime.ToyRuntime()

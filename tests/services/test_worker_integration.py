@@ -118,7 +118,7 @@ def sender(redis_url):
 def submit(store, sender, queue="interactive", **changes) -> str:
     spec = JobSpec(prompts=(PromptSpec("a blue gem", "", "flat"),), seeds=(3,), output_format="raw_rgba8",
                    priority=queue).with_(**changes)
-    job_id, _ = store.create("acme", spec)
+    job_id, _ = store.create("acme", toy_runtime.planned(spec))
     enqueue(sender, job_id, queue)
     return job_id
 
@@ -255,8 +255,8 @@ def test_in_process_executor_agrees_with_the_solo_helper(redis_client):
     st = JobStore(redis_client, key_prefix="x:")
     registry = ModelRegistry(lambda m, v: toy_runtime.load(None, m, v))
     ex = JobExecutor(st, registry, Settings.from_env({}, default_model="toy"))
-    job_id, _ = st.create("acme", JobSpec(prompts=(PromptSpec("a blue gem", "", "flat"),), seeds=(3,),
-                                          output_format="raw_rgba8", steps=5))
+    job_id, _ = st.create("acme", toy_runtime.planned(JobSpec(prompts=(PromptSpec("a blue gem", "", "flat"),),
+                                                              seeds=(3,), output_format="raw_rgba8", steps=5)))
     ex.run(job_id)
     registry.close()
     assert np.array_equal(image_of(st.read_events(job_id)), solo_image({"steps": 5}))

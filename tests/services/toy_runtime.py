@@ -8,6 +8,9 @@ pointwise map from a latent cell to a 4x4 block of RGBA pixels, and its inverse.
 
 A prompt containing "nan" conditions on NaN (to test numerical failure handling);
 `ATELIER_TOY_CALL_SECONDS` makes every denoiser call sleep (to catch jobs mid-run);
+`ATELIER_TOY_PIXEL_SECONDS` adds that many seconds per latent pixel of every row, the cost
+of a UNet on an accelerator the worker waits for (its time grows with the image, not with
+this machine's CPU load: the ETA tests measure the estimate, not the neighbours);
 `ATELIER_TOY_CALL_LOG` names a file to which every denoiser call appends its start time and
 row count (to count, from outside a worker process, the calls made after a job was stopped).
 """
@@ -23,12 +26,15 @@ from collections.abc import Sequence
 import numpy as np
 
 from diffusion.schedules import karras_sigmas
-from services.common.jobs import JobRecord
+from services.common.jobs import JobRecord, JobSpec
+from services.common.plan import resolve
 from services.worker.pipeline import generate
 from services.worker.runtime import ModelInfo, linear_preview
 
 LAM = 0.25
 FACTOR = 4
+SIGMA_MIN, SIGMA_MAX = 0.02, 10.0
+SHA256 = "ab" * 32
 MIX = np.array(
     [[0.9, 0.2, -0.3, 0.0], [-0.2, 0.8, 0.3, 0.0], [0.3, -0.4, 0.7, 0.0], [0.0, 0.0, 0.0, 1.0]], dtype=np.float64
 )
@@ -45,11 +51,11 @@ def _text_vector(prompt: str, style: str) -> np.ndarray:
 class ToyRuntime:
     execution_provider = "CPUExecutionProvider"
 
-    def __init__(self, name: str = "toy", version: str = "1"):
+    def __init__(self, name: str = "toy", version: str = "1", sha256: str = SHA256):
         self.info = ModelInfo(
             name=name,
             version=version,
-            sha256="ab" * 32,
+            sha256=sha256,
             width=16,
             height=16,
             latent_channels=4,
@@ -60,8 +66,10 @@ class ToyRuntime:
             default_guidance_scale=2.0,
             supports_tiling=True,
             dynamic_size=True,
+            schedule={"kind": "edm", "sigma_min": SIGMA_MIN, "sigma_max": SIGMA_MAX, "rho": 7.0, "spacing": "karras"},
         )
         self.call_seconds = float(os.environ.get("ATELIER_TOY_CALL_SECONDS", "0"))
+        self.pixel_seconds = float(os.environ.get("ATELIER_TOY_PIXEL_SECONDS", "0"))
         self.call_log = os.environ.get("ATELIER_TOY_CALL_LOG", "")
         self.calls = 0
 
@@ -76,8 +84,8 @@ class ToyRuntime:
                 log.write(f"{time.time()!r} {x.shape[0]}\n")
         if self.info.name == "toy-hang":
             threading.Event().wait()  # a call that never returns: a hung kernel, a deadlocked runtime
-        if self.call_seconds:
-            time.sleep(self.call_seconds)
+        if self.call_seconds or self.pixel_seconds:
+            time.sleep(self.call_seconds + self.pixel_seconds * x.shape[0] * x.shape[-2] * x.shape[-1])
         h, w = x.shape[-2:]
         yy, xx = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
         pattern = np.cos(2 * np.pi * (yy / h + 2 * xx / w))  # periodic: tiles seamlessly
@@ -89,7 +97,7 @@ class ToyRuntime:
         return self._denoise
 
     def sigmas(self, steps: int) -> np.ndarray:
-        return karras_sigmas(steps, 0.02, 10.0)
+        return karras_sigmas(steps, SIGMA_MIN, SIGMA_MAX)
 
     def decode(self, latents: np.ndarray, tiling: bool = False) -> np.ndarray:
         z = np.einsum("bchw,dc->bhwd", np.asarray(latents, dtype=np.float64), MIX)
@@ -107,9 +115,20 @@ class ToyRuntime:
 
 
 def load(settings, model: str, version: str) -> ToyRuntime:
+    """The toy as `model`/`version`; where the settings' repository has that entry (a gateway
+    plans jobs against it), the toy stands for it: it reports its manifest's sha256."""
     if model not in ("toy", "toy-slow", "toy-hang"):
         raise LookupError(f"no model named {model!r}")
-    return ToyRuntime(model, version or "1")
+    version = version or "1"
+    manifest = settings.model_repository / model / version / "manifest.json" if settings else None
+    sha256 = hashlib.sha256(manifest.read_bytes()).hexdigest() if manifest and manifest.is_file() else SHA256
+    return ToyRuntime(model, version, sha256)
+
+
+def planned(spec: JobSpec, name: str = "toy", version: str = "1") -> JobSpec:
+    """``spec`` as the gateway stores it for the toy model: pinned, with its plan."""
+    pinned = spec.with_(model=spec.model or name, model_version=spec.model_version or version)
+    return pinned.with_(plan=resolve(pinned, ToyRuntime(pinned.model, pinned.model_version).info))
 
 
 class ArtifactCollector:
@@ -130,6 +149,6 @@ def made_alone(spec, rows_per_chunk: int = 8) -> list[tuple[dict, bytes]]:
     """(artifact data, image bytes) of every image of `spec`, made by the bare pipeline on this model."""
     runtime = ToyRuntime()
     reporter = ArtifactCollector()
-    generate(JobRecord("alone", "acme", spec), runtime, lambda tiling, shape: runtime.denoiser(tiling), reporter,
-             rows_per_chunk=rows_per_chunk)
+    generate(JobRecord("alone", "acme", planned(spec)), runtime, lambda tiling, shape: runtime.denoiser(tiling),
+             reporter, rows_per_chunk=rows_per_chunk)
     return reporter.artifacts

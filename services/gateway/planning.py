@@ -1,0 +1,23 @@
+"""A validated request becomes its job plan here, against the catalog's model version."""
+
+from __future__ import annotations
+
+from services.common.jobs import JobSpec
+from services.common.plan import ModelFacts, resolve
+from services.gateway.catalog import ModelEntry
+
+
+def facts_of(entry: ModelEntry) -> ModelFacts:
+    """What resolving a job needs of a version, from its manifest."""
+    m = entry.manifest
+    # The sigmas a worker draws: the training process and the spacing it samples it with.
+    schedule = {k: v for k, v in m.schedule.to_dict().items() if v is not None}
+    schedule["spacing"] = m.defaults.schedule
+    return ModelFacts(entry.name, entry.version, entry.sha256, m.image.width, m.image.height,
+                      m.defaults.sampler, m.defaults.steps, m.defaults.guidance_scale, schedule)
+
+
+def planned(spec: JobSpec, entry: ModelEntry) -> JobSpec:
+    """``spec`` pinned to ``entry`` and carrying its plan: what is stored and run."""
+    pinned = spec.with_(model=entry.name, model_version=entry.version)
+    return pinned.with_(plan=resolve(pinned, facts_of(entry)))
