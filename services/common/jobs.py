@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
@@ -147,11 +148,23 @@ class JobSpec:
         data["prompts"] = tuple(PromptSpec(**p) for p in data["prompts"])
         data["init_image"] = init_image or None
         data["mask"] = mask or None
-        data["plan"] = JobPlan.from_dict(data["plan"]) if data.get("plan") else None
+        data["plan"] = _read_plan(data.get("plan"))
         return cls(**data)
 
     def with_(self, **changes: Any) -> JobSpec:
         return replace(self, **changes)
+
+
+def _read_plan(data: dict[str, Any] | None) -> JobPlan | None:
+    """The stored plan, or None when there is none or it is of a schema this code cannot run
+    (a worker then fails the job, INVALID_INPUT; GetJob and Watch still read the record)."""
+    if not data:
+        return None
+    try:
+        return JobPlan.from_dict(data)
+    except ValueError as err:
+        logging.getLogger(__name__).warning("a stored job plan cannot be read: %s", err)
+        return None
 
 
 @dataclass(frozen=True)

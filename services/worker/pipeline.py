@@ -48,7 +48,8 @@ def checked_plan(job: JobRecord, runtime: ModelRuntime) -> JobPlan:
     """The job's plan, when this runtime can run it."""
     plan, info = job.spec.plan, runtime.info
     if plan is None:
-        raise InvalidJob("the job has no plan: jobs are planned by the gateway (services/common/plan.py)")
+        raise InvalidJob("the job has no plan this worker can read: jobs are planned by the gateway "
+                         "(services/common/plan.py), and a plan of another schema_version is logged")
     if plan.model_sha256 != info.sha256:
         raise ModelMismatch(f"model {info.name}/{info.version} loaded with manifest sha256 {info.sha256[:12]}..., "
                             f"the job was planned for {plan.model_sha256[:12]}...")

@@ -52,3 +52,11 @@ def test_a_plan_of_another_schema_or_with_unknown_fields_is_refused_by_name():
         JobPlan.from_dict({**data, "schema_version": 2})
     with pytest.raises(ValueError, match="does not know: upscale_factor"):
         JobPlan.from_dict({**json.loads(json.dumps(data)), "upscale_factor": 4})
+
+
+def test_a_stored_job_whose_plan_cannot_be_read_still_reads_without_one():
+    # GetJob and Watch keep working; a worker fails the job, INVALID_INPUT (test_pipeline_contract.py).
+    stored = json.loads(asked().with_(plan=resolve(asked(), MODEL)).to_json())
+    stored["plan"]["schema_version"] = 2
+    again = JobSpec.from_json(json.dumps(stored))
+    assert again.plan is None and again.prompts == asked().prompts
