@@ -56,7 +56,8 @@ def load_mask(data: bytes, width: int, height: int, max_pixels: int) -> np.ndarr
 def encode(rgba: np.ndarray, output_format: str, quality: int = 0,
            text: dict[str, str] | None = None) -> tuple[bytes, str]:
     """One RGBA uint8 `[H, W, 4]` image -> (bytes, MIME type), carrying the `text` fields
-    (PNG text chunks; an XMP packet in JPEG and WEBP; raw pixels carry none)."""
+    (PNG text chunks; an XMP packet in JPEG and WEBP, and `parameters` in their EXIF
+    UserComment too, where AUTOMATIC1111's web UI looks; raw pixels carry none)."""
     rgba = np.ascontiguousarray(rgba, dtype=np.uint8)
     quality = quality or DEFAULT_QUALITY
     if output_format == OutputFormat.RAW_RGBA8:
@@ -69,9 +70,9 @@ def encode(rgba: np.ndarray, output_format: str, quality: int = 0,
         # JPEG has no alpha: composite over white, as the proto promises.
         background = Image.new("RGBA", image.size, (255, 255, 255, 255))
         flat = Image.alpha_composite(background, image).convert("RGB")
-        flat.save(out, "JPEG", quality=quality, **_xmp(text))
+        flat.save(out, "JPEG", quality=quality, **_xmp_and_exif(text))
     elif output_format == OutputFormat.WEBP:
-        image.save(out, "WEBP", lossless=quality >= 100, quality=quality, **_xmp(text))
+        image.save(out, "WEBP", lossless=quality >= 100, quality=quality, **_xmp_and_exif(text))
     else:
         raise ValueError(f"unknown output format {output_format!r}")
     return out.getvalue(), MIME_TYPES[output_format]
@@ -98,8 +99,19 @@ def xmp_packet(text: dict[str, str]) -> bytes:
     ).encode()
 
 
-def _xmp(text: dict[str, str] | None) -> dict[str, bytes]:
-    return {"xmp": xmp_packet(text)} if text else {}
+EXIF_IFD, USER_COMMENT = 0x8769, 0x9286
+
+
+def _xmp_and_exif(text: dict[str, str] | None) -> dict[str, bytes]:
+    if not text:
+        return {}
+    saved = {"xmp": xmp_packet(text)}
+    if "parameters" in text:
+        exif = Image.Exif()
+        # EXIF UserComment: an 8-byte character code, then the text (UTF-16 big-endian, as A1111 writes it).
+        exif.get_ifd(EXIF_IFD)[USER_COMMENT] = b"UNICODE\0" + text["parameters"].encode("utf-16-be")
+        saved["exif"] = exif.tobytes()
+    return saved
 
 
 def preview_jpeg(rgb: np.ndarray, longest_side: int, quality: int = 70) -> tuple[bytes, int, int]:

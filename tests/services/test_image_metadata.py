@@ -1,6 +1,7 @@
 """Every image file carries its provenance (services/worker/image_metadata.py): PNG text chunks
-(an AUTOMATIC1111 `parameters` line and the full provenance JSON), an XMP packet in JPEG and
-WEBP, nothing in raw pixels. Read back with Pillow, as a user's tool would."""
+(an AUTOMATIC1111 `parameters` line and the full provenance JSON), an XMP packet (and the
+parameters line in EXIF UserComment) in JPEG and WEBP, nothing in raw pixels. Read back with
+Pillow, as a user's tool would."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import pytest
 from PIL import Image
 
 from services.common.jobs import JobSpec, PromptSpec
-from services.worker.images import XMP_NAMESPACE
+from services.worker.images import EXIF_IFD, USER_COMMENT, XMP_NAMESPACE
 from tests.services import toy_runtime
 
 
@@ -65,6 +66,8 @@ def test_jpeg_and_webp_carry_both_fields_in_xmp(output_format):
     fields = xmp_fields(image)
     assert json.loads(fields["provenance"]) == data["provenance"]
     assert fields["parameters"].startswith("a <red> & 'apple'\nNegative prompt: blurry\nSteps: 6")
+    comment = image.getexif().get_ifd(EXIF_IFD)[USER_COMMENT]
+    assert comment == b"UNICODE\0" + fields["parameters"].encode("utf-16-be")  # where A1111 reads it
 
 
 def test_raw_pixels_carry_nothing_but_pixels():
