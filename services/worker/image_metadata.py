@@ -48,8 +48,14 @@ def parameters(p: dict[str, Any]) -> str:
     if p["style"]:
         fields["Style"] = p["style"]
     fields["Version"] = f"atelier {p['software_version']}"
-    lines.append(", ".join(f"{k}: {v}" for k, v in fields.items()))
+    lines.append(", ".join(f"{k}: {_quoted(v)}" for k, v in fields.items()))
     return "\n".join(lines)
+
+
+def _quoted(value: Any) -> str:
+    """A value as A1111 writes it: JSON-quoted when it holds a separator (a comma, colon or newline)."""
+    text = str(value)
+    return json.dumps(text, ensure_ascii=False) if any(c in text for c in ",:\n") else text
 
 
 def metadata(chunk: Chunk) -> None:

@@ -14,6 +14,7 @@ import pytest
 from PIL import Image
 
 from services.common.jobs import JobSpec, PromptSpec
+from services.worker.image_metadata import parameters
 from services.worker.images import EXIF_IFD, USER_COMMENT, XMP_NAMESPACE
 from tests.services import toy_runtime
 
@@ -40,6 +41,12 @@ def test_a_png_carries_an_a1111_parameters_line_and_its_full_provenance():
     assert settings.startswith("Steps: 6, Sampler: Euler a, CFG scale: 3.0, Seed: 11, Size: 16x16, "
                                f"Model hash: {data['provenance']['model_sha256'][:10]}, Model: toy/1, ")
     assert "Eta: 1.0" in settings and "Style: flat" in settings
+
+
+def test_a_value_holding_a_separator_is_quoted_as_a1111_quotes_it():
+    data, _ = made("png")
+    line = parameters({**data["provenance"], "style": "flat, bold"}).split("\n")[-1]
+    assert 'Style: "flat, bold"' in line
 
 
 def test_the_metadata_leaves_the_pixels_as_they_were():
