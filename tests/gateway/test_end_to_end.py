@@ -2,6 +2,7 @@
 
 import hashlib
 import io
+import json
 import threading
 
 import numpy as np
@@ -68,6 +69,9 @@ def test_generate_submit_watch_resume_and_cancel_through_a_real_worker(live):
         assert art.mime_type == "image/png" and Image.open(io.BytesIO(art.data)).size == (16, 16)
         assert art.provenance.seed == 3 and art.provenance.model_name == "toy"
         assert art.provenance.sampler == types_pb2.SAMPLER_EULER and art.provenance.steps == 6
+        in_file = Image.open(io.BytesIO(art.data)).text  # the metadata stage's text chunks
+        assert json.loads(in_file["provenance"])["model_sha256"] == art.provenance.model_sha256
+        assert in_file["parameters"].startswith("a blue gem\nSteps: 6, Sampler: Euler, CFG scale: 2.0, Seed: 3,")
 
         raw = [e.artifact for e in c.generate("a blue gem", style="flat", seeds=[3], output_format="raw")
                if e.HasField("artifact")][0]
