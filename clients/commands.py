@@ -244,8 +244,10 @@ def _models(args) -> int:
         if not models:
             print("no models")
         for m in models:
+            sizes = (f"sides {m.min_size}-{m.max_size} in steps of {m.size_step or m.latent_factor}"
+                     if m.other_sizes else "native size only")
             print(f"{m.name}/{m.version}  {'ready' if m.ready else 'not ready'}  {m.width}x{m.height} "
-                  f"(multiples of {m.size_step or m.latent_factor}, up to {m.max_size})  sha256 {m.sha256[:12]}")
+                  f"({sizes})  sha256 {m.sha256[:12]}")
             if m.description:
                 print(f"    {m.description}")
             print(f"    styles: {', '.join(m.styles) or '-'}")

@@ -15,12 +15,12 @@ soft values blend.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
+from diffusion.sampler_catalog import steps_run
 from diffusion.sampling import check_sigmas
 
 __all__ = ["Inpaint", "composite", "img2img_start", "latent_mask", "truncate_sigmas"]
@@ -32,7 +32,7 @@ def truncate_sigmas(sigmas: np.ndarray, strength: float) -> np.ndarray:
         raise ValueError(f"strength must be in [0, 1], got {strength}")
     sigmas = check_sigmas(sigmas)
     steps = sigmas.size - 1
-    keep = min(steps, math.floor(steps * strength + 1e-9))
+    keep = steps_run(steps, strength) if strength > 0 else 0
     return sigmas[steps - keep :].copy()
 
 

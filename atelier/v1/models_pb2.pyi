@@ -86,6 +86,8 @@ class ModelInfo(_message.Message):
     SUPPORTS_TILING_FIELD_NUMBER: _builtins.int
     SUPPORTS_INIT_IMAGE_FIELD_NUMBER: _builtins.int
     SIZE_STEP_FIELD_NUMBER: _builtins.int
+    OTHER_SIZES_FIELD_NUMBER: _builtins.int
+    MIN_SIZE_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Model name."""
     version: _builtins.str
@@ -115,7 +117,9 @@ class ModelInfo(_message.Message):
     description: _builtins.str
     """What it draws, for people."""
     max_size: _builtins.int
-    """Largest width or height accepted, in pixels."""
+    """Largest width or height accepted, in pixels: the manifest's supported maximum, capped
+    by the gateway's limit.
+    """
     supports_tiling: _builtins.bool
     """Whether it can make seamless tiles."""
     supports_init_image: _builtins.bool
@@ -123,6 +127,15 @@ class ModelInfo(_message.Message):
     size_step: _builtins.int
     """Width and height must be multiples of this many pixels: latent_factor times what the
     UNet halves (its downsampling).
+    """
+    other_sizes: _builtins.bool
+    """Whether sizes other than the native width x height are accepted: then each side may be
+    any multiple of size_step from min_size to max_size. False: only the native size.
+    """
+    min_size: _builtins.int
+    """Smallest width or height accepted, in pixels. The manifest states the sizes a version
+    makes well; one that does not supports its native size and, when its network takes
+    other shapes, the smaller ones.
     """
     @_builtins.property
     def styles(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
@@ -155,10 +168,12 @@ class ModelInfo(_message.Message):
         supports_tiling: _builtins.bool = ...,
         supports_init_image: _builtins.bool = ...,
         size_step: _builtins.int = ...,
+        other_sizes: _builtins.bool = ...,
+        min_size: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["default_guidance_scale", b"default_guidance_scale", "default_sampler", b"default_sampler", "default_steps", b"default_steps", "description", b"description", "height", b"height", "latent_channels", b"latent_channels", "latent_factor", b"latent_factor", "latent_height", b"latent_height", "latent_width", b"latent_width", "max_size", b"max_size", "name", b"name", "ready", b"ready", "samplers", b"samplers", "sha256", b"sha256", "size_step", b"size_step", "styles", b"styles", "supports_init_image", b"supports_init_image", "supports_tiling", b"supports_tiling", "version", b"version", "width", b"width"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["default_guidance_scale", b"default_guidance_scale", "default_sampler", b"default_sampler", "default_steps", b"default_steps", "description", b"description", "height", b"height", "latent_channels", b"latent_channels", "latent_factor", b"latent_factor", "latent_height", b"latent_height", "latent_width", b"latent_width", "max_size", b"max_size", "min_size", b"min_size", "name", b"name", "other_sizes", b"other_sizes", "ready", b"ready", "samplers", b"samplers", "sha256", b"sha256", "size_step", b"size_step", "styles", b"styles", "supports_init_image", b"supports_init_image", "supports_tiling", b"supports_tiling", "version", b"version", "width", b"width"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -185,6 +185,20 @@ class Defaults(_Json):
 
 
 @dataclass(frozen=True)
+class SizeSpec(_Json):
+    """The image sizes a version makes well; its native size is `image.width` x `image.height`.
+
+    A network that accepts other shapes (`latent.dynamic_size`) still draws well only near the
+    sizes it was trained at: the 32² emoji model asked for 128² paints a maze texture. A
+    manifest without this section supports its native size, and when `latent.dynamic_size`,
+    any smaller one (see :meth:`Manifest.supported_sizes`)."""
+
+    max_side: int = 0                      # largest width or height it makes well, in pixels
+    # sizes other than the native one: each side a multiple of the size step, up to max_side
+    other_sizes: bool = False
+
+
+@dataclass(frozen=True)
 class FileEntry(_Json):
     """One file of the version. Only files listed here are loaded, and only when their bytes
     hash to `sha256`."""
@@ -219,6 +233,7 @@ class Manifest(_Json):
     text_encoder: TextEncoderSpec = field(default_factory=TextEncoderSpec)
     styles: tuple[str, ...] = ()
     defaults: Defaults = field(default_factory=Defaults)
+    sizes: SizeSpec | None = None          # None: derived from `image` and `latent.dynamic_size`
     # role -> file of the default variant; variant -> role -> file (for fp16, tiling, ...)
     components: dict[str, str] = field(default_factory=dict)
     variants: dict[str, dict[str, str]] = field(default_factory=dict)
@@ -264,6 +279,14 @@ class Manifest(_Json):
         except KeyError:
             raise ManifestError(f"model {self.name}/{self.version} has no {role!r} component") from None
 
+    def supported_sizes(self) -> SizeSpec:
+        """The sizes this version supports: as stated, or derived from the native size (the largest
+        side it was trained at) and whether its network accepts other shapes."""
+        native_side = max(self.image.width, self.image.height)
+        if self.sizes is None:
+            return SizeSpec(max_side=native_side, other_sizes=self.latent.dynamic_size)
+        return SizeSpec(max_side=max(self.sizes.max_side, native_side), other_sizes=self.sizes.other_sizes)
+
     # --- validation
 
     def check(self) -> None:
@@ -283,6 +306,8 @@ class Manifest(_Json):
             raise ManifestError(f"{where}: image.channels must be 3 (RGB) or 4 (RGBA)")
         if self.latent.scale == 0:
             raise ManifestError(f"{where}: latent.scale must not be 0")
+        if self.sizes is not None and self.sizes.other_sizes and not self.latent.dynamic_size:
+            raise ManifestError(f"{where}: sizes.other_sizes needs latent.dynamic_size (a network taking other shapes)")
         for name, entry in self.files.items():
             if "/" in name or "\\" in name or name.startswith(".") or name == MANIFEST_NAME:
                 raise ManifestError(f"{where}: file name {name!r} must be a plain name inside the version folder")

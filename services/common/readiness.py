@@ -3,7 +3,8 @@
 Each worker writes a heartbeat record every few seconds; the record expires after `ttl`
 seconds, so a worker that dies (or is SIGKILLed) drops out on its own. The gateway reads
 the records to answer health checks (SERVING only when some worker has a model ready),
-to fill `ModelInfo.ready`, and to estimate queue ETAs from the workers' measured speed.
+to fill `ModelInfo.ready`, and to estimate queue ETAs from the per-row times the workers
+measured per model and size (services.common.cost).
 
 Keys: `<prefix>worker:<worker id>` -> JSON of :class:`WorkerStatus`, with a TTL, and the
 set `<prefix>workers` of worker ids, so that readers find the records without scanning the
@@ -22,6 +23,8 @@ from dataclasses import asdict, dataclass, field, replace
 
 import redis
 
+from services.common import cost
+
 DEFAULT_TTL_SECONDS = 15.0
 DEFAULT_INTERVAL_SECONDS = 5.0
 
@@ -32,7 +35,10 @@ class WorkerStatus:
     models: tuple[str, ...] = ()  # "<name>/<version>" of every model loaded and warmed up
     concurrency: int = 1  # jobs it samples at once
     busy: int = 0  # jobs it is sampling now
-    step_seconds: float = 0.0  # recent wall time of one sampler step of one image (0: unknown)
+    # "<name>/<version>" -> "<width>x<height>" -> {"row": seconds of one row-evaluation,
+    # "fixed": seconds of a job outside sampling}, measured (services.common.cost): what the
+    # gateway's queue ETAs are computed from
+    timings: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
     execution_provider: str = ""
     load_error: str = ""  # why the default model could not be loaded, for operators and `atelier up`
     time: float = field(default=0.0)  # when it was written (Unix seconds)
@@ -110,6 +116,11 @@ def workers(client: redis.Redis, prefix: str) -> list[WorkerStatus]:
     return found
 
 
+def timings(statuses: list[WorkerStatus]) -> dict[str, dict[str, dict[str, float]]]:
+    """The live workers' measured timings as one (services.common.cost)."""
+    return cost.merge(w.timings for w in statuses)
+
+
 def ready_models(client: redis.Redis, prefix: str) -> set[str]:
     """"<name>/<version>" of every model some live worker has ready."""
     return {m for w in workers(client, prefix) for m in w.models}
@@ -164,7 +175,7 @@ class Heartbeat:
         self._thread: threading.Thread | None = None
 
     def update(self, **changes) -> None:
-        """Change fields of the record (e.g. busy, step_seconds); sent with the next beat."""
+        """Change fields of the record (e.g. models, timings); sent with the next beat."""
         with self._lock:
             self._status = replace(self._status, **changes)
 

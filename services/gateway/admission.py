@@ -15,8 +15,8 @@ never overshoot a limit, and a refused Submit writes and counts nothing. The job
 queue slot back when an attempt begins it and its in-flight slot when it reaches a final
 state, each exactly once (docs/ARCHITECTURE.md).
 
-It also estimates where a new job stands: its queue position and an ETA from the
-workers' reported speed (services.common.readiness).
+It also estimates where a new job stands: its queue position and an ETA from its cost
+(NFE x rows at its size) and the per-row times the workers measured (services.common.cost).
 """
 
 from __future__ import annotations
@@ -24,12 +24,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from services.common import readiness
+from services.common import cost, readiness
 from services.common.jobs import JobSpec, Priority
 from services.common.store import Admitted, JobStore, Quota, QuotaExceeded
 from services.gateway.errors import Overloaded
 
-DEFAULT_STEP_SECONDS = 0.05  # before any worker has reported its speed
 WINDOW_SECONDS = 60
 
 
@@ -59,17 +58,15 @@ class Admission:
         # The live workers (default: read from Redis each time; the server passes a snapshot).
         self.workers = workers or (lambda: readiness.workers(store.client, store.prefix))
 
-    def _speed(self) -> tuple[int, float]:
-        """(job slots across live workers, seconds per sampler step of one image)."""
+    def admit(self, tenant: str, spec: JobSpec, job_steps: int, now: float) -> Admitted:
+        """Store the job if every quota has room (Overloaded if one has none), with where it stands.
+
+        Its ETA is its plan's cost on the workers' measured timings, each job ahead of it in the
+        queue counted as costing the same (a spec without a plan, which no worker runs: 0).
+        """
         workers = self.workers()
         slots = sum(max(1, w.concurrency) for w in workers) or 1
-        measured = [w.step_seconds for w in workers if w.step_seconds > 0]
-        return slots, (sum(measured) / len(measured) if measured else DEFAULT_STEP_SECONDS)
-
-    def admit(self, tenant: str, spec: JobSpec, job_steps: int, now: float) -> Admitted:
-        """Store the job if every quota has room (Overloaded if one has none), with where it stands."""
-        slots, step_seconds = self._speed()
-        job_seconds = max(job_steps, 1) * step_seconds
+        job_seconds = cost.estimate(cost.of_plan(spec.plan), readiness.timings(workers)) if spec.plan else 0.0
         queue = spec.priority
         quota = Quota(
             max_in_flight=self.quotas.tenant_max_jobs_in_flight,

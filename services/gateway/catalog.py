@@ -1,9 +1,9 @@
 """The model versions a gateway can accept jobs for, from the model repository.
 
-Requests are validated against these entries (sizes, styles, samplers, features) before
-anything is queued, and ListModels reports them. Manifests are re-read at most every
-`refresh_seconds`, readiness (some worker has the version loaded) at every look-up of
-:meth:`ModelCatalog.entries` with `with_readiness=True`.
+Requests are validated against these entries (the sizes the manifest says the version
+supports, styles, samplers, features) before anything is queued, and ListModels reports
+them. Manifests are re-read at most every `refresh_seconds`, readiness (some worker has
+the version loaded) at every look-up of :meth:`ModelCatalog.entries` with `with_readiness=True`.
 """
 
 from __future__ import annotations
@@ -45,8 +45,24 @@ class ModelEntry:
         return self.manifest.latent.factor * self.manifest.unet.latent_multiple
 
     @property
-    def dynamic_size(self) -> bool:
-        return self.manifest.latent.dynamic_size
+    def other_sizes(self) -> bool:
+        """Sizes other than the native one are accepted (multiples of size_multiple, up to max_size)."""
+        return self.manifest.supported_sizes().other_sizes
+
+    @property
+    def min_size(self) -> int:
+        """Smallest width or height accepted."""
+        if self.other_sizes:
+            return self.size_multiple
+        return min(self.manifest.image.width, self.manifest.image.height)
+
+    def supported_range(self) -> str:
+        """The sizes it accepts, in words, for error messages and the command line."""
+        native = f"{self.manifest.image.width}x{self.manifest.image.height}"
+        if not self.other_sizes:
+            return f"model {self.key} makes only its native {native}"
+        return (f"model {self.key} makes sides of {self.min_size} to {self.max_size} pixels in steps of "
+                f"{self.size_multiple} (native {native})")
 
     @property
     def styles(self) -> tuple[str, ...]:
@@ -93,7 +109,9 @@ class ModelCatalog:
                     log.warning("model %s/%s is not offered: %s", name, version, exc)
                     continue
                 m = opened.manifest
-                max_size = self.max_side if m.latent.dynamic_size else max(m.image.width, m.image.height)
+                sizes = m.supported_sizes()
+                native_side = max(m.image.width, m.image.height)
+                max_size = min(self.max_side, sizes.max_side) if sizes.other_sizes else native_side
                 found.append(ModelEntry(name, version, m, opened.manifest_sha256, max_size))
         return found
 

@@ -289,6 +289,8 @@ def model_to_pb(e: ModelEntry) -> models_pb2.ModelInfo:
         sha256=e.sha256,
         description=m.description,
         max_size=e.max_size,
+        min_size=e.min_size,
+        other_sizes=e.other_sizes,
         supports_tiling=e.supports_tiling,
         supports_init_image=e.supports_init_image,
     )

@@ -113,14 +113,16 @@ def _size(spec: JobSpec, model: ModelEntry | None, limits: Limits) -> list[Viola
         value = getattr(spec, name)
         if value == 0:
             continue  # the model's native size
-        if value > max_side:
-            out.append((name, f"{value} is over the limit of {max_side} pixels"))
-        elif value % factor:
-            out.append((name, f"{value} is not a multiple of {factor}, the model's size step"))
-        elif model and not model.dynamic_size:
+        if value > limits.max_side:
+            out.append((name, f"{value} is over the limit of {limits.max_side} pixels"))
+        elif model and not model.other_sizes:
             native = getattr(model.manifest.image, name)
             if value != native:
-                out.append((name, f"model {model.key} makes only its native {name} {native}"))
+                out.append((name, f"{name} {value} is not supported: {model.supported_range()}"))
+        elif model and not model.min_size <= value <= max_side:
+            out.append((name, f"{name} {value} is not supported: {model.supported_range()}"))
+        elif value % factor:
+            out.append((name, f"{value} is not a multiple of {factor}, the model's size step"))
     return out
 
 

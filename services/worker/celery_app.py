@@ -117,6 +117,15 @@ class WorkerContext:
             load_error=load_error,
         )
         self.heartbeat = readiness.Heartbeat(self.client, self.settings.key_prefix, status).start()
+        self.models.on_load = lambda keys: self._announce(models=keys)
+        self.executor.on_measured = lambda timings: self._announce(timings=timings)
+        self._announce(models=self.models.keys())  # a job may have loaded a version before the heartbeat began
+
+    def _announce(self, **changes) -> None:
+        """Publish a change of what this worker serves, or how fast, now rather than at the next beat."""
+        if self.heartbeat:
+            self.heartbeat.update(**changes)
+            self.heartbeat.beat()
 
     def stop(self) -> None:
         self.leases.stop()

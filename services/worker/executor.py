@@ -18,7 +18,7 @@ import time
 
 import redis
 
-from services.common import metrics
+from services.common import cost, metrics
 from services.common.jobs import ErrorCode, JobRecord, JobState
 from services.common.settings import Settings
 from services.common.store import JobNotFound, JobStore
@@ -61,6 +61,8 @@ class JobExecutor:
         self.cancelled = None  # job_id -> bool from the worker's CancelListener, when it runs one
         self.watchdog: HardLimitWatchdog | None = None  # the hard time limit, when the worker runs one
         self.leases = Leases(store, settings.job_lease_seconds, owner=self.name)
+        self.row_times = cost.RowTimes()  # per model and size, from the jobs this worker finished
+        self.on_measured = None  # called with row_times.snapshot() after each measured job
         self._busy = 0
         self._busy_lock = threading.Lock()
 
@@ -152,6 +154,11 @@ class JobExecutor:
             cancelled=self.cancelled,
         )
         model_name = loaded.runtime.info.name
+        skip = frozenset(self.store.artifact_indices(job.job_id)) if attempt > 1 else frozenset()
+        plan = job.spec.plan
+        work = cost.of_plan(plan, plan.images_total - len(skip)) if plan else None  # None: the pipeline refuses it
+        if work is not None:
+            reporter.planned_seconds = cost.estimate(work, self.row_times.snapshot())
 
         started = time.perf_counter()
         try:
@@ -164,7 +171,7 @@ class JobExecutor:
                 preview_size=self.settings.preview_size,
                 max_upload_pixels=self.settings.max_upload_pixels,
                 # Only an earlier attempt can have stored images: a first one need not ask.
-                skip=frozenset(self.store.artifact_indices(job.job_id)) if attempt > 1 else frozenset(),
+                skip=skip,
             )
         except WorkerShuttingDown:
             log.info("job %s handed back: the worker is shutting down", job.job_id)
@@ -188,11 +195,18 @@ class JobExecutor:
             self._finish(job, attempt, JobState.FAILED, ErrorCode.INTERNAL, f"{type(err).__name__}: {err}")
         else:
             self._finish(job, attempt, JobState.SUCCEEDED, ErrorCode.NONE, "")
+            if work is not None and not skip:  # a whole job's time: what the next estimates are made of
+                self._measured(work, time.perf_counter() - started, reporter.sampling_seconds)
         finally:
             metrics.SAMPLING.labels(model=model_name).observe(time.perf_counter() - started)
             sampler = job.spec.plan.sampler if job.spec.plan else job.spec.sampler
             metrics.STEPS.labels(model=model_name, sampler=sampler).inc(reporter.steps_done)
             metrics.IMAGES.labels(model=model_name).inc(reporter.images_written)
+
+    def _measured(self, work: cost.JobCost, seconds: float, sampling_seconds: float) -> None:
+        self.row_times.record(work, seconds, sampling_seconds)
+        if self.on_measured is not None:
+            self.on_measured(self.row_times.snapshot())
 
     def fail_stuck(self, stuck: StuckJob, limit_seconds: float) -> bool:
         """Fail an attempt the hard time limit caught inside one call (see watchdog.py)."""

@@ -57,12 +57,25 @@ class ModelRegistry:
         self.max_batch, self.wait_ms = max_batch, wait_ms
         self._models: dict[tuple[str, str], LoadedModel] = {}
         self._lock = threading.Lock()
+        # Called with every loaded version's key after a load: the worker's heartbeat announces
+        # each version it can serve (a version is ready where some live worker has it loaded).
+        self.on_load: Callable[[tuple[str, ...]], None] | None = None
 
     def get(self, model: str, version: str = "") -> LoadedModel:
+        loaded, new = self._get(model, version)
+        if new and self.on_load is not None:
+            self.on_load(self.keys())
+        return loaded
+
+    def keys(self) -> tuple[str, ...]:
+        """"<name>/<version>" of every loaded version."""
+        return tuple(sorted({m.key for m in self.loaded()}))
+
+    def _get(self, model: str, version: str) -> tuple[LoadedModel, bool]:
         with self._lock:  # one load at a time: two jobs of a new model must not load it twice
             found = self._models.get((model, version))
             if found is not None:
-                return found
+                return found, False
             started = time.perf_counter()
             try:
                 runtime = self.loader(model, version)
@@ -73,7 +86,7 @@ class ModelRegistry:
             loaded = LoadedModel(runtime, self.max_batch, self.wait_ms)
             self._models[(model, version)] = loaded
             log.info("loaded model %s on %s", loaded.key, runtime.execution_provider)
-            return loaded
+            return loaded, True
 
     def loaded(self) -> list[LoadedModel]:
         with self._lock:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from services.common import cost
 from services.common import events as ev
 from services.common.events import EventKind
 from services.common.store import JobStore
@@ -66,6 +67,11 @@ class StoreReporter:
         self._confirmed = float("-inf") if confirmed_at is None else confirmed_at
         self.steps_done = 0
         self.images_written = 0
+        # The job's estimated time (services.common.cost), its ETA until a step has run.
+        self.planned_seconds = 0.0
+        # From the first progress report to the last step: the job's time in its sampler.
+        self._sampling_from: float | None = None
+        self._sampled_until: float | None = None
         self.stop_event = stop_event
         # job_id -> bool, fed by the worker's cancel listener: a stop within one step, no round trip
         self.cancelled = cancelled
@@ -86,18 +92,29 @@ class StoreReporter:
             raise TimeLimitExceeded(f"job ran longer than {self.time_limit_seconds:g} s")
 
     def progress(self, steps_done: int, steps_total: int, images_done: int) -> None:
-        self.steps_done = steps_done
         now = self.clock()
+        if self._sampling_from is None:
+            self._sampling_from = now
+        if steps_done > self.steps_done:
+            self._sampled_until = now
+        self.steps_done = steps_done
         final = steps_done >= steps_total
         if not final and now - self._last_progress < self.progress_interval:
             return
         self._last_progress = now
         elapsed = now - self.started
-        eta = elapsed / steps_done * (steps_total - steps_done) if steps_done else 0.0
+        eta = cost.remaining_seconds(elapsed, steps_done, steps_total, self.planned_seconds)
         data = ev.progress(steps_done, steps_total, eta, images_done)
         updates = {"steps_done": steps_done, "steps_total": steps_total}
         self._require(self.store.append_event(self.job_id, self.attempt, EventKind.PROGRESS, data, updates=updates))
         self._confirmed = now  # the write succeeded only because the attempt still owns the job
+
+    @property
+    def sampling_seconds(self) -> float:
+        """Wall time from the job's first progress report to its last step (0 before a step)."""
+        if self._sampling_from is None or self._sampled_until is None:
+            return 0.0
+        return self._sampled_until - self._sampling_from
 
     def preview(self, index: int, step: int, jpeg: bytes, width: int, height: int) -> None:
         data = ev.preview(width, height, index, step)

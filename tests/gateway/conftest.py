@@ -25,7 +25,7 @@ from PIL import Image
 from services.common import events as ev
 from services.common import readiness
 from services.common.jobs import JobState
-from services.common.manifest import FileEntry, Manifest
+from services.common.manifest import FileEntry, Manifest, SizeSpec
 from services.common.settings import Settings
 from services.common.store import JobStore
 from services.gateway.auth import add_key
@@ -52,6 +52,7 @@ def write_model(root, name: str = MODEL, version: str = "1") -> None:
         version=version,
         description="a test model",
         styles=STYLES,
+        sizes=SizeSpec(max_side=1024, other_sizes=True),  # the gateway's own limit (max_side) decides
         components={"vae_encoder": "vae_encoder.onnx"},
         files={"vae_encoder.onnx": FileEntry(hashlib.sha256(blob).hexdigest(), len(blob), role="vae_encoder")},
     )
