@@ -16,11 +16,15 @@ from tests.gateway.helpers import Stubs, auth, request
 pytestmark = pytest.mark.redis
 
 
-def watch_count(port: int, code: str) -> float:
+def scraped(port: int, sample: str) -> float:
+    """The value of one sample, `name{labels}`, on the gateway's /metrics (0 when absent)."""
     text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
-    line = f'atelier_grpc_requests_total{{code="{code}",method="Generation/Watch"}} '
-    found = [row for row in text.splitlines() if row.startswith(line)]
-    return float(found[0][len(line):]) if found else 0.0
+    found = [row for row in text.splitlines() if row.startswith(sample + " ")]
+    return float(found[0][len(sample) + 1:]) if found else 0.0
+
+
+def watch_count(port: int, code: str) -> float:
+    return scraped(port, f'atelier_grpc_requests_total{{code="{code}",method="Generation/Watch"}}')
 
 
 CODES = ("OK", "NOT_FOUND", "CANCELLED", "UNKNOWN")
