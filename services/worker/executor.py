@@ -122,6 +122,8 @@ class JobExecutor:
             return self._state(job_id)
         if self.stop_event is not None and self.stop_event.is_set():
             raise WorkerShuttingDown(job_id)  # a stopping worker begins no new attempt
+        # A job's measured time counts its Redis steps from here on, as its ETA must (not a model load).
+        received = time.perf_counter()
         attempt = self.store.begin_attempt(job_id, self.name, loaded.runtime.execution_provider, lease=holder)
         if attempt is None:
             return self._state(job_id)
@@ -132,14 +134,14 @@ class JobExecutor:
             metrics.BUSY_SLOTS.set(self._busy)
         try:
             with self.watchdog.track(job, attempt) if self.watchdog else contextlib.nullcontext():
-                self._sample(job, attempt, loaded)
+                self._sample(job, attempt, loaded, received)
         finally:
             with self._busy_lock:
                 self._busy -= 1
                 metrics.BUSY_SLOTS.set(self._busy)
         return self._state(job_id)
 
-    def _sample(self, job: JobRecord, attempt: int, loaded) -> None:
+    def _sample(self, job: JobRecord, attempt: int, loaded, received: float) -> None:
         reporter = StoreReporter(
             self.store,
             job.job_id,
@@ -196,7 +198,7 @@ class JobExecutor:
         else:
             self._finish(job, attempt, JobState.SUCCEEDED, ErrorCode.NONE, "")
             if work is not None and not skip:  # a whole job's time: what the next estimates are made of
-                self._measured(work, time.perf_counter() - started, reporter.sampling_seconds)
+                self._measured(work, time.perf_counter() - received, reporter.sampling_seconds)
         finally:
             metrics.SAMPLING.labels(model=model_name).observe(time.perf_counter() - started)
             sampler = job.spec.plan.sampler if job.spec.plan else job.spec.sampler
