@@ -2,6 +2,7 @@
 live worker has loaded, whichever job loaded it), and how long a job will take (the queued ETA
 against the measured time, per size and sampler). Real gateway, real worker processes."""
 
+import statistics
 import time
 
 import pytest
@@ -75,6 +76,17 @@ CALL_SECONDS, PIXEL_SECONDS = 0.008, 5e-6
 TOLERANCE = 0.30
 
 
+def _eta_over_time(c, job: dict, sampler: str) -> float:
+    """The queued ETA of a job over the time it took, Submit to finished, by the service's own
+    clock (its events' times)."""
+    handle = c.submit("a timed dot", sampler=sampler, **job)
+    assert handle.queue_position == 0
+    events = _events(c, handle.job_id)
+    assert events[-1].finished.state == types_pb2.JOB_STATE_SUCCEEDED
+    took = (events[-1].time.ToNanoseconds() - events[0].time.ToNanoseconds()) / 1e9
+    return handle.eta.ToNanoseconds() / 1e9 / took
+
+
 def test_the_queued_eta_is_within_30_percent_of_the_time_a_job_takes(redis_url, keys, tmp_path):
     root = write_toy_model(tmp_path / "repo")
     path = root / "toy" / "1" / "manifest.json"
@@ -105,13 +117,10 @@ def test_the_queued_eta_is_within_30_percent_of_the_time_a_job_takes(redis_url, 
                             f"the worker never published its per-row time at {key}")
                 time.sleep(1.1)  # the gateway reads the heartbeats at most once a second
                 for sampler in SAMPLERS:
-                    handle = c.submit("a timed dot", sampler=sampler, **job)
-                    assert handle.queue_position == 0
-                    events = _events(c, handle.job_id)
-                    assert events[-1].finished.state == types_pb2.JOB_STATE_SUCCEEDED
-                    # Submitted to finished, by the service's own clock (the events' times).
-                    took = (events[-1].time.ToNanoseconds() - events[0].time.ToNanoseconds()) / 1e9
-                    ratios[(side, sampler)] = handle.eta.ToNanoseconds() / 1e9 / took
+                    # The median of three jobs: one job's time is one sample of a noisy machine
+                    # (a single stall of 0.1 s moves a 0.3 s job by a third), three are a measure.
+                    ratios[(side, sampler)] = statistics.median(
+                        _eta_over_time(c, dict(job, seeds=[side + k]), sampler) for k in range(3))
     finally:
         gateway.stop(grace=0)
         workers.stop_all()
