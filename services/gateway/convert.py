@@ -8,6 +8,7 @@ fields ending in `_seconds`; timestamps as Unix seconds.
 from __future__ import annotations
 
 import secrets
+import struct
 from typing import Any
 
 from google.protobuf import duration_pb2, timestamp_pb2
@@ -143,11 +144,11 @@ def spec_from_pb(
         height=req.height,
         steps=req.steps,
         sampler=sampler or "",
-        guidance_scale=req.guidance_scale if req.HasField("guidance_scale") else None,
-        guidance_rescale=req.guidance_rescale,
-        eta=req.eta if req.HasField("eta") else None,
+        guidance_scale=decimal_of_float32(req.guidance_scale) if req.HasField("guidance_scale") else None,
+        guidance_rescale=decimal_of_float32(req.guidance_rescale),
+        eta=decimal_of_float32(req.eta) if req.HasField("eta") else None,
         init_image=init_image,
-        strength=req.strength,
+        strength=decimal_of_float32(req.strength),
         mask=mask,
         tiling=req.tiling,
         output_format=output_format or OutputFormat.PNG,
@@ -159,6 +160,19 @@ def spec_from_pb(
         request_id=req.request_id,
     )
     return spec, out, bulk
+
+
+def decimal_of_float32(value: float) -> float:
+    """The shortest decimal that a float field's 32 bits stand for: a client's 0.6 arrives as
+    0.6000000238418579 and is planned, recorded and shown as 0.6 (9 digits always suffice)."""
+    for digits in range(1, 10):
+        shortest = float(f"{value:.{digits}g}")
+        try:
+            if struct.unpack("<f", struct.pack("<f", shortest))[0] == value:
+                return shortest
+        except OverflowError:  # rounded past float32's largest: more digits come back under it
+            continue
+    return value  # NaN, which validation refuses
 
 
 def _deadline(req: gen.GenerateRequest, out: list[Violation]) -> float | None:

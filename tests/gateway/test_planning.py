@@ -38,3 +38,10 @@ def test_an_image_to_image_request_is_planned_with_the_steps_that_will_run_and_t
     assert (plan.kind, plan.steps, plan.steps_run, plan.nfe, plan.rows) == ("img2img", 10, 5, 9, 1)
     assert plan.init_image_sha256 == hashlib.sha256(init).hexdigest() and "metadata" not in plan.stages
     assert stored_plan(stack, sampler="dpmpp_2m_sde").sampler_options["eta"] == 1.0
+
+
+def test_a_float_field_is_planned_as_the_decimal_the_client_wrote_not_its_32_bit_neighbour(stack):
+    plan = stored_plan(stack, init_image=png_bytes(32, 32), strength=0.6, guidance_scale=7.3, guidance_rescale=0.7,
+                       sampler="euler_ancestral", eta=0.3)
+    assert (plan.strength, plan.guidance_scale, plan.guidance_rescale) == (0.6, 7.3, 0.7)
+    assert plan.sampler_options["eta"] == 0.3
