@@ -19,7 +19,7 @@ from pathlib import Path
 import grpc
 import redis
 from grpc_health.v1 import health, health_pb2
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection, reflection_pb2
 
 from atelier.v1 import generation_pb2, models_pb2
 from services.common import readiness
@@ -159,7 +159,8 @@ def serve(
     add_to_server(server, GenerationServicer(jobs, keys, stopping), ModelsServicer(catalog, keys))
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     wire.add_servicer(server, health_servicer, health_pb2.DESCRIPTOR.services_by_name["Health"])
-    reflection.enable_server_reflection(SERVICE_NAMES, server)
+    wire.add_servicer(server, reflection.ReflectionServicer(SERVICE_NAMES),
+                      reflection_pb2.DESCRIPTOR.services_by_name["ServerReflection"])
 
     def check() -> tuple[bool, str]:
         client.ping()

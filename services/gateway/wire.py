@@ -19,7 +19,7 @@ import grpc
 from google.protobuf import message_factory
 from google.protobuf.descriptor import Descriptor, FieldDescriptor, ServiceDescriptor
 
-from services.common.protowire import WireFormatError, read_varint
+from repository.protowire import WireFormatError, read_varint
 from services.gateway import status
 
 MAX_DEPTH = 100  # the protobuf parsers' own nesting limit
@@ -181,33 +181,52 @@ def _payload(field: FieldDescriptor, data: bytes, pos: int, stop: int, path: str
 # --- handlers
 
 
-def _refusing_unparseable(behavior, streaming: bool):
-    if streaming:
+def _refuse(request, context) -> None:
+    if isinstance(request, Unparseable):
+        context.abort_with_status(status.unparseable(request.type_name, request.field, request.reason))
+
+
+def _refusing_unparseable(behavior, client_streaming: bool, server_streaming: bool):
+    if client_streaming:
+        def checked(requests, context):
+            for request in requests:
+                _refuse(request, context)  # aborts the call from inside the servicer's loop
+                yield request
+
+        def streams(requests, context):
+            return behavior(checked(requests, context), context)
+
+        return streams
+    if server_streaming:
         def stream(request, context):
-            if isinstance(request, Unparseable):
-                context.abort_with_status(status.unparseable(request.type_name, request.field, request.reason))
+            _refuse(request, context)
             yield from behavior(request, context)
 
         return stream
 
     def unary(request, context):
-        if isinstance(request, Unparseable):
-            context.abort_with_status(status.unparseable(request.type_name, request.field, request.reason))
+        _refuse(request, context)
         return behavior(request, context)
 
     return unary
 
 
+_HANDLER_KINDS = {
+    (False, False): grpc.unary_unary_rpc_method_handler,
+    (False, True): grpc.unary_stream_rpc_method_handler,
+    (True, False): grpc.stream_unary_rpc_method_handler,
+    (True, True): grpc.stream_stream_rpc_method_handler,
+}
+
+
 def method_handlers(servicer, service: ServiceDescriptor) -> dict[str, grpc.RpcMethodHandler]:
-    """The handlers of every method of `service` (unary requests), with never-raising deserializers."""
+    """The handlers of every method of `service`, with never-raising deserializers."""
     handlers = {}
     for method in service.methods:
-        if method.client_streaming:
-            raise ValueError(f"{method.full_name}: client-streaming methods are not served by this gateway")
-        make = grpc.unary_stream_rpc_method_handler if method.server_streaming else grpc.unary_unary_rpc_method_handler
+        kind = (method.client_streaming, method.server_streaming)
         response = message_factory.GetMessageClass(method.output_type)
-        handlers[method.name] = make(
-            _refusing_unparseable(getattr(servicer, method.name), method.server_streaming),
+        handlers[method.name] = _HANDLER_KINDS[kind](
+            _refusing_unparseable(getattr(servicer, method.name), *kind),
             request_deserializer=deserializer(message_factory.GetMessageClass(method.input_type)),
             response_serializer=response.SerializeToString,
         )

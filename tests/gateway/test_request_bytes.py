@@ -141,6 +141,17 @@ def test_garbage_to_the_health_check_is_invalid_argument(served):
 
 
 @pytest.mark.redis
+def test_garbage_to_server_reflection_is_invalid_argument(served):
+    _, channel = served
+    info = channel.stream_stream("/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+                                 request_serializer=None, response_deserializer=None)
+    for data in GARBAGE:
+        with pytest.raises(grpc.RpcError) as err:
+            list(info(iter([data]), timeout=10))
+        assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT, (data, err.value.details())
+
+
+@pytest.mark.redis
 def test_the_health_watch_stream_still_streams(served):
     _, channel = served
     stream = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest(), timeout=10)
