@@ -45,7 +45,7 @@ mutation: setup
 
 demo: setup
 	# Embedded Redis, one worker and the gateway; demo jobs through the SDK; images in out/demo/.
-	$(PY) -m clients.cli up --demo out/demo
+	$(PY) -m atelier_cli up --demo out/demo
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -11,7 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from clients.config import default_api_key, default_gateway
+from atelier_cli.config import default_api_key, default_gateway
 
 EXIT = {"INVALID_ARGUMENT": 2, "UNAUTHENTICATED": 3, "PERMISSION_DENIED": 3, "NOT_FOUND": 4,
         "RESOURCE_EXHAUSTED": 5, "UNAVAILABLE": 6}
@@ -57,7 +57,7 @@ def register(parser: argparse.ArgumentParser, name: str) -> None:
         _connection_args(parser)
         parser.set_defaults(func=_models)
     else:
-        raise ValueError(f"clients.commands has no subcommand {name!r}")
+        raise ValueError(f"atelier_cli.commands has no subcommand {name!r}")
 
 
 def _register_generate(p: argparse.ArgumentParser) -> None:
@@ -142,7 +142,7 @@ def _run(args, action) -> int:
 
 
 def _follow(events, args) -> int:
-    from clients.render import EventWriter
+    from atelier_cli.render import EventWriter
 
     writer = EventWriter(args.out, progress=not args.no_progress)
     try:

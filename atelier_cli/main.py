@@ -17,13 +17,13 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "data": ("diffusion.data.cli", "build training datasets (emoji sets, a studio's image folder)"),
     "train": ("diffusion.training.cli", "train the VAE, the UNet, or fine-tune the shipped model"),
     "eval": ("diffusion.evaluation.cli", "evaluate a model: FID/KID, precision/recall, prompt adherence"),
-    "export": ("export.cli", "export a checkpoint to an ONNX model repository"),
+    "export": ("atelier_cli.export", "export a checkpoint to an ONNX model repository"),
     "worker": ("services.worker.cli", "run a Celery GPU worker"),
     "gateway": ("services.gateway.cli", "run the gRPC gateway"),
-    "up": ("services.embedded", "run the whole stack on this machine"),
-    "generate": ("clients.commands", "generate images through a gateway"),
-    "jobs": ("clients.commands", "get, watch or cancel jobs"),
-    "models": ("clients.commands", "list the models a gateway serves"),
+    "up": ("atelier_cli.up", "run the whole stack on this machine"),
+    "generate": ("atelier_cli.commands", "generate images through a gateway"),
+    "jobs": ("atelier_cli.commands", "get, watch or cancel jobs"),
+    "models": ("atelier_cli.commands", "list the models a gateway serves"),
 }
 
 

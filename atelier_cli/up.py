@@ -214,7 +214,7 @@ def spawn(command: str, settings: Settings, log_file: Path, *args: str, env: dic
     default the parent never set. `env` adds or overrides variables."""
     environ = {**os.environ, **settings.to_env(), **(env or {})}
     with open(log_file, "ab") as out:  # the child keeps its own descriptor
-        return subprocess.Popen([sys.executable, "-m", "clients.cli", command, *args], env=environ, stdout=out,
+        return subprocess.Popen([sys.executable, "-m", "atelier_cli", command, *args], env=environ, stdout=out,
                                 stderr=subprocess.STDOUT, start_new_session=True)
 
 
@@ -262,13 +262,13 @@ def run(args: argparse.Namespace) -> int:
         return 1
     try:
         if not args.no_save_key:
-            from clients.config import save_api_key
+            from atelier_cli.config import save_api_key
 
             path = save_api_key(stack.api_key)
             print(f"development API key saved to {path}", file=sys.stderr)
         print(f"gateway ready at {stack.address} (tenant {TENANT!r})", file=sys.stderr)
         if args.demo is not None:
-            from clients.demo import run_demo
+            from atelier_cli.demo import run_demo
 
             return run_demo(stack.address, stack.api_key, args.demo)
         print("Ctrl-C stops it. Try:  atelier generate 'a grinning cat face' --style twemoji", file=sys.stderr)

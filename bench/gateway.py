@@ -1,6 +1,6 @@
 """What the service costs on top of sampling: `python -m bench.gateway [--quick]` (issue 7).
 
-Runs the real stack (services.embedded.EmbeddedStack: a private Redis, one Celery worker
+Runs the real stack (atelier_cli.up.EmbeddedStack: a private Redis, one Celery worker
 process, the gRPC gateway) on the default model, and in the same run:
 
 1. a default job (native size, default sampler and steps) through gRPC + Redis + worker,
@@ -251,9 +251,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from atelier_cli.up import EmbeddedStack
     from clients import Client
     from services.common.settings import Settings
-    from services.embedded import EmbeddedStack
 
     args = parse(argv)
     started = time.perf_counter()

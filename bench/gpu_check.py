@@ -115,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-    from services.worker import providers as prov
+    from repository import providers as prov
 
     report = prov.detect()
     print("usable providers:", report.usable, "not usable:", report.reasons, flush=True)

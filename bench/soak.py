@@ -206,12 +206,12 @@ def growth(baseline: float, end: float) -> dict[str, float]:
 def soak(args: argparse.Namespace, redis_url: str, folder: Path) -> dict[str, Any]:
     import redis
 
+    from atelier_cli.up import spawn
     from clients import Client
     from services.common.embedded_redis import free_port
     from services.common.jobs import JobState
     from services.common.queues import QUEUES, queue_depth
     from services.common.settings import Settings
-    from services.embedded import spawn
     from services.gateway.auth import add_key
 
     if args.repository:

@@ -61,7 +61,7 @@ def atelier_checkpoint(folder: Path) -> Path:
 def tiny_repository(root: Path, *flags: str) -> Path:
     """A model repository under `root/models` holding `tiny/1`, exported from a tiny random
     checkpoint with the `atelier export` flags given (e.g. "--tiling")."""
-    from clients.cli import main as atelier
+    from atelier_cli.main import main as atelier
 
     ckpt = atelier_checkpoint(root / "ckpt")
     models = root / "models"

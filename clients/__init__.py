@@ -1,10 +1,11 @@
-"""Atelier's Python client SDK and the `atelier` command line.
+"""Atelier's Python client SDK (the `atelier` command line built on it is `atelier_cli/`).
 
     from clients import Client, AsyncClient, InvalidArgument, ResourceExhausted
 
 Imports only the generated stubs (`atelier.v1`) and grpc, so a game tool or ad pipeline
-installs it without any of the service's dependencies. Names load on first use, so the
-`atelier` command line does not pay for grpc when running other subcommands.
+installs it without any of the service's dependencies; it imports nothing of services,
+diffusion, export, training or Celery (tests/test_layering.py). Names load on first use, so
+the `atelier` command line does not pay for grpc when running other subcommands.
 """
 
 from __future__ import annotations

@@ -16,7 +16,6 @@ def register(parser: argparse.ArgumentParser, name: str = "export") -> None:
     parser.add_argument("--tiling", action="store_true", help="also export circular-padding UNet and decoder")
     parser.add_argument("--fp16", action="store_true", help="also write fp16 variants (for GPUs), parity-checked")
     parser.add_argument("--optimize", action="store_true", help="also write ONNX Runtime offline-optimised variants")
-    parser.add_argument("--tensorrt", action="store_true", help="build TensorRT engines (NVIDIA GPU only)")
     parser.add_argument("--exporter", choices=("torchscript", "dynamo"), default="torchscript",
                         help="torch ONNX exporter (default: torchscript, see export/torch_export.py)")
     parser.add_argument("--max-file-mb", type=float, default=20.0,
@@ -36,11 +35,10 @@ def run(args: argparse.Namespace) -> int:
 
     from export.parity import ParityError
     from export.pipeline import ExportError, ExportOptions, export_model
-    from export.tensorrt import TensorRTUnavailable
 
     options = ExportOptions(
         name=args.name, version=str(args.version), out=args.out, tiling=args.tiling, fp16=args.fp16,
-        optimize=args.optimize, tensorrt=args.tensorrt, exporter=args.exporter,
+        optimize=args.optimize, exporter=args.exporter,
         max_file_bytes=int(args.max_file_mb * 1e6), overwrite=args.overwrite,
         include_source=args.include_source,
     )
@@ -52,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         manifest = export_model(args.source, options, progress)
-    except (ExportError, ParityError, TensorRTUnavailable, FileNotFoundError) as exc:
+    except (ExportError, ParityError, FileNotFoundError) as exc:
         bar.close()
         print(f"atelier export: {exc}", file=sys.stderr)
         return 1

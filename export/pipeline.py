@@ -31,7 +31,7 @@ from export.repository_writer import MAX_FILE_BYTES, write_manifest
 from export.source import Source
 from export.sources import load_source
 from export.torch_export import OPSET, export_component
-from services.common.manifest import FileEntry, LatentSpec, Manifest, OnnxSpec
+from repository.manifest import FileEntry, LatentSpec, Manifest, OnnxSpec
 
 Progress = Callable[[str], None]
 # Roles that get fp16 / optimised twins: the per-step and per-image networks. The text
@@ -47,7 +47,6 @@ class ExportOptions:
     tiling: bool = False
     fp16: bool = False
     optimize: bool = False
-    tensorrt: bool = False
     exporter: str = "torchscript"
     max_file_bytes: int = MAX_FILE_BYTES
     overwrite: bool = False
@@ -118,11 +117,6 @@ def _git_commit() -> str:
 
 
 def export_model(source_path: Path, options: ExportOptions, progress: Progress = lambda _: None) -> Manifest:
-    if options.tensorrt:
-        # Fail before minutes of export: TensorRT needs an NVIDIA GPU and libnvinfer.
-        from export.tensorrt import require_tensorrt
-
-        require_tensorrt()
     final = Path(options.out) / options.name / str(options.version)
     if final.exists() and not options.overwrite:
         raise ExportError(f"{final} exists; pick another --version (or --overwrite)")
@@ -142,11 +136,6 @@ def export_model(source_path: Path, options: ExportOptions, progress: Progress =
     if final.exists():
         shutil.rmtree(final)
     folder.rename(final)
-    if options.tensorrt:
-        from export.tensorrt import build_engines
-
-        progress("building TensorRT engines")
-        build_engines(final.parent.parent, options.name, options.version, progress)
     return manifest
 
 

@@ -10,8 +10,8 @@ import hashlib
 import os
 from pathlib import Path
 
-from services.common.manifest import MANIFEST_NAME, FileEntry, Manifest
-from services.common.model_repository import PICKLE_SUFFIXES, ModelVersion, sha256_file
+from repository.manifest import MANIFEST_NAME, FileEntry, Manifest
+from repository.reader import PICKLE_SUFFIXES, ModelVersion, sha256_file
 
 # Every committed file stays below this (git hosting limits, and a clone stays light).
 MAX_FILE_BYTES = 20 * 1000 * 1000

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from export.component import Component
-from services.common.manifest import Defaults, ImageSpec, LatentSpec, ScheduleSpec, TextEncoderSpec, UNetSpec
+from repository.manifest import Defaults, ImageSpec, LatentSpec, ScheduleSpec, TextEncoderSpec, UNetSpec
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """The model manifest: everything a worker needs to run a model version, as plain dataclasses.
 
 `models/<name>/<version>/manifest.json` is written by `atelier export` and read by the
-repository reader (`services.common.model_repository`). The JSON is the contract (see
+repository reader (`repository.reader`). The JSON is the contract (see
 docs/MODEL_REPOSITORY.md); these dataclasses give it types, defaults, validation, and a
 lossless round-trip (`Manifest.from_dict(m.to_dict()) == m`, docs/ARCHITECTURE.md, Contracts: configuration).
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from services.common.protowire import WireFormatError, read_varint
+from repository.protowire import WireFormatError, read_varint
 
 # message -> {field number: message type of that (repeated) sub-message}
 _MODEL = {7: "graph", 25: "function"}

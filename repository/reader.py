@@ -21,8 +21,8 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from services.common.manifest import MANIFEST_NAME, Manifest, ManifestError
-from services.common.onnx_external import OnnxParseError, external_refs
+from repository.manifest import MANIFEST_NAME, Manifest, ManifestError
+from repository.onnx_external import OnnxParseError, external_refs
 
 PICKLE_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".pkl", ".pickle")
 # Pickle protocols 2-5 start with PROTO (0x80) and the protocol byte; torch.save writes a zip.

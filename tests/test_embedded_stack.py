@@ -13,12 +13,12 @@ import redis
 from PIL import Image
 
 from atelier.v1 import types_pb2
+from atelier_cli.demo import run_demo
+from atelier_cli.main import main as atelier
+from atelier_cli.up import EmbeddedStack, StackError
 from bench.tiny_models import tiny_repository as export_tiny
-from clients.cli import main as atelier
-from clients.demo import run_demo
 from services.common.embedded_redis import redis_answers
 from services.common.settings import Settings
-from services.embedded import EmbeddedStack, StackError
 
 # The SDK's event streams have no deadline of their own: each test gets one.
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120, func_only=True)]

@@ -8,7 +8,7 @@ import ast
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("diffusion", "export", "services", "clients", "bench")
+PACKAGES = ("diffusion", "export", "repository", "services", "clients", "atelier_cli", "bench")
 
 
 def _module_name(path: Path) -> str:
@@ -113,3 +113,29 @@ def test_benchmarks_import_no_test_code():
                     [a.name for a in node.names] if isinstance(node, ast.Import) else [])
                 offenders += [(name, n) for n in names if n == "tests" or n.startswith("tests.")]
     assert offenders == []
+
+
+def _reaching(sources: str, forbidden: tuple[str, ...]) -> list[tuple[str, str]]:
+    """(module, import) pairs where a module of package `sources` imports one under `forbidden`,
+    including imports inside functions, which a sys.modules check would not see."""
+    return sorted((name, target) for name, targets in graph().items() if name.split(".")[0] == sources
+                  for target in targets if target.split(".")[0] in forbidden or target.startswith(forbidden))
+
+
+def test_export_imports_nothing_of_services():
+    assert _reaching("export", ("services", "clients", "atelier_cli")) == []
+
+
+def test_the_model_repository_imports_nothing_above_it():
+    above = ("services", "export", "clients", "atelier_cli", "diffusion.nets", "diffusion.training",
+             "diffusion.evaluation")
+    assert _reaching("repository", above) == []
+
+
+def test_the_sdk_imports_nothing_but_itself():
+    assert _reaching("clients", tuple(p for p in PACKAGES if p != "clients")) == []
+
+
+def test_nothing_imports_the_command_line():
+    assert [(m, t) for m, targets in graph().items() if not m.startswith(("atelier_cli", "bench"))
+            for t in targets if t.startswith("atelier_cli")] == []

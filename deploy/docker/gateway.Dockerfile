@@ -13,7 +13,9 @@ COPY atelier ./atelier
 COPY diffusion ./diffusion
 COPY export ./export
 COPY services ./services
+COPY repository ./repository
 COPY clients ./clients
+COPY atelier_cli ./atelier_cli
 COPY bench ./bench
 # The base install only: the gateway needs neither the train nor the worker extra.
 RUN pip install --no-cache-dir .

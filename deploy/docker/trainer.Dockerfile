@@ -18,7 +18,9 @@ COPY atelier ./atelier
 COPY diffusion ./diffusion
 COPY export ./export
 COPY services ./services
+COPY repository ./repository
 COPY clients ./clients
+COPY atelier_cli ./atelier_cli
 COPY bench ./bench
 # torch first and pinned, so the train extra's `torch>=2.4` is already satisfied.
 # hadolint ignore=DL3013

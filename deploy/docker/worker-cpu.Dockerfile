@@ -14,7 +14,9 @@ COPY atelier ./atelier
 COPY diffusion ./diffusion
 COPY export ./export
 COPY services ./services
+COPY repository ./repository
 COPY clients ./clients
+COPY atelier_cli ./atelier_cli
 COPY bench ./bench
 COPY deploy/docker/requirements-cpu.txt ./
 # Not the worker extra (it is onnxruntime-gpu on Linux x86_64): the plain onnxruntime wheel instead.

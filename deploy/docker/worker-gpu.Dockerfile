@@ -23,7 +23,9 @@ COPY atelier ./atelier
 COPY diffusion ./diffusion
 COPY export ./export
 COPY services ./services
+COPY repository ./repository
 COPY clients ./clients
+COPY atelier_cli ./atelier_cli
 COPY bench ./bench
 COPY deploy/docker/requirements-gpu.txt ./
 # The worker extra is onnxruntime-gpu on Linux x86_64; no torch.

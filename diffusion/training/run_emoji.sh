@@ -13,12 +13,12 @@ mkdir -p "$ROOT"
 cd "$REPO" || exit 1
 echo "[$(date -u +%FT%TZ)] VAE stage"
 if [ ! -f "$ROOT/vae/vae_ema.safetensors" ]; then
-  $PY -m clients.cli train vae --data "$DATA" --run-dir "$ROOT/vae" ${VAE_ARGS:-} || exit 1
+  $PY -m atelier_cli train vae --data "$DATA" --run-dir "$ROOT/vae" ${VAE_ARGS:-} || exit 1
 fi
 echo "[$(date -u +%FT%TZ)] UNet stage"
 for attempt in 1 2 3 4 5; do
   UNET_ARGS=$(cat "$ROOT/unet.args" 2>/dev/null || true)
-  if $PY -m clients.cli train unet --data "$DATA" --vae-run "$ROOT/vae" --run-dir "$ROOT/unet" $UNET_ARGS; then
+  if $PY -m atelier_cli train unet --data "$DATA" --vae-run "$ROOT/vae" --run-dir "$ROOT/unet" $UNET_ARGS; then
     echo "[$(date -u +%FT%TZ)] done"
     exit 0
   fi

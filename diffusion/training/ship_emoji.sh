@@ -20,7 +20,7 @@ CLASSIFIER=${CLASSIFIER:-models/atelier-emoji/classifier}
 OUT=$MODELS/$NAME/$VERSION
 export HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1
 cd "$REPO"
-atelier() { "$PY" -m clients.cli "$@"; }
+atelier() { "$PY" -m atelier_cli "$@"; }
 
 VAE_MODEL=${3:-$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["vae_run"])' \
   "$RUN/unet/checkpoints/latest.json")}

@@ -27,7 +27,7 @@ from diffusion.nets.vae import VAE
 from export.component import Component
 from export.source import Source
 from export.text_encoders import BertTokens, load_hf_model, minilm_dir, text_component, tokenizer_json
-from services.common.manifest import Defaults, ImageSpec, LatentSpec, ScheduleSpec, TextEncoderSpec, UNetSpec
+from repository.manifest import Defaults, ImageSpec, LatentSpec, ScheduleSpec, TextEncoderSpec, UNetSpec
 
 UNET_FILES = ("unet_ema.safetensors", "unet.safetensors")
 VAE_FILES = ("vae_ema.safetensors", "vae.safetensors")

@@ -22,7 +22,7 @@ from torch import nn
 from export.component import Component
 from export.source import Source
 from export.text_encoders import BertTokens, ClipTokens, text_component, tokenizer_json
-from services.common.manifest import Defaults, ImageSpec, LatentSpec, ScheduleSpec, TextEncoderSpec, UNetSpec
+from repository.manifest import Defaults, ImageSpec, LatentSpec, ScheduleSpec, TextEncoderSpec, UNetSpec
 
 
 class UNetWrapper(nn.Module):

@@ -16,8 +16,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from diffusion.sampler_catalog import SAMPLER_NAMES
-from services.common.manifest import Manifest
-from services.common.model_repository import ModelRepository, ModelRepositoryError
+from repository.manifest import Manifest
+from repository.reader import ModelRepository, ModelRepositoryError
 
 log = logging.getLogger(__name__)
 

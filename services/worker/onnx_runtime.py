@@ -1,7 +1,7 @@
 """The worker's model runtime on ONNX Runtime (implements services.worker.runtime.ModelRuntime).
 
 Loads one repository version through the hash-checking reader, picks the providers
-(TensorRT -> CUDA -> CPU as really usable, services.worker.providers), opens one session per
+(TensorRT -> CUDA -> CPU as really usable, repository.providers), opens one session per
 network, warms them up, and exposes the project's contracts over numpy:
 
     encode_text(prompts, styles) -> cond          dict of UNet conditioning inputs, [B, ...]
@@ -27,10 +27,10 @@ from tokenizers import Tokenizer
 
 from diffusion.denoisers import VPDenoiser
 from diffusion.schedules import alphas_cumprod_from_betas, betas_for, karras_sigmas, sampling_sigmas, vp_sigmas
-from services.common.manifest import Manifest
-from services.common.model_repository import ModelRepository, ModelVersion
+from repository import providers as prov
+from repository.manifest import Manifest
+from repository.reader import ModelRepository, ModelVersion
 from services.common.settings import Settings
-from services.worker import providers as prov
 from services.worker.runtime import ModelInfo
 
 log = logging.getLogger(__name__)

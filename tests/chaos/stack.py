@@ -15,12 +15,12 @@ from pathlib import Path
 
 import redis
 
+from atelier_cli.up import spawn
 from services.common import readiness
 from services.common.embedded_redis import free_port, redis_server_binary
 from services.common.events import EventKind
 from services.common.settings import Settings
 from services.common.store import JobStore
-from services.embedded import spawn
 
 
 class AofRedis:

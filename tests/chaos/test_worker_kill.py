@@ -11,11 +11,11 @@ import time
 import pytest
 import redis
 
+from atelier_cli.up import EmbeddedStack
 from clients import Client
 from services.common.jobs import JobState
 from services.common.settings import Settings
 from services.common.store import JobStore
-from services.embedded import EmbeddedStack
 from tests.chaos.stack import images, outcome, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.redis]

@@ -21,10 +21,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from services.common.manifest import Manifest
-from services.common.model_repository import ModelRepository
+from atelier_cli.up import EmbeddedStack
+from repository.manifest import Manifest
+from repository.reader import ModelRepository
 from services.common.settings import Settings
-from services.embedded import EmbeddedStack
 from tests.redis_harness import redis_server
 
 ROOT = Path(__file__).resolve().parents[2]

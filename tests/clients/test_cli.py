@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from atelier_cli.config import default_api_key, save_api_key
+from atelier_cli.main import main as cli_main
 from clients import Client
-from clients.cli import main as cli_main
-from clients.config import default_api_key, save_api_key
 from services.common.embedded_redis import free_port
 from tests.clients.deadlines import call_within, within
 from tests.clients.real_stack import EMOJI_JOB, JOB_SECONDS, ROOT, assert_different_images, assert_emoji
@@ -61,7 +61,7 @@ def test_generate_end_to_end_on_the_shipped_model(real_stack, tmp_path):
     shipped model: the same seed twice gives the same file, and the file the SDK gets for it."""
     env = dict(os.environ, ATELIER_GATEWAY=real_stack.address, ATELIER_API_KEY=real_stack.api_key)
     done = subprocess.run(
-        [sys.executable, "-m", "clients.cli", "generate", EMOJI_JOB["prompt"], "--style", EMOJI_JOB["style"],
+        [sys.executable, "-m", "atelier_cli", "generate", EMOJI_JOB["prompt"], "--style", EMOJI_JOB["style"],
          "--sampler", EMOJI_JOB["sampler"], "--steps", str(EMOJI_JOB["steps"]),
          "--seed", "7", "--seed", "8", "--seed", "7", "--out", str(tmp_path / "pics"), "--no-progress"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=JOB_SECONDS,

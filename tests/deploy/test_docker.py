@@ -21,7 +21,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from clients.cli import SUBCOMMANDS
+from atelier_cli.main import SUBCOMMANDS
 
 from .helpers import DEFAULTS, DOCKER, ROOT, SETTING_NAMES, port_of, run, tool
 

@@ -85,7 +85,7 @@ class Stack:
             [
                 sys.executable,
                 "-m",
-                "clients.cli",
+                "atelier_cli",
                 "worker",
                 "--concurrency",
                 "2",

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from clients.cli import main
+from atelier_cli.main import main
 from diffusion.data import save_dataset
 from diffusion.data.dataset import VALIDATION
 from diffusion.defaults import DEFAULT_GUIDANCE

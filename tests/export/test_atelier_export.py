@@ -11,7 +11,7 @@ import torch
 
 from bench.tiny_models import tiny_repository
 from export.sources.atelier import load_atelier
-from services.common.model_repository import ModelRepository
+from repository.reader import ModelRepository
 from services.common.settings import Settings
 from services.worker.onnx_runtime import load_runtime
 

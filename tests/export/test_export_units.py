@@ -9,15 +9,13 @@ import onnx
 import pytest
 import torch
 
-from clients.cli import main as atelier
+from atelier_cli.main import main as atelier
 from export.component import FP16_WEIGHTS, FP32, Component
 from export.onnx_files import check_onnx, save_onnx, store_weights_fp16
 from export.parity import ParityError, check, cpu_session
-from export.pipeline import ExportOptions, export_model
-from export.tensorrt import TensorRTUnavailable
 from export.torch_export import export_component
-from services.common.onnx_external import external_refs
-from services.worker import providers
+from repository import providers
+from repository.onnx_external import external_refs
 
 
 def _embedding_component(rows: int = 3000, dim: int = 64) -> Component:
@@ -73,11 +71,10 @@ def test_dynamo_exporter_matches(tmp_path: Path) -> None:
 
 @pytest.mark.skipif(providers.TENSORRT in providers.detect().usable, reason="this machine has TensorRT")
 def test_tensorrt_without_gpu_is_a_clear_error(tmp_path: Path, capsys) -> None:
-    with pytest.raises(TensorRTUnavailable, match="--tensorrt needs an NVIDIA GPU"):
-        export_model(tmp_path, ExportOptions(name="m", version="1", out=tmp_path / "models", tensorrt=True))
-    assert not (tmp_path / "models").exists()
-    code = atelier(["export", str(tmp_path), "--name", "m", "--version", "1", "--out", str(tmp_path), "--tensorrt"])
+    code = atelier(["export", str(tmp_path), "--name", "m", "--version", "1", "--out", str(tmp_path / "models"),
+                    "--tensorrt"])
     assert code == 1 and "needs an NVIDIA GPU" in capsys.readouterr().err
+    assert not (tmp_path / "models").exists()  # refused before any export work
     with pytest.raises(providers.ProviderUnavailable, match="TensorrtExecutionProvider was asked for"):
         providers.resolve("tensorrt,cpu")
     assert providers.resolve("auto")[-1] == providers.CPU

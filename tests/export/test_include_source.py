@@ -6,9 +6,9 @@ import shutil
 import pytest
 from safetensors.torch import load_file, save_file
 
+from atelier_cli.main import main as atelier
 from bench.tiny_models import atelier_checkpoint
-from clients.cli import main as atelier
-from services.common.model_repository import ModelRepository
+from repository.reader import ModelRepository
 
 pytestmark = pytest.mark.slow
 

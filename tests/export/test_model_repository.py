@@ -13,9 +13,9 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from export.repository_writer import write_manifest
-from services.common.manifest import FileEntry, Manifest, ManifestError, ScheduleSpec, UNetSpec
-from services.common.model_repository import ModelRepository, ModelRepositoryError, UnsafeModelError
-from services.common.onnx_external import external_refs
+from repository.manifest import FileEntry, Manifest, ManifestError, ScheduleSpec, UNetSpec
+from repository.onnx_external import external_refs
+from repository.reader import ModelRepository, ModelRepositoryError, UnsafeModelError
 
 
 def _tiny_onnx(path: Path, external: bool) -> None:

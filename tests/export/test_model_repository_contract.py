@@ -1,4 +1,4 @@
-"""The model repository reader (services/common/model_repository.py) hands out the verified bytes of
+"""The model repository reader (repository/reader.py) hands out the verified bytes of
 the file a role and variant name, and every refusal names the file and the reason."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import onnx
 import pytest
 
 from export.repository_writer import write_manifest
-from services.common.manifest import FileEntry, Manifest
-from services.common.model_repository import ModelRepository, ModelRepositoryError, UnsafeModelError
+from repository.manifest import FileEntry, Manifest
+from repository.reader import ModelRepository, ModelRepositoryError, UnsafeModelError
 from tests.export.test_model_repository import _tiny_onnx
 
 TOKENIZER = '{"vocab": "café ☕"}'

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
+from atelier_cli.main import main as atelier
 from bench.tiny_models import sd_pipeline
-from clients.cli import main as atelier
 from diffusion.denoisers import bind
 from diffusion.guidance import guided
 from diffusion.samplers import SAMPLERS

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from services.common.model_repository import ModelRepository, UnsafeModelError
+from repository.reader import ModelRepository, UnsafeModelError
 from tests.export.test_model_repository import _version
 
 READS = {

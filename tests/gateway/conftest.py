@@ -22,10 +22,10 @@ import pytest
 import redis as redis_lib
 from PIL import Image
 
+from repository.manifest import FileEntry, Manifest, SizeSpec
 from services.common import events as ev
 from services.common import readiness
 from services.common.jobs import JobState
-from services.common.manifest import FileEntry, Manifest, SizeSpec
 from services.common.settings import Settings
 from services.common.store import JobStore
 from services.gateway.auth import add_key
@@ -230,7 +230,7 @@ def model_repo_two(tmp_path):
     write_model(root)
     folder = root / "fixed-model" / "3"
     folder.mkdir(parents=True)
-    from services.common.manifest import LatentSpec
+    from repository.manifest import LatentSpec
 
     manifest = Manifest(name="fixed-model", version="3", latent=LatentSpec(dynamic_size=False))
     (folder / "manifest.json").write_text(manifest.to_json())

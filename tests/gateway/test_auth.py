@@ -7,7 +7,7 @@ import pytest
 
 from atelier.v1 import generation_pb2 as gen
 from atelier.v1 import models_pb2
-from clients.cli import main as atelier
+from atelier_cli.main import main as atelier
 from services.gateway.auth import KeyRing, add_key, bearer_token, hash_key, revoke_key
 from tests.gateway.helpers import Stubs, auth, request
 

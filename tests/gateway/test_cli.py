@@ -22,7 +22,7 @@ def test_atelier_gateway_serves_and_stops_on_sigterm(redis_url, keys, model_repo
     env = dict(os.environ, ATELIER_REDIS_URL=redis_url, ATELIER_API_KEYS_FILE=str(keys.path),
                ATELIER_MODEL_REPOSITORY=str(model_repo), ATELIER_DEFAULT_MODEL="test-model",
                ATELIER_GATEWAY_METRICS_PORT="0", ATELIER_SHUTDOWN_GRACE_SECONDS="1", OMP_NUM_THREADS="1")
-    proc = subprocess.Popen([sys.executable, "-m", "clients.cli", "gateway", "--listen", f"127.0.0.1:{port}"],
+    proc = subprocess.Popen([sys.executable, "-m", "atelier_cli", "gateway", "--listen", f"127.0.0.1:{port}"],
                             cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         with Client(f"127.0.0.1:{port}", keys.alice, timeout=2) as c:

@@ -12,7 +12,7 @@ from PIL import Image
 from atelier.v1 import generation_pb2 as gen
 from atelier.v1 import types_pb2
 from clients import Client
-from services.common.manifest import Defaults, FileEntry, ImageSpec, LatentSpec, Manifest, UNetSpec
+from repository.manifest import Defaults, FileEntry, ImageSpec, LatentSpec, Manifest, UNetSpec
 from services.gateway.server import serve
 from tests.gateway.conftest import gateway_settings
 from tests.services.test_worker_integration import PREFIX, Workers

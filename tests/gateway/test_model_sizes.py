@@ -8,8 +8,8 @@ import pytest
 import redis as redis_lib
 
 from atelier.v1 import models_pb2
+from repository.manifest import LatentSpec, Manifest, SizeSpec
 from services.common import readiness
-from services.common.manifest import LatentSpec, Manifest, SizeSpec
 from services.gateway.server import serve
 from tests.gateway.conftest import RecordingQueue, gateway_settings, write_model
 from tests.gateway.helpers import Stubs, auth, request, violations

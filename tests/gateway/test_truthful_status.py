@@ -8,10 +8,10 @@ import time
 import pytest
 
 from atelier.v1 import types_pb2
+from atelier_cli.main import main as atelier
 from clients import Client
-from clients.cli import main as atelier
+from repository.manifest import Manifest, SizeSpec
 from services.common import readiness
-from services.common.manifest import Manifest, SizeSpec
 from services.gateway.server import serve
 from tests.gateway.conftest import gateway_settings
 from tests.gateway.test_end_to_end import write_toy_model

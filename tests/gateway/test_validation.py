@@ -233,8 +233,8 @@ def test_a_good_request_with_images_passes(vstack):
 
 
 def test_sizes_follow_the_unet_size_step_not_only_the_vae_factor():
+    from repository.manifest import LatentSpec, Manifest, UNetSpec
     from services.common.jobs import JobSpec, PromptSpec
-    from services.common.manifest import LatentSpec, Manifest, UNetSpec
     from services.common.settings import Settings
     from services.gateway.catalog import ModelEntry
     from services.gateway.validation import Limits, _size

@@ -75,7 +75,7 @@ BUGS = (
     Bug(
         "cached-verify-rehash-skipped",
         "the verified-file cache hands out re-read bytes without hashing them",
-        "services/common/model_repository.py",
+        "repository/reader.py",
         "            if data is None and self._verified.get(name) == identity:\n",
         "            if name in self._verified:\n",
         ("tests/export/test_tampered_files.py",),

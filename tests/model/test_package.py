@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from clients.cli import main as atelier
+from atelier_cli.main import main as atelier
 from diffusion.nets.config import UNetConfig, VAEConfig
 from diffusion.nets.shipped import latest_shipped, load_shipped
 from diffusion.training.common import TrainConfig

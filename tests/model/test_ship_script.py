@@ -11,14 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from clients.cli import main as atelier
+from atelier_cli.main import main as atelier
 from diffusion.data.build import build_emoji, write_dataset
 from diffusion.data.sources import SOURCES
 from diffusion.nets.config import UNetConfig, VAEConfig
 from diffusion.training.common import TrainConfig
 from diffusion.training.unet_trainer import train_unet
 from diffusion.training.vae_trainer import train_vae
-from services.common.model_repository import ModelRepository
+from repository.reader import ModelRepository
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
@@ -43,7 +43,7 @@ def test_ship_script_packages_evaluates_and_exports_the_next_version(emoji_fixtu
     run2 = tmp_path / "run2"
     env = dict(os.environ, HF_HUB_OFFLINE="1", DATA=str(data.with_suffix("")), MODELS=str(models), NAME="tiny",
                CLASSIFIER=str(classifier), PY=sys.executable)
-    subprocess.run([sys.executable, "-m", "clients.cli", "train", "unet", "--data", str(data), "--vae-from",
+    subprocess.run([sys.executable, "-m", "atelier_cli", "train", "unet", "--data", str(data), "--vae-from",
                     str(models / "tiny" / "1"), "--run-dir", str(run2 / "unet"), "--channels", "32", "64",
                     "--num-res-blocks", "1", "--embed-dim", "32", "--heads", "2", "--steps", "4", "--batch-size", "4",
                     "--threads", "1", "--sample-every", "1000", "--keep-at", "0.25", "0.5"],

@@ -108,7 +108,7 @@ def test_keep_at_refuses_fractions_outside_the_run(fraction):
 def test_unet_trains_on_a_shipped_models_vae(tiny_dataset, tmp_path, fake_text):
     """`atelier train unet --vae-from MODEL`: the shipped VAE, its latent scale and shift and its
     style ids are reused as they are, so the new UNet is a drop-in successor."""
-    from clients.cli import main as atelier
+    from atelier_cli.main import main as atelier
     from diffusion.nets.config import LatentConfig, ModelConfig
 
     train_vae(tiny_dataset, tmp_path / "vae", TINY_VAE, cfg(steps=4))

@@ -70,7 +70,7 @@ class Workers:
         n = len(self.procs)
         log = open(self.tmp_path / f"worker{n}.log", "wb")  # noqa: SIM115 - closed with the process
         proc = subprocess.Popen(
-            [sys.executable, "-m", "clients.cli", "worker", "--concurrency", str(concurrency),
+            [sys.executable, "-m", "atelier_cli", "worker", "--concurrency", str(concurrency),
              "--hostname", f"w{n}-{os.getpid()}@test"],
             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
