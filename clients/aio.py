@@ -9,44 +9,18 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2
 
 from atelier.v1 import generation_pb2 as gen
-from atelier.v1 import generation_pb2_grpc, models_pb2, models_pb2_grpc
-from clients.client import CHANNEL_OPTIONS, DEFAULT_ADDRESS, RETRYABLE, Client, backoff, channel_credentials
+from atelier.v1 import models_pb2
+from clients.client import RETRYABLE, Client, Connection, backoff
 from clients.errors import AtelierError, from_rpc_error
 
 
-class AsyncClient:
-    def __init__(
-        self,
-        address: str = DEFAULT_ADDRESS,
-        api_key: str | None = None,
-        *,
-        tls: bool = False,
-        root_certificates: bytes | str | Path | None = None,
-        private_key: bytes | str | Path | None = None,
-        certificate_chain: bytes | str | Path | None = None,
-        timeout: float | None = 30.0,
-        retries: int = 5,
-        options: tuple = (),
-    ):
-        self.api_key, self.timeout, self.retries = api_key, timeout, retries
-        opts = list(CHANNEL_OPTIONS) + list(options)
-        if tls or root_certificates or private_key:
-            creds = channel_credentials(root_certificates, private_key, certificate_chain)
-            self.channel = grpc.aio.secure_channel(address, creds, opts)
-        else:
-            self.channel = grpc.aio.insecure_channel(address, opts)
-        self._gen = generation_pb2_grpc.GenerationStub(self.channel)
-        self._models = models_pb2_grpc.ModelsStub(self.channel)
-        self._health = health_pb2_grpc.HealthStub(self.channel)
-
-    def _metadata(self):
-        return (("authorization", f"Bearer {self.api_key}"),) if self.api_key else ()
+class AsyncClient(Connection):
+    channels = grpc.aio
 
     async def _unary(self, method, request, retry: bool = True):
         for attempt in range(self.retries + 1):

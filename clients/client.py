@@ -56,7 +56,12 @@ def backoff(attempt: int) -> float:
     return min(5.0, 0.1 * 2**attempt)
 
 
-class Client:
+class Connection:
+    """What `Client` and `AsyncClient` share: one channel to the gateway (TLS when asked), its
+    stubs and the API key. `channels` is the module that opens channels: grpc or grpc.aio."""
+
+    channels = grpc
+
     def __init__(
         self,
         address: str = DEFAULT_ADDRESS,
@@ -74,17 +79,19 @@ class Client:
         opts = list(CHANNEL_OPTIONS) + list(options)
         if tls or root_certificates or private_key:
             creds = channel_credentials(root_certificates, private_key, certificate_chain)
-            self.channel = grpc.secure_channel(address, creds, opts)
+            self.channel = self.channels.secure_channel(address, creds, opts)
         else:
-            self.channel = grpc.insecure_channel(address, opts)
+            self.channel = self.channels.insecure_channel(address, opts)
         self._gen = generation_pb2_grpc.GenerationStub(self.channel)
         self._models = models_pb2_grpc.ModelsStub(self.channel)
         self._health = health_pb2_grpc.HealthStub(self.channel)
 
-    # --- plumbing
-
     def _metadata(self):
         return (("authorization", f"Bearer {self.api_key}"),) if self.api_key else ()
+
+
+class Client(Connection):
+    # --- plumbing
 
     def _unary(self, method, request, retry: bool = False):
         for attempt in range(self.retries + 1):
