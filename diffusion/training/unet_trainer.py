@@ -94,9 +94,47 @@ def train_unet(dataset: Path, vae_run: Path, run_dir: Path, unet_cfg: UNetConfig
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     edm_cfg, text_cfg, dropout = edm_cfg or EDMConfig(), text_cfg or TextConfig(), dropout or CondDropout()
+    data, vae = _latent_data(dataset, vae_run, vae_cfg, run_dir, text_cfg, latent_cfg, styles)
+    unet_cfg.num_styles = max(unet_cfg.num_styles, len(data.styles))
+    model_cfg = ModelConfig(vae=vae.config.to_dict(), unet=unet_cfg.to_dict(), edm=edm_cfg.to_dict(),
+                            text=text_cfg.to_dict(), latent=data.latent_cfg.to_dict(), styles=tuple(data.styles))
+    model_cfg.save(run_dir / "model_config.json")
+    cfg.save(run_dir / "train_config.json")
+
+    denoiser = build_denoiser(unet_cfg, edm_cfg, cfg.seed)
+    if init is not None:
+        denoiser.net.load_state_dict(init)
+    denoiser = denoiser.to(device)
+    opt = Optimization(denoiser, cfg)
+    loss_fn = _edm_loss(denoiser, data, dropout, edm_cfg, cfg, device)
+    sample_fn = _grid_writer(opt, vae, data, unet_cfg, edm_cfg, text_cfg, cfg.seed, run_dir)
+    meta = {"kind": "unet", "model": model_cfg.to_dict(), "train": cfg.to_dict(), "dataset": str(dataset),
+            "vae_run": str(vae_run)}
+    summary = train_loop(opt, cfg, run_dir, loss_fn, meta, sample_fn, progress, resume, stop_at)
+    save_weights(run_dir / "unet_ema.safetensors", _ema_denoiser(opt, unet_cfg, edm_cfg).net.state_dict())
+    (run_dir / "summary.json").write_text(json.dumps({k: v for k, v in summary.items() if k != "losses"},
+                                                     indent=2) + "\n", encoding="utf-8")
+    return summary
+
+
+@dataclass
+class LatentData:
+    """The training split as the UNet sees it: VAE posterior mean and std per image, each image's
+    caption and style conditioning, the latent normalisation and the model's style list."""
+    mean: torch.Tensor
+    std: torch.Tensor
+    cond: Conditioning
+    style_ids: np.ndarray
+    latent_cfg: LatentConfig
+    styles: list[str]
+
+
+def _latent_data(dataset: Path, vae_run: Path, vae_cfg: VAEConfig | None, run_dir: Path, text_cfg: TextConfig,
+                 latent_cfg: LatentConfig | None, styles: list[str] | None) -> tuple[LatentData, object]:
+    """The training split encoded once (cached in ``run_dir``) by the VAE, which is returned too;
+    a dataset style the model lacks is refused before the VAE is loaded."""
     ds = load_dataset(dataset)
     styles = styles or list(ds.styles)
-    unet_cfg.num_styles = max(unet_cfg.num_styles, len(styles))
     train = ds.subset(TRAIN)
     unknown = sorted({str(ds.styles[i]) for i in train.style_ids} - set(styles))
     if unknown:
@@ -107,26 +145,24 @@ def train_unet(dataset: Path, vae_run: Path, run_dir: Path, unet_cfg: UNetConfig
     states, mask, row_of = build_text_cache([str(c) for c in train.captions], run_dir / "text_cache.npz",
                                             text_cfg.max_length)
     cond = Conditioning(states, mask, np.array([row_of[str(c)] for c in train.captions]), style_ids)
-    mean_t, std_t = torch.from_numpy(mean), torch.from_numpy(np.exp(0.5 * logvar))
+    data = LatentData(torch.from_numpy(mean), torch.from_numpy(np.exp(0.5 * logvar)), cond, style_ids, latent_cfg,
+                      styles)
+    return data, vae
 
-    model_cfg = ModelConfig(vae=vae.config.to_dict(), unet=unet_cfg.to_dict(), edm=edm_cfg.to_dict(),
-                            text=text_cfg.to_dict(), latent=latent_cfg.to_dict(), styles=tuple(styles))
-    model_cfg.save(run_dir / "model_config.json")
-    cfg.save(run_dir / "train_config.json")
 
-    denoiser = build_denoiser(unet_cfg, edm_cfg, cfg.seed)
-    if init is not None:
-        denoiser.net.load_state_dict(init)
-    denoiser = denoiser.to(device)
-    opt = Optimization(denoiser, cfg)
+def _edm_loss(denoiser: EDMDenoiser, data: LatentData, dropout: CondDropout, edm_cfg: EDMConfig,
+              cfg: TrainConfig, device):
+    """One batch's EDM loss: a posterior sample of each latent, noised at a training sigma, with
+    text and style dropped as ``dropout`` says."""
+    latent_cfg = data.latent_cfg
 
     def loss_fn(step: int, g: torch.Generator):
         b = cfg.batch_size
-        idx = torch.randint(len(mean_t), (b,), generator=g)
-        eps_z = torch.randn(mean_t[idx].shape, generator=g)
-        z = (mean_t[idx] + std_t[idx] * eps_z - latent_cfg.shift) * latent_cfg.scale
+        idx = torch.randint(len(data.mean), (b,), generator=g)
+        eps_z = torch.randn(data.mean[idx].shape, generator=g)
+        z = (data.mean[idx] + data.std[idx] * eps_z - latent_cfg.shift) * latent_cfg.scale
         drop_text, drop_style = dropout.masks(torch.rand(b, generator=g))
-        ctx, ctx_mask, style = cond.batch(idx, drop_text, drop_style)
+        ctx, ctx_mask, style = data.cond.batch(idx, drop_text, drop_style)
         sigma = sample_training_sigma(b, edm_cfg, g)
         n = torch.randn(z.shape, generator=g) * sigma[:, None, None, None]
         z, n, sigma = z.to(device), n.to(device), sigma.to(device)
@@ -136,7 +172,20 @@ def train_unet(dataset: Path, vae_run: Path, run_dir: Path, unet_cfg: UNetConfig
         loss = (w * (d.float() - z).square()).mean()
         return loss, {}
 
-    grid_styles = sorted({int(s) for s in style_ids if s > 0}) or [0]
+    return loss_fn
+
+
+def _ema_denoiser(opt: Optimization, unet_cfg: UNetConfig, edm_cfg: EDMConfig) -> EDMDenoiser:
+    ema = build_denoiser(unet_cfg, edm_cfg)
+    opt.ema.copy_to(ema)
+    return ema
+
+
+def _grid_writer(opt: Optimization, vae, data: LatentData, unet_cfg: UNetConfig, edm_cfg: EDMConfig,
+                 text_cfg: TextConfig, seed: int, run_dir: Path):
+    """The training loop's sample step: the EMA weights' grid of GRID_PROMPTS in the dataset's
+    styles, saved under ``run_dir/samples``."""
+    grid_styles = sorted({int(s) for s in data.style_ids if s > 0}) or [0]
     grid_text = None
 
     def sample_fn(step: int) -> None:
@@ -145,25 +194,16 @@ def train_unet(dataset: Path, vae_run: Path, run_dir: Path, unet_cfg: UNetConfig
             from diffusion.nets.text import TextEncoder
 
             grid_text = TextEncoder(text_cfg.max_length)
-        ema = build_denoiser(unet_cfg, edm_cfg)
-        opt.ema.copy_to(ema)
-        model = TorchLatentModel(ema, vae, grid_text, latent_cfg, edm_cfg, tuple(styles))
-        imgs = sample_grid(model, grid_styles, seed=cfg.seed)
+        model = TorchLatentModel(_ema_denoiser(opt, unet_cfg, edm_cfg), vae, grid_text, data.latent_cfg, edm_cfg,
+                                 tuple(data.styles))
+        imgs = sample_grid(model, grid_styles, seed=seed)
         sheet = grid(_regroup(imgs, len(GRID_PROMPTS), len(grid_styles)), cols=len(GRID_PROMPTS), scale=3)
         (run_dir / "samples").mkdir(exist_ok=True)
         sheet.save(run_dir / "samples" / f"samples_{step:06d}.png")
         sheet.save(run_dir / "samples" / "latest.png")
         opt.model.train()
 
-    meta = {"kind": "unet", "model": model_cfg.to_dict(), "train": cfg.to_dict(), "dataset": str(dataset),
-            "vae_run": str(vae_run)}
-    summary = train_loop(opt, cfg, run_dir, loss_fn, meta, sample_fn, progress, resume, stop_at)
-    ema = build_denoiser(unet_cfg, edm_cfg)
-    opt.ema.copy_to(ema)
-    save_weights(run_dir / "unet_ema.safetensors", ema.net.state_dict())
-    (run_dir / "summary.json").write_text(json.dumps({k: v for k, v in summary.items() if k != "losses"},
-                                                     indent=2) + "\n", encoding="utf-8")
-    return summary
+    return sample_fn
 
 
 def _regroup(images: np.ndarray, n_prompts: int, n_styles: int) -> np.ndarray:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from concurrent import futures
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -115,7 +116,6 @@ def serve(
 ) -> Gateway:
     client = redis.Redis.from_url(settings.redis_url, health_check_interval=30)
     store = JobStore(client, settings.key_prefix, settings.result_ttl_seconds)
-
     # Submits and ListModels read worker readiness from a snapshot at most a second old;
     # the health check reads it fresh.
     snapshot = readiness.Snapshot(client, settings.key_prefix)
@@ -125,19 +125,36 @@ def serve(
     if enqueue is None:
         enqueue = CeleryEnqueue(settings)
         closers.append(enqueue.close)
-    jobs = JobService(
-        store,
-        catalog,
-        Admission(store, Quotas.from_settings(settings), workers=snapshot.workers),
-        enqueue,
-        Limits.from_settings(settings),
-        poll_seconds=poll_seconds,
-    )
+    jobs = JobService(store, catalog, Admission(store, Quotas.from_settings(settings), workers=snapshot.workers),
+                      enqueue, Limits.from_settings(settings), poll_seconds=poll_seconds)
     keys = KeyRing(settings.api_keys_file)
     if settings.api_keys_file is None:
         log.warning("ATELIER_API_KEYS_FILE is unset: every call will be refused as UNAUTHENTICATED")
     stopping = threading.Event()
+    server, health_servicer = _grpc_server(settings, keys)
+    add_to_server(server, GenerationServicer(jobs, keys, stopping), ModelsServicer(catalog, keys))
+    monitor = HealthMonitor(health_servicer, _health_check(client, catalog, settings.key_prefix),
+                            interval=health_interval)
+    port, credentials = _listen(server, settings, cleanup=[*closers, client.close])
+    server.start()
+    monitor.start()
+    sweeper = OutboxSweeper(store, enqueue, grace_seconds=settings.outbox_grace_seconds).start()
+    closers.insert(0, sweeper.stop)
+    registry = metrics.registry_for(client)
+    metrics_server = metrics.serve_metrics(settings.gateway_metrics_port, registry)
+    closers.append(client.close)
+    host = settings.grpc_listen.rsplit(":", 1)[0]
+    log.info(
+        "gateway listening on %s:%d (%s)%s", host, port, "TLS" if credentials else "plaintext",
+        f", metrics on :{settings.gateway_metrics_port}" if metrics_server else "",
+    )
+    return Gateway(
+        settings, server, f"{host}:{port}", port, monitor, client, jobs, stopping, metrics_server, registry, closers
+    )
 
+
+def _grpc_server(settings: Settings, keys: KeyRing) -> tuple[grpc.Server, health.HealthServicer]:
+    """The server with its interceptors, health and reflection; the servicers are added by the caller."""
     # Uploads ride in the request: room for an init image and a mask at their limit.
     max_receive = 2 * settings.max_upload_bytes + (1 << 20)
     # Open streams hold a thread each, so they get threads of their own beside the unary
@@ -156,21 +173,28 @@ def serve(
             ("grpc.so_reuseport", 0),
         ],
     )
-    add_to_server(server, GenerationServicer(jobs, keys, stopping), ModelsServicer(catalog, keys))
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     wire.add_servicer(server, health_servicer, health_pb2.DESCRIPTOR.services_by_name["Health"])
     wire.add_servicer(server, reflection.ReflectionServicer(SERVICE_NAMES),
                       reflection_pb2.DESCRIPTOR.services_by_name["ServerReflection"])
+    return server, health_servicer
 
+
+def _health_check(client: redis.Redis, catalog: ModelCatalog, key_prefix: str) -> Callable[[], tuple[bool, str]]:
     def check() -> tuple[bool, str]:
         client.ping()
         offered = {e.key for e in catalog.entries()}
-        if not offered & readiness.ready_models(client, settings.key_prefix):
+        if not offered & readiness.ready_models(client, key_prefix):
             return False, "no worker has reported a model of the repository ready"
         return True, ""
 
-    monitor = HealthMonitor(health_servicer, check, interval=health_interval)
+    return check
 
+
+def _listen(server: grpc.Server, settings: Settings, cleanup: list[Callable[[], object]],
+            ) -> tuple[int, grpc.ServerCredentials | None]:
+    """Bind the listen address (TLS when configured); when it cannot, stop the server, run
+    `cleanup` and say which address was taken."""
     credentials = server_credentials(settings)
     try:
         if credentials is None:
@@ -181,22 +205,7 @@ def serve(
         port = 0
     if port == 0:
         server.stop(None)
-        for close in closers:
+        for close in cleanup:
             close()
-        client.close()
         raise OSError(f"cannot listen on {settings.grpc_listen} (address in use?)")
-    host = settings.grpc_listen.rsplit(":", 1)[0]
-    server.start()
-    monitor.start()
-    sweeper = OutboxSweeper(store, enqueue, grace_seconds=settings.outbox_grace_seconds).start()
-    closers.insert(0, sweeper.stop)
-    registry = metrics.registry_for(client)
-    metrics_server = metrics.serve_metrics(settings.gateway_metrics_port, registry)
-    closers.append(client.close)
-    log.info(
-        "gateway listening on %s:%d (%s)%s", host, port, "TLS" if credentials else "plaintext",
-        f", metrics on :{settings.gateway_metrics_port}" if metrics_server else "",
-    )
-    return Gateway(
-        settings, server, f"{host}:{port}", port, monitor, client, jobs, stopping, metrics_server, registry, closers
-    )
+    return port, credentials
