@@ -109,14 +109,14 @@ def test_ids_are_kept_while_at_most_ten_thousand_are_held(clock):
 
 def test_past_ten_thousand_ids_those_older_than_an_hour_are_forgotten(clock):
     listener = CancelListener(redis_lib.Redis(), "unused")
-    for i in range(10_000):
+    for i in range(9_999):
         listener.heard(f"old-{i}")
     clock[0] += FORGET_AFTER_SECONDS / 2
     listener.heard("recent")
-    assert listener.is_cancelled("old-0")  # 10,001 held, but none is an hour old yet
+    assert listener.is_cancelled("old-0")  # 10,000 held
     clock[0] += FORGET_AFTER_SECONDS / 2 + 1
-    listener.heard("new")
-    assert not listener.is_cancelled("old-0") and not listener.is_cancelled("old-9999")
+    listener.heard("new")  # the 10,001st: those older than an hour go
+    assert not listener.is_cancelled("old-0") and not listener.is_cancelled("old-9998")
     assert listener.is_cancelled("recent") and listener.is_cancelled("new")
 
 
