@@ -1,27 +1,26 @@
-"""The events of a job's log, as plain data that maps 1:1 onto `atelier.v1.JobEvent`.
+"""The events of a job's log: one typed payload per kind, the one place payloads are built.
 
-An event is a kind (the name of the JobEvent `oneof` case), a JSON-able dict whose keys
-are the proto message's field names, and optionally a blob (preview JPEG or artifact
-bytes, the proto's `bytes` field). Durations are seconds in fields ending in
-`_seconds` (`eta` -> `eta_seconds`, `queued_for` -> `queued_for_seconds`, `elapsed` ->
-`elapsed_seconds`); enums are the strings of :mod:`services.common.jobs`.
+An event is a kind (the name of the `atelier.v1.JobEvent` `oneof` case), a payload (one of
+the frozen dataclasses below, whose fields are the proto message's field names) and
+optionally a blob (preview JPEG or artifact bytes, the proto's `bytes` field). Durations
+are seconds in fields ending in `_seconds` (`eta` -> `eta_seconds`, `queued_for` ->
+`queued_for_seconds`, `elapsed` -> `elapsed_seconds`); enums are the strings of
+:mod:`services.common.jobs`.
 
-Payload shapes (`data`):
-
-- queued:   position, eta_seconds, queue
-- started:  worker, execution_provider, queued_for_seconds, attempt
-- progress: step, total_steps, eta_seconds, images_done
-- preview:  width, height, index, step                      (blob: JPEG)
-- artifact: index, mime_type, width, height, seed, finish_reason, provenance (dict of
-            `atelier.v1.Provenance` fields, sampler as its name), prompt_index  (blob: data)
-- finished: state, error_code, error_message, images, elapsed_seconds
+A payload travels as JSON in the Redis stream (:func:`to_fields`). The store's Lua scripts
+write the JSON they are given; a value only the script can know (the attempt number, the
+queue position) it puts under the field name the payload class hands it
+(:func:`store_filled`), so the scripts name no payload field themselves. The gateway maps
+each kind to protobuf field by field (services/gateway/convert.py); a field or kind this
+code does not know is kept in :attr:`Decoded.unknown` for it to report, never dropped
+silently (docs/ARCHITECTURE.md, "Event contract").
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import asdict, dataclass, fields
+from typing import Any, ClassVar
 
 
 class EventKind:
@@ -36,83 +35,182 @@ class EventKind:
 
 
 @dataclass(frozen=True)
+class Queued:
+    KIND: ClassVar[str] = EventKind.QUEUED
+    # Under a quota the store counts the jobs ahead and the ETA in the step that admits the job.
+    STORE_FILLED: ClassVar[tuple[str, ...]] = ("position", "eta_seconds")
+
+    position: int = 0
+    eta_seconds: float = 0.0
+    queue: str = ""
+
+
+@dataclass(frozen=True)
+class Started:
+    KIND: ClassVar[str] = EventKind.STARTED
+    # The attempt number and the time in queue come from the record in the step that begins it.
+    STORE_FILLED: ClassVar[tuple[str, ...]] = ("attempt", "queued_for_seconds")
+
+    worker: str = ""
+    execution_provider: str = ""
+    queued_for_seconds: float = 0.0
+    attempt: int = 0
+
+
+@dataclass(frozen=True)
+class Progress:
+    KIND: ClassVar[str] = EventKind.PROGRESS
+    STORE_FILLED: ClassVar[tuple[str, ...]] = ()
+
+    step: int = 0
+    total_steps: int = 0
+    eta_seconds: float = 0.0
+    images_done: int = 0
+
+
+@dataclass(frozen=True)
+class Preview:
+    KIND: ClassVar[str] = EventKind.PREVIEW
+    STORE_FILLED: ClassVar[tuple[str, ...]] = ()
+
+    width: int = 0
+    height: int = 0
+    index: int = 0
+    step: int = 0
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """`atelier.v1.Provenance`: how to make an artifact again (sampler as its name)."""
+
+    model_name: str = ""
+    model_version: str = ""
+    model_sha256: str = ""
+    sampler: str = ""
+    steps: int = 0
+    steps_run: int = 0
+    guidance_scale: float = 0.0
+    seed: int = 0
+    prompt: str = ""
+    negative_prompt: str = ""
+    style: str = ""
+    width: int = 0
+    height: int = 0
+    strength: float = 0.0
+    tiling: bool = False
+    init_image_sha256: str = ""
+    mask_sha256: str = ""
+    software_version: str = ""
+    guidance_rescale: float = 0.0
+    eta: float = 0.0
+
+
+@dataclass(frozen=True)
+class Artifact:
+    KIND: ClassVar[str] = EventKind.ARTIFACT
+    STORE_FILLED: ClassVar[tuple[str, ...]] = ()
+
+    index: int = 0
+    mime_type: str = ""
+    width: int = 0
+    height: int = 0
+    seed: int = 0
+    finish_reason: str = "COMPLETED"
+    provenance: Provenance = Provenance()
+    prompt_index: int = 0
+
+
+@dataclass(frozen=True)
+class Finished:
+    KIND: ClassVar[str] = EventKind.FINISHED
+    # The images made and the time since submission are read off the record as the job ends.
+    STORE_FILLED: ClassVar[tuple[str, ...]] = ("images", "elapsed_seconds")
+
+    state: str = ""
+    error_code: str = ""
+    error_message: str = ""
+    images: int = 0
+    elapsed_seconds: float = 0.0
+
+
+Payload = Queued | Started | Progress | Preview | Artifact | Finished
+PAYLOADS: dict[str, type] = {cls.KIND: cls for cls in (Queued, Started, Progress, Preview, Artifact, Finished)}
+
+
+def to_json(payload: Payload) -> str:
+    return json.dumps(asdict(payload), sort_keys=True)
+
+
+def store_filled(payload: Payload) -> str:
+    """The JSON list of field names a store script fills, in the order the script computes them."""
+    return json.dumps(list(type(payload).STORE_FILLED))
+
+
+@dataclass(frozen=True)
+class Decoded:
+    payload: Payload | None  # None: a kind this code does not know
+    unknown: tuple[str, ...]  # fields this code does not know ("provenance.x" when nested)
+
+
+_SCALARS = {"int": int, "float": float, "str": str, "bool": bool}
+
+
+def _build(cls: type, data: dict[str, Any], prefix: str, unknown: list[str]) -> Any:
+    known = {f.name: f for f in fields(cls)}
+    values: dict[str, Any] = {}
+    for name, value in data.items():
+        f = known.get(name)
+        if f is None:
+            unknown.append(prefix + name)
+        elif f.type in _SCALARS:
+            values[name] = _SCALARS[f.type](value)
+        else:
+            values[name] = _build(globals()[f.type], value, f"{prefix}{name}.", unknown)
+    return cls(**values)  # a field an older writer left out keeps its default
+
+
+def decode(kind: str, data: dict[str, Any]) -> Decoded:
+    """A stored payload as its dataclass; fields (and kinds) this code lacks are named, not dropped."""
+    cls = PAYLOADS.get(kind)
+    if cls is None:
+        return Decoded(None, ())
+    unknown: list[str] = []
+    return Decoded(_build(cls, data, "", unknown), tuple(unknown))
+
+
+@dataclass(frozen=True)
 class JobEvent:
     id: str  # stream id, e.g. "1718000000000-0"; WatchRequest.after_event_id resumes after it
     time: float  # Unix seconds
     job_id: str
     kind: str
-    data: dict[str, Any]
+    data: dict[str, Any]  # the payload as stored (a newer writer's fields included)
     blob: bytes | None = None
 
     @property
     def is_final(self) -> bool:
         return self.kind == EventKind.FINISHED
 
-
-def queued(position: int, eta_seconds: float, queue: str) -> dict[str, Any]:
-    return {"position": int(position), "eta_seconds": float(eta_seconds), "queue": queue}
-
-
-def started(worker: str, execution_provider: str, queued_for_seconds: float, attempt: int) -> dict[str, Any]:
-    return {
-        "worker": worker,
-        "execution_provider": execution_provider,
-        "queued_for_seconds": float(queued_for_seconds),
-        "attempt": int(attempt),
-    }
-
-
-def progress(step: int, total_steps: int, eta_seconds: float, images_done: int) -> dict[str, Any]:
-    return {
-        "step": int(step),
-        "total_steps": int(total_steps),
-        "eta_seconds": float(eta_seconds),
-        "images_done": int(images_done),
-    }
-
-
-def preview(width: int, height: int, index: int, step: int) -> dict[str, Any]:
-    return {"width": int(width), "height": int(height), "index": int(index), "step": int(step)}
-
-
-def artifact(
-    index: int,
-    mime_type: str,
-    width: int,
-    height: int,
-    seed: int,
-    provenance: dict[str, Any],
-    prompt_index: int = 0,
-    finish_reason: str = "COMPLETED",
-) -> dict[str, Any]:
-    return {
-        "index": int(index),
-        "mime_type": mime_type,
-        "width": int(width),
-        "height": int(height),
-        "seed": int(seed),
-        "finish_reason": finish_reason,
-        "provenance": dict(provenance),
-        "prompt_index": int(prompt_index),
-    }
+    def decoded(self) -> Decoded:
+        return decode(self.kind, self.data)
 
 
 # --- stream encoding: one Redis stream entry per event
 
 
-def to_fields(kind: str, time: float, data: dict[str, Any], blob: bytes | None = None) -> dict[str, Any]:
-    fields: dict[str, Any] = {"kind": kind, "time": repr(float(time)), "data": json.dumps(data, sort_keys=True)}
+def to_fields(payload: Payload, time: float, blob: bytes | None = None) -> dict[str, Any]:
+    fields_: dict[str, Any] = {"kind": payload.KIND, "time": repr(float(time)), "data": to_json(payload)}
     if blob is not None:
-        fields["blob"] = blob
-    return fields
+        fields_["blob"] = blob
+    return fields_
 
 
-def from_fields(job_id: str, event_id: bytes | str, fields: dict[bytes, bytes]) -> JobEvent:
+def from_fields(job_id: str, event_id: bytes | str, fields_: dict[bytes, bytes]) -> JobEvent:
     return JobEvent(
         id=event_id.decode() if isinstance(event_id, bytes) else event_id,
-        time=float(fields[b"time"]),
+        time=float(fields_[b"time"]),
         job_id=job_id,
-        kind=fields[b"kind"].decode(),
-        data=json.loads(fields[b"data"]),
-        blob=fields.get(b"blob"),
+        kind=fields_[b"kind"].decode(),
+        data=json.loads(fields_[b"data"]),
+        blob=fields_.get(b"blob"),
     )

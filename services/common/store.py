@@ -100,7 +100,8 @@ def new_job_id() -> str:
 #       the broker lists of the job's queue and, for a batch job, those of the interactive
 #       queue (quota.lists of each).
 # ARGV: 1 job id, 2 time, 3 the queued event's data, 4 request id, 5 quota JSON or '',
-#       6... the record's fields.
+#       6 the names the queued event's position and ETA go under (events.store_filled),
+#       7... the record's fields.
 # Replies {1, id, position, eta}, {0, the existing job's id}, or {-1, limit, jobs counted}.
 _CREATE = """
 if ARGV[4] ~= '' then
@@ -125,13 +126,13 @@ if ARGV[5] ~= '' then
   if redis.call('INCR', KEYS[7]) == 1 then redis.call('EXPIRE', KEYS[7], quota.window_ttl) end
   position = depth
   if KEYS[8] ~= KEYS[5] then position = position + waiting(8, 9 + quota.lists) end
-  local data = cjson.decode(queued)
-  data['position'] = position
+  local data, filled = cjson.decode(queued), cjson.decode(ARGV[6])
   -- Each job ahead holds one of the workers' slots for about one job time; this one runs after them.
-  data['eta_seconds'] = (math.floor(position / quota.slots) + 1) * quota.job_seconds
-  queued, eta = cjson.encode(data), tostring(data['eta_seconds'])
+  local eta_seconds = (math.floor(position / quota.slots) + 1) * quota.job_seconds
+  data[filled[1]], data[filled[2]] = position, eta_seconds
+  queued, eta = cjson.encode(data), tostring(eta_seconds)
 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 6))
+redis.call('HSET', KEYS[1], unpack(ARGV, 7))
 redis.call('SADD', KEYS[3], ARGV[1])
 redis.call('SADD', KEYS[5], KEYS[1])
 redis.call('ZADD', KEYS[4], ARGV[2], ARGV[1])
@@ -161,18 +162,20 @@ def _leave_waiting(first: int) -> str:
 # QUEUED -> RUNNING, or RUNNING -> RUNNING when a lost worker's job is redelivered; the
 # attempt number fences off writes of earlier attempts. The time in queue is computed here
 # from the record, so starting a job costs one round trip, not a read first. With a lease
-# holder (ARGV[4], see services/worker/leases.py) only the delivery holding the job's lease
+# holder (ARGV[5], see services/worker/leases.py) only the delivery holding the job's lease
 # may begin it, so a second delivery of a job that a live worker runs begins nothing.
 # KEYS: 1 job, 2 events, 3... the queues' waiting sets (a started job frees its queue slot).
+# ARGV: 1 time, 2 worker, 3 the started event's data, 4 the names its attempt and time in
+#       queue go under (events.store_filled), 5 lease holder (optional).
 _BEGIN = """
 local state = redis.call('HGET', KEYS[1], 'state')
 if state ~= 'QUEUED' and state ~= 'RUNNING' then return false end
-if ARGV[4] and redis.call('HGET', KEYS[1], 'lease') ~= ARGV[4] then return false end
+if ARGV[5] and redis.call('HGET', KEYS[1], 'lease') ~= ARGV[5] then return false end
 local attempt = redis.call('HINCRBY', KEYS[1], 'attempt', 1)
 redis.call('HSET', KEYS[1], 'state', 'RUNNING', 'started_at', ARGV[1], 'worker', ARGV[2])
-""" + _leave_waiting(3) + """local data = cjson.decode(ARGV[3])
-data['attempt'] = attempt
-data['queued_for_seconds'] = math.max(0, tonumber(ARGV[1]) - tonumber(redis.call('HGET', KEYS[1], 'created_at')))
+""" + _leave_waiting(3) + """local data, filled = cjson.decode(ARGV[3]), cjson.decode(ARGV[4])
+data[filled[1]] = attempt
+data[filled[2]] = math.max(0, tonumber(ARGV[1]) - tonumber(redis.call('HGET', KEYS[1], 'created_at')))
 local id = redis.call('XADD', KEYS[2], '*', 'kind', 'started', 'time', ARGV[1], 'data', cjson.encode(data))
 return {attempt, id}
 """
@@ -200,7 +203,8 @@ return redis.call('XADD', KEYS[2], '*', 'kind', 'artifact', 'time', ARGV[2], 'da
 """
 
 # KEYS: 1 job, 2 events, 3 the tenant's in-flight set, 4 artifacts, 5... the queues' waiting
-# sets, then the idempotency key if the job has one. A final job leaves both (its tenant's
+# sets, then the idempotency key if the job has one. ARGV 9: the finished event's data, 10: the
+# names its images and elapsed time go under (events.store_filled). A final job leaves both (its tenant's
 # in-flight slot and, if it never started, its queue slot are given back); its own keys expire.
 _FINISH = """
 local state = redis.call('HGET', KEYS[1], 'state')
@@ -214,10 +218,10 @@ if ARGV[3] ~= '' and redis.call('HGET', KEYS[1], 'attempt') ~= ARGV[3] then retu
 redis.call('HSET', KEYS[1], 'state', ARGV[1], 'finished_at', ARGV[4], 'error_code', ARGV[5], 'error_message', ARGV[6])
 redis.call('SREM', KEYS[3], ARGV[8])
 """ + _leave_waiting(5) + """local created = tonumber(redis.call('HGET', KEYS[1], 'created_at'))
-local images = tonumber(redis.call('HGET', KEYS[1], 'images_done') or '0')
-local data = cjson.encode({state = ARGV[1], error_code = ARGV[5], error_message = ARGV[6], images = images,
-                           elapsed_seconds = tonumber(ARGV[4]) - created})
-local id = redis.call('XADD', KEYS[2], '*', 'kind', 'finished', 'time', ARGV[4], 'data', data)
+local data, filled = cjson.decode(ARGV[9]), cjson.decode(ARGV[10])
+data[filled[1]] = tonumber(redis.call('HGET', KEYS[1], 'images_done') or '0')
+data[filled[2]] = tonumber(ARGV[4]) - created
+local id = redis.call('XADD', KEYS[2], '*', 'kind', 'finished', 'time', ARGV[4], 'data', cjson.encode(data))
 for i = 1, #KEYS do
   if i ~= 3 and (i < 5 or i >= 5 + """ + str(len(Priority.ALL)) + """) then redis.call('EXPIRE', KEYS[i], ARGV[7]) end
 end
@@ -351,8 +355,10 @@ class JobStore:
             record["init_image"] = spec.init_image
         if spec.mask:
             record["mask"] = spec.mask
-        queued = ev.to_fields(EventKind.QUEUED, now, ev.queued(queue_position, eta_seconds, spec.priority))
-        args: list[Any] = [job_id, queued["time"], queued["data"], spec.request_id, quota_json]
+        payload = ev.Queued(queue_position, eta_seconds, spec.priority)
+        queued = ev.to_fields(payload, now)
+        args: list[Any] = [job_id, queued["time"], queued["data"], spec.request_id, quota_json,
+                           ev.store_filled(payload)]
         for name, value in record.items():
             args += [name, value]
         try:
@@ -496,8 +502,8 @@ class JobStore:
         """QUEUED/RUNNING -> RUNNING with a new attempt number (and a `started` event); None if final
         (or if there is no such job, or `lease` is given and is not the job's lease holder)."""
         now = time.time() if now is None else now
-        data = ev.started(worker, execution_provider, 0.0, 0)  # queued_for_seconds and attempt: filled in by _BEGIN
-        args = [repr(now), worker, ev.to_fields(EventKind.STARTED, now, data)["data"]]
+        payload = ev.Started(worker, execution_provider)  # its attempt and time in queue: filled in by _BEGIN
+        args = [repr(now), worker, ev.to_json(payload), ev.store_filled(payload)]
         if lease is not None:
             args.append(lease)
         reply = self._begin(keys=[self.job_key(job_id), self.events_key(job_id), *self.waiting_keys()], args=args)
@@ -507,16 +513,15 @@ class JobStore:
         self,
         job_id: str,
         attempt: int,
-        kind: str,
-        data: dict[str, Any],
+        payload: ev.Progress | ev.Preview,
         blob: bytes | None = None,
         updates: dict[str, Any] | None = None,
         now: float | None = None,
     ) -> str | None:
         """Append a progress or preview event (and set record fields) if `attempt` still owns the job."""
-        fields = ev.to_fields(kind, time.time() if now is None else now, data)
+        fields = ev.to_fields(payload, time.time() if now is None else now)
         updates = updates or {}
-        args: list[Any] = [attempt, fields["time"], kind, fields["data"], len(updates)]
+        args: list[Any] = [attempt, fields["time"], fields["kind"], fields["data"], len(updates)]
         for name, value in updates.items():
             args += [name, value]
         if blob is not None:
@@ -525,13 +530,13 @@ class JobStore:
         return reply.decode() if reply else None
 
     def add_artifact(
-        self, job_id: str, attempt: int, data: dict[str, Any], blob: bytes, now: float | None = None
+        self, job_id: str, attempt: int, payload: ev.Artifact, blob: bytes, now: float | None = None
     ) -> str | None:
-        """Store image `data["index"]` and its `artifact` event, once per index; None if refused."""
-        fields = ev.to_fields(EventKind.ARTIFACT, time.time() if now is None else now, data)
+        """Store image `payload.index` and its `artifact` event, once per index; None if refused."""
+        fields = ev.to_fields(payload, time.time() if now is None else now)
         reply = self._artifact(
             keys=[self.job_key(job_id), self.events_key(job_id), self.artifacts_key(job_id)],
-            args=[attempt, fields["time"], fields["data"], int(data["index"]), blob, self.result_ttl_seconds],
+            args=[attempt, fields["time"], fields["data"], payload.index, blob, self.result_ttl_seconds],
         )
         return reply.decode() if reply else None
 
@@ -580,6 +585,7 @@ class JobStore:
         if record.spec.request_id:
             keys.append(self.request_key(record.tenant, record.spec.request_id))
         now = time.time() if now is None else now
+        payload = ev.Finished(state, error_code, error_message[:2000])  # images, elapsed: filled in by _FINISH
         reply = self._finish(
             keys=keys,
             args=[
@@ -591,6 +597,8 @@ class JobStore:
                 error_message[:2000],
                 self.result_ttl_seconds,
                 job_id,
+                ev.to_json(payload),
+                ev.store_filled(payload),
             ],
         )
         return bool(reply)

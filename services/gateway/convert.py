@@ -7,18 +7,22 @@ fields ending in `_seconds`; timestamps as Unix seconds.
 
 from __future__ import annotations
 
+import logging
 import secrets
 import struct
-from typing import Any
 
 from google.protobuf import duration_pb2, timestamp_pb2
 
 from atelier.v1 import generation_pb2 as gen
 from atelier.v1 import models_pb2, types_pb2
+from services.common import events as ev
 from services.common.events import JobEvent
 from services.common.jobs import JobRecord, JobSpec, OutputFormat, Priority, PromptSpec
+from services.gateway import metrics
 from services.gateway.catalog import ModelEntry
 from services.gateway.validation import Violation
+
+log = logging.getLogger(__name__)
 
 # google.protobuf.Timestamp's valid seconds: 0001-01-01T00:00:00Z to 9999-12-31T23:59:59Z.
 TIMESTAMP_SECONDS = (-62_135_596_800, 253_402_300_799)
@@ -244,38 +248,107 @@ def job_to_pb(r: JobRecord) -> gen.Job:
     return job
 
 
-_ENUMS = {
-    "state": state_to_pb,
-    "error_code": error_code_to_pb,
-    "finish_reason": finish_reason_to_pb,
-    "sampler": sampler_to_pb,
-}
-_BLOB_FIELD = {"preview": "jpeg", "artifact": "data"}
+def queued_to_pb(p: ev.Queued) -> gen.Queued:
+    return gen.Queued(position=p.position, eta=duration(p.eta_seconds), queue=p.queue)
 
 
-def _fill(message, data: dict[str, Any]) -> None:
-    fields = message.DESCRIPTOR.fields_by_name
-    for key, value in data.items():
-        if key.endswith("_seconds") and key.removesuffix("_seconds") in fields:
-            getattr(message, key.removesuffix("_seconds")).CopyFrom(duration(value))
-        elif key not in fields or value is None:
-            continue  # a newer worker's field this gateway does not know: dropped, not fatal
-        elif key in _ENUMS:
-            setattr(message, key, _ENUMS[key](value))
-        elif isinstance(value, dict):
-            _fill(getattr(message, key), value)
-        else:
-            setattr(message, key, value)
+def started_to_pb(p: ev.Started) -> gen.Started:
+    return gen.Started(worker=p.worker, execution_provider=p.execution_provider,
+                       queued_for=duration(p.queued_for_seconds), attempt=p.attempt)
+
+
+def progress_to_pb(p: ev.Progress) -> gen.Progress:
+    return gen.Progress(step=p.step, total_steps=p.total_steps, eta=duration(p.eta_seconds),
+                        images_done=p.images_done)
+
+
+def preview_to_pb(p: ev.Preview, jpeg: bytes | None) -> gen.Preview:
+    return gen.Preview(jpeg=jpeg or b"", width=p.width, height=p.height, index=p.index, step=p.step)
+
+
+def provenance_to_pb(p: ev.Provenance) -> types_pb2.Provenance:
+    return types_pb2.Provenance(
+        model_name=p.model_name,
+        model_version=p.model_version,
+        model_sha256=p.model_sha256,
+        sampler=sampler_to_pb(p.sampler),
+        steps=p.steps,
+        steps_run=p.steps_run,
+        guidance_scale=p.guidance_scale,
+        seed=p.seed,
+        prompt=p.prompt,
+        negative_prompt=p.negative_prompt,
+        style=p.style,
+        width=p.width,
+        height=p.height,
+        strength=p.strength,
+        tiling=p.tiling,
+        init_image_sha256=p.init_image_sha256,
+        mask_sha256=p.mask_sha256,
+        software_version=p.software_version,
+        guidance_rescale=p.guidance_rescale,
+        eta=p.eta,
+    )
+
+
+def artifact_to_pb(p: ev.Artifact, data: bytes | None) -> gen.Artifact:
+    return gen.Artifact(
+        index=p.index,
+        data=data or b"",
+        mime_type=p.mime_type,
+        width=p.width,
+        height=p.height,
+        seed=p.seed,
+        finish_reason=finish_reason_to_pb(p.finish_reason),
+        provenance=provenance_to_pb(p.provenance),
+        prompt_index=p.prompt_index,
+    )
+
+
+def finished_to_pb(p: ev.Finished) -> gen.Finished:
+    return gen.Finished(state=state_to_pb(p.state), error_code=error_code_to_pb(p.error_code),
+                        error_message=p.error_message, images=p.images, elapsed=duration(p.elapsed_seconds))
 
 
 def event_to_pb(e: JobEvent) -> gen.JobEvent:
+    """The event as `atelier.v1.JobEvent`. A kind this gateway does not know goes out with no
+    `event` case set (its id still lets a client resume past it); a field it does not know is
+    left out. Both are logged once and counted (docs/ARCHITECTURE.md, "Event contract")."""
     out = gen.JobEvent(id=e.id, time=timestamp(e.time), job_id=e.job_id)
-    body = getattr(out, e.kind)
-    _fill(body, e.data)
-    if e.blob is not None and e.kind in _BLOB_FIELD:
-        setattr(body, _BLOB_FIELD[e.kind], e.blob)
-    body.SetInParent()  # an event with no fields set is still that kind
+    decoded = e.decoded()
+    if decoded.payload is None:
+        _report_unknown(e.kind, "")
+    for name in decoded.unknown:
+        _report_unknown(e.kind, name)
+    p = decoded.payload
+    if isinstance(p, ev.Queued):
+        out.queued.CopyFrom(queued_to_pb(p))
+    elif isinstance(p, ev.Started):
+        out.started.CopyFrom(started_to_pb(p))
+    elif isinstance(p, ev.Progress):
+        out.progress.CopyFrom(progress_to_pb(p))
+    elif isinstance(p, ev.Preview):
+        out.preview.CopyFrom(preview_to_pb(p, e.blob))
+    elif isinstance(p, ev.Artifact):
+        out.artifact.CopyFrom(artifact_to_pb(p, e.blob))
+    elif isinstance(p, ev.Finished):
+        out.finished.CopyFrom(finished_to_pb(p))
     return out
+
+
+_reported: set[tuple[str, str]] = set()
+
+
+def _report_unknown(kind: str, field: str) -> None:
+    """A newer writer's kind (field "") or field: counted each time, logged once per kind and field."""
+    metrics.UNKNOWN_EVENT_FIELDS.labels(kind=kind, field=field).inc()
+    if (kind, field) in _reported:
+        return
+    _reported.add((kind, field))
+    if field:
+        log.warning("event kind %r has a field %r this gateway does not know: left out of JobEvent", kind, field)
+    else:
+        log.warning("event kind %r is unknown to this gateway: sent with no event case set", kind)
 
 
 def cancel_to_pb(state: str, cancelled: bool) -> gen.CancelJobResponse:

@@ -45,7 +45,13 @@ OUTBOX_RESENT = Counter(
     "atelier_outbox_resent_total", "Jobs sent to the broker by the outbox sweeper (their gateway died first).",
     registry=None,
 )
-_ALL = (RPCS, RPC_SECONDS, SUBMITTED, REJECTED, EDGE_QUEUE, EDGE_LATENCY, OUTBOX_RESENT)
+UNKNOWN_EVENT_FIELDS = Counter(
+    "atelier_gateway_unknown_event_fields_total",
+    "Events relayed with a kind (field \"\") or a payload field this gateway does not know, which"
+    " it left out: a newer worker's event (docs/ARCHITECTURE.md, Event contract).",
+    ["kind", "field"], registry=None,
+)
+_ALL = (RPCS, RPC_SECONDS, SUBMITTED, REJECTED, EDGE_QUEUE, EDGE_LATENCY, OUTBOX_RESENT, UNKNOWN_EVENT_FIELDS)
 
 
 def registry_for(redis_client) -> CollectorRegistry:

@@ -15,11 +15,9 @@ worker only notices it up to one interval (plus a step) later.
 from __future__ import annotations
 
 import time
-from typing import Any
 
 from services.common import cost
 from services.common import events as ev
-from services.common.events import EventKind
 from services.common.store import JobStore
 
 
@@ -104,9 +102,9 @@ class StoreReporter:
         self._last_progress = now
         elapsed = now - self.started
         eta = cost.remaining_seconds(elapsed, steps_done, steps_total, self.planned_seconds)
-        data = ev.progress(steps_done, steps_total, eta, images_done)
+        payload = ev.Progress(steps_done, steps_total, eta, images_done)
         updates = {"steps_done": steps_done, "steps_total": steps_total}
-        self._require(self.store.append_event(self.job_id, self.attempt, EventKind.PROGRESS, data, updates=updates))
+        self._require(self.store.append_event(self.job_id, self.attempt, payload, updates=updates))
         self._confirmed = now  # the write succeeded only because the attempt still owns the job
 
     @property
@@ -117,11 +115,11 @@ class StoreReporter:
         return self._sampled_until - self._sampling_from
 
     def preview(self, index: int, step: int, jpeg: bytes, width: int, height: int) -> None:
-        data = ev.preview(width, height, index, step)
-        self._require(self.store.append_event(self.job_id, self.attempt, EventKind.PREVIEW, data, blob=jpeg))
+        payload = ev.Preview(width, height, index, step)
+        self._require(self.store.append_event(self.job_id, self.attempt, payload, blob=jpeg))
 
-    def artifact(self, data: dict[str, Any], blob: bytes) -> None:
-        if self.store.add_artifact(self.job_id, self.attempt, data, blob) is not None:
+    def artifact(self, payload: ev.Artifact, blob: bytes) -> None:
+        if self.store.add_artifact(self.job_id, self.attempt, payload, blob) is not None:
             self.images_written += 1
         else:
             # Refused: either the job stopped being ours, or this index was already recorded.

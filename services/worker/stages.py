@@ -19,6 +19,7 @@ from diffusion.editing import composite as composite_pixels
 from diffusion.guidance import ClassifierFreeGuidance
 from diffusion.noise import SeededNoise, initial_noise
 from diffusion.samplers import SAMPLERS, SamplerStep
+from services.common import events as ev
 from services.common.jobs import FinishReason
 from services.common.plan import JobPlan
 from services.worker import images
@@ -38,7 +39,7 @@ class JobReporter(Protocol):
 
     def preview(self, index: int, step: int, jpeg: bytes, width: int, height: int) -> None: ...
 
-    def artifact(self, data: dict[str, Any], blob: bytes) -> None: ...
+    def artifact(self, payload: ev.Artifact, blob: bytes) -> None: ...
 
 
 def _rows(cond: Cond, index: Sequence[int]) -> dict[str, np.ndarray]:
@@ -173,17 +174,17 @@ def provenance_of(chunk: Chunk, row: int) -> dict[str, Any]:
     return provenance(chunk.job.plan, chunk.indices[row])
 
 
-def artifact(chunk: Chunk, row: int, mime: str) -> dict[str, Any]:
+def artifact(chunk: Chunk, row: int, mime: str) -> ev.Artifact:
     index = chunk.indices[row]
     prompt_index, _, seed = chunk.job.plan.image(index)
     rgba = chunk.rgba[row]
-    return {
-        "index": index,
-        "mime_type": mime,
-        "width": int(rgba.shape[1]),
-        "height": int(rgba.shape[0]),
-        "seed": seed,
-        "finish_reason": FinishReason.COMPLETED,
-        "provenance": provenance_of(chunk, row),
-        "prompt_index": prompt_index,
-    }
+    return ev.Artifact(
+        index=index,
+        mime_type=mime,
+        width=int(rgba.shape[1]),
+        height=int(rgba.shape[0]),
+        seed=seed,
+        finish_reason=FinishReason.COMPLETED,
+        provenance=ev.Provenance(**provenance_of(chunk, row)),
+        prompt_index=prompt_index,
+    )

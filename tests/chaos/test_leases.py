@@ -10,6 +10,7 @@ import pytest
 import redis
 from celery import Celery
 
+from services.common import events as ev
 from services.common.events import EventKind
 from services.common.jobs import ErrorCode, JobSpec, JobState, PromptSpec
 from services.common.queues import UNACKED_KEY, celery_config, enqueue, job_of_delivery
@@ -73,7 +74,7 @@ def test_renewal_keeps_a_lease_and_a_lapsed_job_is_handed_back_once_and_fenced(s
     assert sent == [(job_id, "interactive")]
     assert store.get(job_id).state == JobState.QUEUED and store.unsent(0.0) == []
     # The dead attempt's writes are refused; its renewal finds the lease gone.
-    assert store.add_artifact(job_id, attempt, {"index": 0}, b"late") is None
+    assert store.add_artifact(job_id, attempt, ev.Artifact(index=0), b"late") is None
     assert not store.finish(job_id, attempt, JobState.SUCCEEDED)
     assert a.renew() == [job_id] and a.held() == {}
     # The handed-back job starts again as attempt 2 for whoever claims it next.

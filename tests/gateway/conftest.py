@@ -123,16 +123,14 @@ class ScriptedWorker:
                     return self.store.get(job_id).state
                 time.sleep(self.step_delay)
                 done += 1
-                self.store.append_event(job_id, attempt, ev.EventKind.PROGRESS,
-                                        ev.progress(done, total, 0.01 * (total - done), index),
+                self.store.append_event(job_id, attempt, ev.Progress(done, total, 0.01 * (total - done), index),
                                         updates={"steps_done": done})
-            self.store.append_event(job_id, attempt, ev.EventKind.PREVIEW, ev.preview(4, 4, index, done),
-                                    blob=b"\xff\xd8jpeg")
+            self.store.append_event(job_id, attempt, ev.Preview(4, 4, index, done), blob=b"\xff\xd8jpeg")
             seed = record.spec.seeds[index % len(record.spec.seeds)]
-            provenance = {"model_name": record.spec.model, "sampler": "dpmpp_2m", "steps": self.steps, "seed": seed}
+            provenance = ev.Provenance(model_name=record.spec.model, sampler="dpmpp_2m", steps=self.steps, seed=seed)
             side = SCRIPTED_IMAGE_SIDE
-            self.store.add_artifact(job_id, attempt, ev.artifact(index, "image/png", side, side, seed, provenance),
-                                    png_bytes(side, side))
+            self.store.add_artifact(job_id, attempt, ev.Artifact(index, "image/png", side, side, seed,
+                                                                 provenance=provenance), png_bytes(side, side))
         self.store.finish(job_id, attempt, JobState.SUCCEEDED)
         return JobState.SUCCEEDED
 

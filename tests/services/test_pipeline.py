@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from services.common import events as ev
 from services.common.events import EventKind
 from services.common.jobs import ErrorCode, JobSpec, JobState, PromptSpec
 from services.common.settings import Settings
@@ -207,7 +208,7 @@ def test_nan_and_unknown_model_fail_the_job_not_the_worker(store, executor):
 def test_a_redelivered_job_makes_only_the_missing_images(store, executor):
     job_id = submit(store, seeds=(1, 2, 3), steps=3)
     attempt = store.begin_attempt(job_id, "lost-worker")
-    store.add_artifact(job_id, attempt, {"index": 1, "seed": 2}, b"from the lost worker")
+    store.add_artifact(job_id, attempt, ev.Artifact(index=1, seed=2), b"from the lost worker")
     assert executor.run(job_id) == JobState.SUCCEEDED
     arts = [e for e in store.read_events(job_id) if e.kind == EventKind.ARTIFACT]
     assert sorted(a.data["index"] for a in arts) == [0, 1, 2]

@@ -5,6 +5,7 @@ option is recorded at the value that ran (a stochastic sampler's eta defaults to
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 
@@ -46,8 +47,8 @@ class Collect:
     def progress(self, steps_done, steps_total, images_done):
         self.steps_total = steps_total
 
-    def artifact(self, data, blob):
-        self.artifacts.append((data, blob))
+    def artifact(self, payload, blob):
+        self.artifacts.append((dataclasses.asdict(payload), blob))  # the payload as its stream JSON holds it
 
 
 def run(job_spec: JobSpec) -> tuple[dict, bytes, int]:

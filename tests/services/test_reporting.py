@@ -20,7 +20,7 @@ class FakeStore:
         self.asked += 1
         return self.running
 
-    def append_event(self, job_id, attempt, kind, data, blob=None, updates=None):
+    def append_event(self, job_id, attempt, payload, blob=None, updates=None):
         self.events += 1
         return "1-0" if self.running else None
 

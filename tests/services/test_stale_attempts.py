@@ -24,10 +24,10 @@ pytestmark = pytest.mark.redis
 
 # Every write the store offers a worker, made as attempt `a`; each returns what the store answered.
 WRITES = {
-    "progress": lambda s, j, a: s.append_event(j, a, EventKind.PROGRESS, ev.progress(5, 10, 1.0, 0),
+    "progress": lambda s, j, a: s.append_event(j, a, ev.Progress(5, 10, 1.0, 0),
                                               updates={"steps_done": 5, "steps_total": 10}),
-    "preview": lambda s, j, a: s.append_event(j, a, EventKind.PREVIEW, ev.preview(8, 8, 0, 5), blob=b"jpeg"),
-    "artifact": lambda s, j, a: s.add_artifact(j, a, {"index": 0, "seed": 1}, b"image of attempt"),
+    "preview": lambda s, j, a: s.append_event(j, a, ev.Preview(8, 8, 0, 5), blob=b"jpeg"),
+    "artifact": lambda s, j, a: s.add_artifact(j, a, ev.Artifact(index=0, seed=1), b"image of attempt"),
     "finish succeeded": lambda s, j, a: s.finish(j, a, JobState.SUCCEEDED),
     "finish failed": lambda s, j, a: s.finish(j, a, JobState.FAILED, ErrorCode.INTERNAL, "boom"),
     "finish expired": lambda s, j, a: s.finish(j, a, JobState.EXPIRED),
@@ -83,7 +83,7 @@ def test_a_superseded_reporter_stops_at_its_first_write(store):
     store.begin_attempt(job_id, "w2")
     stale.check()
     for write in (lambda: stale.progress(3, 10, 0), lambda: stale.preview(0, 3, b"jpeg", 8, 8),
-                  lambda: stale.artifact({"index": 0, "seed": 1}, b"image")):
+                  lambda: stale.artifact(ev.Artifact(index=0, seed=1), b"image")):
         with pytest.raises(JobStopped):
             write()
     assert [e.kind for e in store.read_events(job_id)] == ["queued", "started", "started"]

@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from services.common import events as ev
 from services.common.events import EventKind
 from services.common.jobs import ErrorCode, JobSpec, JobState, PromptSpec
 from services.common.store import JobNotFound, JobStore
@@ -79,10 +80,10 @@ def test_a_job_runs_to_success_and_its_keys_expire(store, redis_client):
     job_id, _ = store.create("acme", spec(request_id="r"))
     attempt = store.begin_attempt(job_id, "w1", "CPUExecutionProvider")
     assert attempt == 1 and store.still_running(job_id, 1)
-    assert store.append_event(job_id, 1, EventKind.PROGRESS, {"step": 1}, updates={"steps_done": 1})
-    assert store.append_event(job_id, 1, EventKind.PREVIEW, {"index": 0}, blob=b"jpeg")
-    assert store.add_artifact(job_id, 1, {"index": 0, "seed": 1}, b"png0")
-    assert store.add_artifact(job_id, 1, {"index": 0, "seed": 1}, b"png0-again") is None  # once per index
+    assert store.append_event(job_id, 1, ev.Progress(step=1), updates={"steps_done": 1})
+    assert store.append_event(job_id, 1, ev.Preview(index=0), blob=b"jpeg")
+    assert store.add_artifact(job_id, 1, ev.Artifact(index=0, seed=1), b"png0")
+    assert store.add_artifact(job_id, 1, ev.Artifact(index=0, seed=1), b"png0-again") is None  # once per index
     assert store.finish(job_id, 1, JobState.SUCCEEDED)
     assert not store.finish(job_id, 1, JobState.FAILED)  # already final
     job = store.get(job_id)
@@ -104,8 +105,8 @@ def test_nothing_is_appended_after_the_finished_event(store):
     store.begin_attempt(job_id, "w1")
     assert store.cancel(job_id) == (JobState.CANCELLED, True)
     assert not store.still_running(job_id, 1)
-    assert store.append_event(job_id, 1, EventKind.PROGRESS, {"step": 2}) is None
-    assert store.add_artifact(job_id, 1, {"index": 0}, b"x") is None
+    assert store.append_event(job_id, 1, ev.Progress(step=2)) is None
+    assert store.add_artifact(job_id, 1, ev.Artifact(index=0), b"x") is None
     assert not store.finish(job_id, 1, JobState.SUCCEEDED)
     assert store.read_events(job_id)[-1].kind == EventKind.FINISHED
     assert store.cancel(job_id) == (JobState.CANCELLED, False)
@@ -114,13 +115,13 @@ def test_nothing_is_appended_after_the_finished_event(store):
 def test_a_redelivered_job_fences_off_the_lost_attempt(store):
     job_id, _ = store.create("acme", spec())
     assert store.begin_attempt(job_id, "w1") == 1
-    assert store.add_artifact(job_id, 1, {"index": 0}, b"a")
+    assert store.add_artifact(job_id, 1, ev.Artifact(index=0), b"a")
     assert store.begin_attempt(job_id, "w2") == 2  # the worker of attempt 1 was lost
     assert not store.still_running(job_id, 1)
-    assert store.add_artifact(job_id, 1, {"index": 1}, b"b") is None
+    assert store.add_artifact(job_id, 1, ev.Artifact(index=1), b"b") is None
     assert not store.finish(job_id, 1, JobState.SUCCEEDED)
     assert store.artifact_indices(job_id) == {0}
-    assert store.add_artifact(job_id, 2, {"index": 1}, b"b")
+    assert store.add_artifact(job_id, 2, ev.Artifact(index=1), b"b")
     assert store.finish(job_id, 2, JobState.SUCCEEDED)
     assert store.begin_attempt(job_id, "w3") is None
 
@@ -162,7 +163,7 @@ def test_read_events_resumes_after_any_id(store):
     job_id, _ = store.create("acme", spec())
     store.begin_attempt(job_id, "w")
     for step in range(5):
-        store.append_event(job_id, 1, EventKind.PROGRESS, {"step": step})
+        store.append_event(job_id, 1, ev.Progress(step=step))
     everything = store.read_events(job_id)
     assert store.read_events(job_id, after=everything[2].id) == everything[3:]
     assert store.read_events(job_id, after="0") == everything
@@ -174,7 +175,7 @@ def test_follow_events_blocks_until_new_events_and_ends_after_finished(store):
     def work():
         time.sleep(0.2)
         store.begin_attempt(job_id, "w")
-        store.append_event(job_id, 1, EventKind.PROGRESS, {"step": 1})
+        store.append_event(job_id, 1, ev.Progress(step=1))
         time.sleep(0.2)
         store.finish(job_id, 1, JobState.SUCCEEDED)
 

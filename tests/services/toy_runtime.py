@@ -17,6 +17,7 @@ row count (to count, from outside a worker process, the calls made after a job w
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import threading
@@ -141,8 +142,8 @@ class ArtifactCollector:
     def progress(self, *args): ...
     def preview(self, *args): ...
 
-    def artifact(self, data, blob):
-        self.artifacts.append((data, blob))
+    def artifact(self, payload, blob):
+        self.artifacts.append((dataclasses.asdict(payload), blob))  # the payload as its stream JSON holds it
 
 
 def made_alone(spec, rows_per_chunk: int = 8) -> list[tuple[dict, bytes]]:
