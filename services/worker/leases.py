@@ -10,7 +10,7 @@ step is one Lua compare-and-set, so reapers need no leader: whichever wins a job
 once, and the others find nothing to do.
 
 Handing back sets the job to QUEUED, which fences off the dead attempt (its writes need
-RUNNING and its attempt number, see services/common/store.py), and puts the job in the outbox
+RUNNING and its attempt number, see services/common/store/attempts.py), and puts the job in the outbox
 before it is sent, so a reaper that dies before sending leaves it to the gateway's outbox
 sweeper. Images the dead attempt stored are kept; the next attempt makes only the others.
 

@@ -51,7 +51,7 @@ BUGS = (
     Bug(
         "append-ignores-attempt",
         "the attempt check removed from the store's event append",
-        "services/common/store.py",
+        "services/common/store/attempts.py",
         '_APPEND = """\n'
         "if redis.call('HGET', KEYS[1], 'state') ~= 'RUNNING' then return false end\n"
         "if redis.call('HGET', KEYS[1], 'attempt') ~= ARGV[1] then return false end\n",
