@@ -168,8 +168,9 @@ def test_per_minute_limit_holds_under_a_burst(make_stack):  # noqa: F811 - fixtu
 def test_a_burst_through_the_broker_to_a_real_worker(redis_url, keys, tmp_path):  # noqa: F811 - fixture
     """The same burst with the real Celery enqueue (Celery's list fills after each job is stored)
     and a real worker process started afterwards: the cap holds and every accepted job succeeds."""
+    root = write_toy_model(tmp_path / "repo")
     settings = gateway_settings(
-        redis_url, keys, write_toy_model(tmp_path / "repo"), key_prefix=PREFIX, default_model="toy",
+        redis_url, keys, root, key_prefix=PREFIX, default_model="toy",
         max_queue_depth_interactive=CAP, tenant_max_jobs_in_flight=10 * SUBMITS,
         tenant_jobs_per_minute=10 * SUBMITS, visibility_timeout=6, task_time_limit=5, task_soft_time_limit=4,
     )
@@ -180,7 +181,7 @@ def test_a_burst_through_the_broker_to_a_real_worker(redis_url, keys, tmp_path):
         assert len(found.accepted) == CAP, f"{len(found.accepted)} accepted, cap {CAP}"
         assert_refusals(found, f"its limit is {CAP}")
         assert queues.queue_depth(gateway.redis, Priority.INTERACTIVE) == CAP
-        workers.start(concurrency=4)
+        workers.start(concurrency=4, model_repository=str(root))
         assert wait_all_finished(gateway.address, found.accepted) == {"JOB_STATE_SUCCEEDED": CAP}
         assert queues.queue_depth(gateway.redis, Priority.INTERACTIVE) == 0
         assert_counters_back_to_zero(gateway.jobs.store, ("alice", "bob"))

@@ -23,6 +23,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.redis]
 
 JOBS = 500
 CLIENTS = 8
+STEPS = 10
 # Worth sending again elsewhere: the gateway is gone (UNAVAILABLE, or no answer in time).
 FAIL_OVER = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED}
 
@@ -55,7 +56,8 @@ def test_500_jobs_survive_losing_a_gateway_and_a_worker(tiny_models, tmp_path, r
         lock = threading.Lock()
 
         def submit(i: int) -> None:
-            request = gen.GenerateRequest(prompt="red apple", steps=1, seeds=[i], request_id=f"req-{i}")
+            # Ten steps: a job lasts long enough on a worker that the kill below finds some running.
+            request = gen.GenerateRequest(prompt="red apple", steps=STEPS, seeds=[i], request_id=f"req-{i}")
             for attempt in range(40):
                 try:
                     handle = stubs[(i + attempt) % 2].gen.Submit(request, metadata=auth(key), timeout=5)
@@ -84,6 +86,9 @@ def test_500_jobs_survive_losing_a_gateway_and_a_worker(tiny_models, tmp_path, r
             wait_until(lambda: len(running_on(store, list(accepted.values()), doomed_worker.pid)) >= 2, 60,
                        "jobs running on the worker to kill", interval=0.005)
             procs.kill(doomed_worker)
+            # What the dead worker held: its jobs still RUNNING now can only be handed back.
+            held = running_on(store, list(accepted.values()), doomed_worker.pid)
+            assert held, "the worker died holding no job: the test did not test a hand-back"
             assert accepted_before_kill < JOBS, "every job was in before the gateway died"
             for r in results:
                 r.result(timeout=120)
@@ -107,7 +112,8 @@ def test_500_jobs_survive_losing_a_gateway_and_a_worker(tiny_models, tmp_path, r
         assert [s for s in seen if s["state"] != JobState.SUCCEEDED] == []
         assert [s for s in seen if s["finished"] != 1 or s["deliveries"] != {0: 1}] == [], "delivered twice"
         run_again = sum(len(s["attempts"]) > 1 for s in seen)
-        assert run_again, "the killed worker's jobs were never handed back"
+        handed_back = [outcome(store, j) for j in held]
+        assert all(len(s["attempts"]) > 1 for s in handed_back), "a job the killed worker held was not run again"
         print(f"{JOBS} jobs, {len(fail_overs)} submits failed over, {run_again} run again after the worker's death, "
               f"all finished {drained:.1f} s after the last was accepted")
     finally:
