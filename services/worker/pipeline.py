@@ -16,8 +16,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from services.common.jobs import JobRecord
-from services.common.plan import JobPlan, Stage
+from services.common.jobs import JobRecord, JobSpec
+from services.common.plan import JobPlan, ModelFacts, Stage, resolve
 from services.worker import image_metadata, images, stages
 from services.worker.runtime import DenoiseFn, ModelRuntime
 from services.worker.stages import Chunk, JobContext, JobReporter, TextCache
@@ -48,8 +48,7 @@ def checked_plan(job: JobRecord, runtime: ModelRuntime) -> JobPlan:
     """The job's plan, when this runtime can run it."""
     plan, info = job.spec.plan, runtime.info
     if plan is None:
-        raise InvalidJob("the job has no plan this worker can read: jobs are planned by the gateway "
-                         "(services/common/plan.py), and a plan of another schema_version is logged")
+        plan = plan_of_an_older_gateway(job.spec, info)
     if plan.model_sha256 != info.sha256:
         raise ModelMismatch(f"model {info.name}/{info.version} loaded with manifest sha256 {info.sha256[:12]}..., "
                             f"the job was planned for {plan.model_sha256[:12]}...")
@@ -57,6 +56,18 @@ def checked_plan(job: JobRecord, runtime: ModelRuntime) -> JobPlan:
     if unknown:
         raise InvalidJob(f"the job's plan names stages this worker lacks: {', '.join(unknown)}")
     return plan
+
+
+def plan_of_an_older_gateway(spec: JobSpec, model: ModelFacts) -> JobPlan:
+    """The plan of a job queued by a gateway of the release before plans.
+
+    Workers are upgraded before gateways and read the job records of the release before
+    (docs/DEPLOY.md, "Upgrades and rollouts"), so a job such a gateway validated is planned
+    here once, by the gateway's own rule, with that release's default of inpainting (strength
+    1.0: repaint the masked area from pure noise)."""
+    if spec.mask and not spec.strength:
+        spec = spec.with_(strength=1.0)
+    return resolve(spec, model)
 
 
 def _uploads(job: JobRecord, plan: JobPlan, max_pixels: int) -> tuple[np.ndarray | None, np.ndarray | None]:
