@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from atelier_cli.config import default_api_key, default_gateway
+from diffusion.sampler_catalog import SAMPLER_NAMES
 
 EXIT = {"INVALID_ARGUMENT": 2, "UNAUTHENTICATED": 3, "PERMISSION_DENIED": 3, "NOT_FOUND": 4,
         "RESOURCE_EXHAUSTED": 5, "UNAVAILABLE": 6}
@@ -67,7 +68,8 @@ def _register_generate(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, action="append", default=[], help="seed of one image (repeatable)")
     p.add_argument("--count", type=int, default=0, help="images with service-drawn seeds (without --seed)")
     p.add_argument("--steps", type=int, default=0, help="sampler steps (default: the model's)")
-    p.add_argument("--sampler", default="", help="ddim, euler, euler_ancestral, heun, dpmpp_2m, unipc, ...")
+    p.add_argument("--sampler", default="", choices=SAMPLER_NAMES, metavar="SAMPLER",
+                   help=f"one of {', '.join(SAMPLER_NAMES)} (default: the model's)")
     p.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale")
     p.add_argument("--size", type=_size, default=None, help="WIDTHxHEIGHT in pixels (default: native)")
     p.add_argument("--init", type=Path, default=None, help="init image for image-to-image")

@@ -128,3 +128,10 @@ def test_key_file_is_the_default_key(monkeypatch, tmp_path):
     save_api_key("atk_dev_key")
     assert default_api_key() == "atk_dev_key"
     assert (tmp_path / "key").stat().st_mode & 0o777 == 0o600
+
+
+def test_an_unknown_sampler_is_refused_naming_the_choices(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        atelier(["generate", "x", "--sampler", "foo"])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and "invalid choice: 'foo'" in err and "unipc" in err and "Traceback" not in err
