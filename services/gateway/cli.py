@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import threading
@@ -84,4 +85,9 @@ def _serve(args) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     done.wait()
     gateway.stop()
-    return 0
+    # gRPC's pool threads are joined at interpreter exit; one whose call was cancelled but which
+    # still waits on Redis would keep a stopped gateway's process alive. It has stopped: exit.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)

@@ -10,6 +10,7 @@ tests and the embedded stack (`atelier up`) run it in-process.
 
 from __future__ import annotations
 
+import faulthandler
 import logging
 import threading
 from collections.abc import Callable
@@ -39,6 +40,7 @@ from services.gateway.streams import StreamLimits, StreamSlots
 from services.gateway.validation import Limits
 
 log = logging.getLogger(__name__)
+STOP_OVERRUN_SECONDS = 5.0  # how long a stop waits for calls past the grace period
 
 UNARY_BACKLOG_PER_THREAD = 16
 
@@ -73,7 +75,13 @@ class Gateway:
         self.stopping.set()
         grace = self.settings.shutdown_grace_seconds if grace is None else grace
         self.health.stop()
-        self.server.stop(grace).wait()
+        # A handler that ignores its cancellation (blocked in a Redis read) would hold the
+        # shutdown open past the grace period; the orchestrator's kill would then be all that
+        # ends it, with nothing said. Bound the wait and show where the threads stand.
+        if not self.server.stop(grace).wait(timeout=grace + STOP_OVERRUN_SECONDS):
+            log.warning("gRPC calls still running %.0f s after the grace period; their threads:",
+                        STOP_OVERRUN_SECONDS)
+            faulthandler.dump_traceback(all_threads=True)
         if self.metrics_server is not None:
             self.metrics_server.shutdown()
             self.metrics_server.server_close()

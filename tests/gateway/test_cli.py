@@ -37,8 +37,11 @@ def test_atelier_gateway_serves_and_stops_on_sigterm(redis_url, keys, model_repo
                     time.sleep(0.2)
             assert [m.name for m in models] == ["test-model"]
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=15) == 0
-        assert "gateway stopped" in proc.stdout.read()
+        # Read while waiting: a gateway whose log fills the pipe would otherwise block on a write.
+        out, _ = proc.communicate(timeout=15)
+        print(f"gateway log: {len(out)} characters; last lines:\n" + "\n".join(out.splitlines()[-15:]))
+        assert proc.returncode == 0
+        assert "gateway stopped" in out
         with grpc.insecure_channel(f"127.0.0.1:{port}") as channel, pytest.raises(grpc.FutureTimeoutError):
             grpc.channel_ready_future(channel).result(timeout=0.5)
     finally:
