@@ -27,7 +27,9 @@ TIME_INPUTS = ("sigma", "timestep")
 SCHEDULE_KINDS = ("edm", "discrete")
 # Roles of the files a version may hold; a variant ("fp16", "optimized", "tiling", ...)
 # maps a role to another file with the same inputs and outputs.
-ROLES = ("unet", "vae_decoder", "vae_encoder", "text_encoder", "tokenizer")
+BASE_ROLES = ("unet", "vae_decoder", "vae_encoder", "text_encoder", "tokenizer")
+UPSCALER_ROLES = ("upscaler", "upscaler_fast")
+ROLES = BASE_ROLES + UPSCALER_ROLES
 
 
 class ManifestError(ValueError):
@@ -199,6 +201,48 @@ class SizeSpec(_Json):
 
 
 @dataclass(frozen=True)
+class UpscalerSpec(_Json):
+    """A super-resolution version (docs/MODEL_REPOSITORY.md, "Upscalers"): an EDM chain on the
+    residual HR - up over the bicubic upsample of the input (diffusion/upscale.py).
+
+    `upscaler.onnx` maps (sample, sigma, low_res, aug_level) -> x0 of the residual, EDM
+    preconditioning inside; `upscaler_fast.onnx` (optional) maps low_res -> residual."""
+
+    factor: int = 4
+    sigma_min: float = 0.002
+    sigma_max: float = 1.0
+    sigma_data: float = 0.5                # inside the graph's preconditioning; stated for readers
+    rho: float = 7.0
+    aug_level: float = 0.0                 # noise-conditioning augmentation, fixed at inference
+    default_steps: int = 4
+    size_multiple: int = 8                 # HR sides the networks take are multiples of this
+    max_input_side: int = 512              # largest input (LR) width or height accepted
+    tile: int = 64                         # LR tile side: larger inputs run in overlapping tiles
+    tile_overlap: int = 16                 # LR pixels neighbouring tiles share
+
+    def problems(self) -> list[str]:
+        out = []
+        if self.factor < 2:
+            out.append(f"factor must be >= 2, got {self.factor}")
+        if not 0 < self.sigma_min < self.sigma_max:
+            out.append(f"needs 0 < sigma_min < sigma_max, got {self.sigma_min}, {self.sigma_max}")
+        if self.sigma_data <= 0 or self.rho <= 0:
+            out.append("sigma_data and rho must be > 0")
+        if self.aug_level < 0:
+            out.append(f"aug_level must be >= 0, got {self.aug_level}")
+        if self.default_steps < 1:
+            out.append(f"default_steps must be >= 1, got {self.default_steps}")
+        if self.size_multiple < 1 or self.max_input_side < 1:
+            out.append("size_multiple and max_input_side must be >= 1")
+        elif (self.tile * self.factor) % self.size_multiple:
+            out.append(f"tile x factor ({self.tile} x {self.factor}) must be a multiple of size_multiple "
+                       f"{self.size_multiple}")
+        if self.tile < 1 or not 0 <= 2 * self.tile_overlap < self.tile:
+            out.append(f"needs tile >= 1 and 0 <= 2 x tile_overlap < tile, got {self.tile}, {self.tile_overlap}")
+        return out
+
+
+@dataclass(frozen=True)
 class FileEntry(_Json):
     """One file of the version. Only files listed here are loaded, and only when their bytes
     hash to `sha256`."""
@@ -234,6 +278,8 @@ class Manifest(_Json):
     styles: tuple[str, ...] = ()
     defaults: Defaults = field(default_factory=Defaults)
     sizes: SizeSpec | None = None          # None: derived from `image` and `latent.dynamic_size`
+    # A super-resolution version; it then holds no unet, VAE, text encoder or styles.
+    upscaler: UpscalerSpec | None = None
     # role -> file of the default variant; variant -> role -> file (for fp16, tiling, ...)
     components: dict[str, str] = field(default_factory=dict)
     variants: dict[str, dict[str, str]] = field(default_factory=dict)
@@ -313,7 +359,30 @@ class Manifest(_Json):
                 raise ManifestError(f"{where}: file name {name!r} must be a plain name inside the version folder")
             if len(entry.sha256) != 64 or any(c not in "0123456789abcdef" for c in entry.sha256):
                 raise ManifestError(f"{where}: files.{name}.sha256 is not a lowercase hex sha256")
+        self._check_roles(where)
         referenced = list(self.components.values()) + [f for v in self.variants.values() for f in v.values()]
         for name in referenced:
             if name not in self.files:
                 raise ManifestError(f"{where}: component file {name!r} is not listed under files")
+
+    def _check_roles(self, where: str) -> None:
+        roles = set(self.components) | {r for v in self.variants.values() for r in v}
+        unknown = sorted(roles - set(ROLES))
+        if unknown:
+            raise ManifestError(f"{where}: unknown component role(s) {unknown}; roles are {ROLES}")
+        if self.upscaler is None:
+            stray = sorted(roles & set(UPSCALER_ROLES))
+            if stray:
+                raise ManifestError(f"{where}: component(s) {stray} need an `upscaler` section")
+            return
+        problems = self.upscaler.problems()
+        if problems:
+            raise ManifestError(f"{where}: upscaler: " + "; ".join(problems))
+        base = sorted(roles & set(BASE_ROLES))
+        if base:
+            raise ManifestError(f"{where}: an upscaler version holds no {base}: "
+                                f"its only networks are {UPSCALER_ROLES}")
+        if self.styles:
+            raise ManifestError(f"{where}: an upscaler version has no styles")
+        if "upscaler" not in self.components:
+            raise ManifestError(f"{where}: an upscaler version needs an `upscaler` component")
