@@ -61,12 +61,14 @@ def slug(text: str) -> str:
 
 
 def fetch_package(package: str, version: str, cache: Path) -> Path:
-    """Return the extracted ``package/`` directory of an npm package, downloading it once."""
-    root = cache / f"{package}-{version}"
+    """Return the extracted ``package/`` directory of an npm package, downloading it once.
+    A scoped name (@scope/name) is packed by npm as scope-name-VERSION.tgz."""
+    flat = package.lstrip("@").replace("/", "-")
+    root = cache / f"{flat}-{version}"
     if (root / "package").is_dir():
         return root / "package"
     cache.mkdir(parents=True, exist_ok=True)
-    tgz = cache / f"{package}-{version}.tgz"
+    tgz = cache / f"{flat}-{version}.tgz"
     if not tgz.exists():
         subprocess.run(["npm", "pack", f"{package}@{version}", "--pack-destination", str(cache)],
                        check=True, capture_output=True)

@@ -76,8 +76,12 @@ class Optimization:
                                      lr=cfg.lr, betas=tuple(cfg.betas))
         self.ema = EMA(model, cfg.ema_decay)
 
+    def learning_rate(self, step: int) -> float:
+        """The rate of ``step``; a subclass may schedule differently (e.g. by wall time)."""
+        return lr_at(step, self.cfg.lr, self.cfg.warmup, self.cfg.steps)
+
     def step(self, loss: torch.Tensor, step: int) -> dict[str, float]:
-        lr = lr_at(step, self.cfg.lr, self.cfg.warmup, self.cfg.steps)
+        lr = self.learning_rate(step)
         for g in self.opt.param_groups:
             g["lr"] = lr
         self.opt.zero_grad(set_to_none=True)
