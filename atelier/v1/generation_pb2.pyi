@@ -104,6 +104,12 @@ class GenerateRequest(_message.Message):
     GUIDANCE_RESCALE_FIELD_NUMBER: _builtins.int
     ETA_FIELD_NUMBER: _builtins.int
     PROMPTS_FIELD_NUMBER: _builtins.int
+    UPSCALE_FIELD_NUMBER: _builtins.int
+    UPSCALE_STEPS_FIELD_NUMBER: _builtins.int
+    UPSCALER_FIELD_NUMBER: _builtins.int
+    UPSCALER_VERSION_FIELD_NUMBER: _builtins.int
+    UPSCALE_FAST_FIELD_NUMBER: _builtins.int
+    UPSCALE_IMAGE_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     """Idempotency key chosen by the client (at most 128 characters). Sending the same
     request_id again from the same tenant returns the job it created. Empty: no
@@ -153,6 +159,23 @@ class GenerateRequest(_message.Message):
     """Guidance rescale factor in [0, 1] (Lin et al. 2023); 0 is off."""
     eta: _builtins.float
     """Stochasticity of DDIM and ancestral samplers in [0, 1]. Unset: the sampler's default."""
+    upscale: _builtins.int
+    """Cascade: the upscaler's factor (4) runs every image of the base model through the
+    upscaler, in the same job (a 32x32 image becomes 128x128); 0 or 1: no upscaling. With
+    `upscale_image`: 0 (the upscaler's factor) or the upscaler's factor.
+    """
+    upscale_steps: _builtins.int
+    """Upscaler steps (its diffusion chain). 0: the upscaler's default (its ModelInfo.default_steps)."""
+    upscaler: _builtins.str
+    """Upscaler model name, a ListModels entry with upscale_factor > 0. Empty: the service's
+    default upscaler. Used only when upscaling.
+    """
+    upscaler_version: _builtins.str
+    """Upscaler version. Empty: the newest ready version."""
+    upscale_fast: _builtins.bool
+    """Use the upscaler's deterministic one-pass network (ModelInfo.fast_upscaler) instead of its
+    diffusion chain: faster and a little softer; upscale_steps must then be 0.
+    """
     @_builtins.property
     def seeds(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
         """One 64-bit seed per image. The same seed gives the same image, alone or in any
@@ -188,6 +211,15 @@ class GenerateRequest(_message.Message):
         set, `prompt` must be empty and every variant gets len(seeds) (or `count`) images.
         """
 
+    @_builtins.property
+    def upscale_image(self) -> _types_pb2.InputImage:
+        """An UPSCALE job: upscale this image (PNG, JPEG or WEBP; RGB, RGBA, grey or palette; each
+        side at most the upscaler's ModelInfo.max_input_side) by the upscaler's factor, once per
+        seed. It runs no base model: `prompt`, `prompts`, `model`, `model_version`, `style`,
+        `negative_prompt`, `steps`, `sampler`, `init_image`, `mask`, `strength` and `tiling`
+        must be empty; `width` and `height` 0 or the image's own size.
+        """
+
     def __init__(
         self,
         *,
@@ -218,10 +250,16 @@ class GenerateRequest(_message.Message):
         guidance_rescale: _builtins.float = ...,
         eta: _builtins.float | None = ...,
         prompts: _abc.Iterable[Global___PromptVariant] | None = ...,
+        upscale: _builtins.int = ...,
+        upscale_steps: _builtins.int = ...,
+        upscaler: _builtins.str = ...,
+        upscaler_version: _builtins.str = ...,
+        upscale_fast: _builtins.bool = ...,
+        upscale_image: _types_pb2.InputImage | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_eta", b"_eta", "_guidance_scale", b"_guidance_scale", "deadline", b"deadline", "eta", b"eta", "guidance_scale", b"guidance_scale", "init_image", b"init_image", "mask", b"mask"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_eta", b"_eta", "_guidance_scale", b"_guidance_scale", "deadline", b"deadline", "eta", b"eta", "guidance_scale", b"guidance_scale", "init_image", b"init_image", "mask", b"mask", "upscale_image", b"upscale_image"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_eta", b"_eta", "_guidance_scale", b"_guidance_scale", "cancel_on_disconnect", b"cancel_on_disconnect", "count", b"count", "deadline", b"deadline", "eta", b"eta", "guidance_rescale", b"guidance_rescale", "guidance_scale", b"guidance_scale", "height", b"height", "init_image", b"init_image", "labels", b"labels", "mask", b"mask", "model", b"model", "model_version", b"model_version", "negative_prompt", b"negative_prompt", "output_format", b"output_format", "output_quality", b"output_quality", "preview_every_steps", b"preview_every_steps", "priority", b"priority", "prompt", b"prompt", "prompts", b"prompts", "request_id", b"request_id", "sampler", b"sampler", "seeds", b"seeds", "steps", b"steps", "strength", b"strength", "style", b"style", "tiling", b"tiling", "width", b"width"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_eta", b"_eta", "_guidance_scale", b"_guidance_scale", "cancel_on_disconnect", b"cancel_on_disconnect", "count", b"count", "deadline", b"deadline", "eta", b"eta", "guidance_rescale", b"guidance_rescale", "guidance_scale", b"guidance_scale", "height", b"height", "init_image", b"init_image", "labels", b"labels", "mask", b"mask", "model", b"model", "model_version", b"model_version", "negative_prompt", b"negative_prompt", "output_format", b"output_format", "output_quality", b"output_quality", "preview_every_steps", b"preview_every_steps", "priority", b"priority", "prompt", b"prompt", "prompts", b"prompts", "request_id", b"request_id", "sampler", b"sampler", "seeds", b"seeds", "steps", b"steps", "strength", b"strength", "style", b"style", "tiling", b"tiling", "upscale", b"upscale", "upscale_fast", b"upscale_fast", "upscale_image", b"upscale_image", "upscale_steps", b"upscale_steps", "upscaler", b"upscaler", "upscaler_version", b"upscaler_version", "width", b"width"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__eta: _TypeAlias = _typing.Literal["eta"]  # noqa: Y015
     _WhichOneofArgType__eta: _TypeAlias = _typing.Literal["_eta", b"_eta"]  # noqa: Y015
@@ -432,9 +470,9 @@ class Job(_message.Message):
     state: _types_pb2.JobState.ValueType
     """Current state."""
     model: _builtins.str
-    """Model name."""
+    """Model name (an UPSCALE job's: its upscaler)."""
     model_version: _builtins.str
-    """Model version."""
+    """Model version (an UPSCALE job's: its upscaler's)."""
     priority: _types_pb2.Priority.ValueType
     """Queue it waits or waited in."""
     steps_done: _builtins.int

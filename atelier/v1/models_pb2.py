@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from atelier.v1 import types_pb2 as atelier_dot_v1_dot_types__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x61telier/v1/models.proto\x12\natelier.v1\x1a\x16\x61telier/v1/types.proto\"\x13\n\x11ListModelsRequest\";\n\x12ListModelsResponse\x12%\n\x06models\x18\x01 \x03(\x0b\x32\x15.atelier.v1.ModelInfo\"\xf8\x03\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\r\n\x05width\x18\x03 \x01(\r\x12\x0e\n\x06height\x18\x04 \x01(\r\x12\x17\n\x0flatent_channels\x18\x05 \x01(\r\x12\x15\n\rlatent_height\x18\x06 \x01(\r\x12\x14\n\x0clatent_width\x18\x07 \x01(\r\x12\x15\n\rlatent_factor\x18\x08 \x01(\r\x12\x0e\n\x06styles\x18\t \x03(\t\x12%\n\x08samplers\x18\n \x03(\x0e\x32\x13.atelier.v1.Sampler\x12,\n\x0f\x64\x65\x66\x61ult_sampler\x18\x0b \x01(\x0e\x32\x13.atelier.v1.Sampler\x12\x15\n\rdefault_steps\x18\x0c \x01(\r\x12\x1e\n\x16\x64\x65\x66\x61ult_guidance_scale\x18\r \x01(\x02\x12\r\n\x05ready\x18\x0e \x01(\x08\x12\x0e\n\x06sha256\x18\x0f \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x10 \x01(\t\x12\x10\n\x08max_size\x18\x11 \x01(\r\x12\x17\n\x0fsupports_tiling\x18\x12 \x01(\x08\x12\x1b\n\x13supports_init_image\x18\x13 \x01(\x08\x12\x11\n\tsize_step\x18\x14 \x01(\r\x12\x13\n\x0bother_sizes\x18\x15 \x01(\x08\x12\x10\n\x08min_size\x18\x16 \x01(\r2U\n\x06Models\x12K\n\nListModels\x12\x1d.atelier.v1.ListModelsRequest\x1a\x1e.atelier.v1.ListModelsResponseB5\n\x0e\x64\x65v.atelier.v1P\x01Z\x14\x61telier/v1;atelierv1\xaa\x02\nAtelier.V1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17\x61telier/v1/models.proto\x12\natelier.v1\x1a\x16\x61telier/v1/types.proto\"\x13\n\x11ListModelsRequest\";\n\x12ListModelsResponse\x12%\n\x06models\x18\x01 \x03(\x0b\x32\x15.atelier.v1.ModelInfo\"\xbf\x04\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\r\n\x05width\x18\x03 \x01(\r\x12\x0e\n\x06height\x18\x04 \x01(\r\x12\x17\n\x0flatent_channels\x18\x05 \x01(\r\x12\x15\n\rlatent_height\x18\x06 \x01(\r\x12\x14\n\x0clatent_width\x18\x07 \x01(\r\x12\x15\n\rlatent_factor\x18\x08 \x01(\r\x12\x0e\n\x06styles\x18\t \x03(\t\x12%\n\x08samplers\x18\n \x03(\x0e\x32\x13.atelier.v1.Sampler\x12,\n\x0f\x64\x65\x66\x61ult_sampler\x18\x0b \x01(\x0e\x32\x13.atelier.v1.Sampler\x12\x15\n\rdefault_steps\x18\x0c \x01(\r\x12\x1e\n\x16\x64\x65\x66\x61ult_guidance_scale\x18\r \x01(\x02\x12\r\n\x05ready\x18\x0e \x01(\x08\x12\x0e\n\x06sha256\x18\x0f \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x10 \x01(\t\x12\x10\n\x08max_size\x18\x11 \x01(\r\x12\x17\n\x0fsupports_tiling\x18\x12 \x01(\x08\x12\x1b\n\x13supports_init_image\x18\x13 \x01(\x08\x12\x11\n\tsize_step\x18\x14 \x01(\r\x12\x13\n\x0bother_sizes\x18\x15 \x01(\x08\x12\x10\n\x08min_size\x18\x16 \x01(\r\x12\x16\n\x0eupscale_factor\x18\x17 \x01(\r\x12\x16\n\x0emax_input_side\x18\x18 \x01(\r\x12\x15\n\rfast_upscaler\x18\x19 \x01(\x08\x32U\n\x06Models\x12K\n\nListModels\x12\x1d.atelier.v1.ListModelsRequest\x1a\x1e.atelier.v1.ListModelsResponseB5\n\x0e\x64\x65v.atelier.v1P\x01Z\x14\x61telier/v1;atelierv1\xaa\x02\nAtelier.V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,7 +38,7 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_LISTMODELSRESPONSE']._serialized_start=84
   _globals['_LISTMODELSRESPONSE']._serialized_end=143
   _globals['_MODELINFO']._serialized_start=146
-  _globals['_MODELINFO']._serialized_end=650
-  _globals['_MODELS']._serialized_start=652
-  _globals['_MODELS']._serialized_end=737
+  _globals['_MODELINFO']._serialized_end=721
+  _globals['_MODELS']._serialized_start=723
+  _globals['_MODELS']._serialized_end=808
 # @@protoc_insertion_point(module_scope)

@@ -88,6 +88,9 @@ class ModelInfo(_message.Message):
     SIZE_STEP_FIELD_NUMBER: _builtins.int
     OTHER_SIZES_FIELD_NUMBER: _builtins.int
     MIN_SIZE_FIELD_NUMBER: _builtins.int
+    UPSCALE_FACTOR_FIELD_NUMBER: _builtins.int
+    MAX_INPUT_SIDE_FIELD_NUMBER: _builtins.int
+    FAST_UPSCALER_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Model name."""
     version: _builtins.str
@@ -137,6 +140,17 @@ class ModelInfo(_message.Message):
     makes well; one that does not supports its native size and, when its network takes
     other shapes, the smaller ones.
     """
+    upscale_factor: _builtins.int
+    """0 for a text-to-image model; for an upscaler (GenerateRequest.upscaler), its factor: each
+    side of its output is this many times its input's. An upscaler's default_steps are its
+    diffusion chain's; its image and sampler fields do not apply.
+    """
+    max_input_side: _builtins.int
+    """For an upscaler: the largest width or height of an image it takes (GenerateRequest.upscale_image,
+    or a base model's image in a cascade), in pixels.
+    """
+    fast_upscaler: _builtins.bool
+    """For an upscaler: it also has a deterministic one-pass network (GenerateRequest.upscale_fast)."""
     @_builtins.property
     def styles(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Art styles the model was trained on (GenerateRequest.style)."""
@@ -170,10 +184,13 @@ class ModelInfo(_message.Message):
         size_step: _builtins.int = ...,
         other_sizes: _builtins.bool = ...,
         min_size: _builtins.int = ...,
+        upscale_factor: _builtins.int = ...,
+        max_input_side: _builtins.int = ...,
+        fast_upscaler: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["default_guidance_scale", b"default_guidance_scale", "default_sampler", b"default_sampler", "default_steps", b"default_steps", "description", b"description", "height", b"height", "latent_channels", b"latent_channels", "latent_factor", b"latent_factor", "latent_height", b"latent_height", "latent_width", b"latent_width", "max_size", b"max_size", "min_size", b"min_size", "name", b"name", "other_sizes", b"other_sizes", "ready", b"ready", "samplers", b"samplers", "sha256", b"sha256", "size_step", b"size_step", "styles", b"styles", "supports_init_image", b"supports_init_image", "supports_tiling", b"supports_tiling", "version", b"version", "width", b"width"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["default_guidance_scale", b"default_guidance_scale", "default_sampler", b"default_sampler", "default_steps", b"default_steps", "description", b"description", "fast_upscaler", b"fast_upscaler", "height", b"height", "latent_channels", b"latent_channels", "latent_factor", b"latent_factor", "latent_height", b"latent_height", "latent_width", b"latent_width", "max_input_side", b"max_input_side", "max_size", b"max_size", "min_size", b"min_size", "name", b"name", "other_sizes", b"other_sizes", "ready", b"ready", "samplers", b"samplers", "sha256", b"sha256", "size_step", b"size_step", "styles", b"styles", "supports_init_image", b"supports_init_image", "supports_tiling", b"supports_tiling", "upscale_factor", b"upscale_factor", "version", b"version", "width", b"width"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -41,6 +41,10 @@ class _SamplerEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Sampler.Value
     """DPM-Solver++(2M) SDE variant, stochastic."""
     SAMPLER_UNIPC: _Sampler.ValueType  # 8
     """UniPC (Zhao et al. 2023), predictor-corrector multistep, deterministic."""
+    SAMPLER_LCM: _Sampler.ValueType  # 9
+    """Multistep consistency sampling (Song et al. 2023, Algorithm 1), for consistency-distilled
+    models: one evaluation a step, fresh noise between steps.
+    """
 
 class Sampler(_Sampler, metaclass=_SamplerEnumTypeWrapper):
     """The sampling algorithm that turns noise into an image. Values match the names of
@@ -65,6 +69,10 @@ SAMPLER_DPMPP_2M_SDE: Sampler.ValueType  # 7
 """DPM-Solver++(2M) SDE variant, stochastic."""
 SAMPLER_UNIPC: Sampler.ValueType  # 8
 """UniPC (Zhao et al. 2023), predictor-corrector multistep, deterministic."""
+SAMPLER_LCM: Sampler.ValueType  # 9
+"""Multistep consistency sampling (Song et al. 2023, Algorithm 1), for consistency-distilled
+models: one evaluation a step, fresh noise between steps.
+"""
 Global___Sampler: _TypeAlias = Sampler  # noqa: Y015
 
 class _OutputFormat:
@@ -239,7 +247,7 @@ Global___FinishReason: _TypeAlias = FinishReason  # noqa: Y015
 
 @_typing.final
 class InputImage(_message.Message):
-    """An image sent to the service (init image, inpainting mask)."""
+    """An image sent to the service (init image, inpainting mask, an image to upscale)."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -287,6 +295,13 @@ class Provenance(_message.Message):
     GUIDANCE_RESCALE_FIELD_NUMBER: _builtins.int
     ETA_FIELD_NUMBER: _builtins.int
     STEPS_RUN_FIELD_NUMBER: _builtins.int
+    UPSCALE_FIELD_NUMBER: _builtins.int
+    UPSCALER_NAME_FIELD_NUMBER: _builtins.int
+    UPSCALER_VERSION_FIELD_NUMBER: _builtins.int
+    UPSCALER_SHA256_FIELD_NUMBER: _builtins.int
+    UPSCALE_STEPS_FIELD_NUMBER: _builtins.int
+    UPSCALE_FAST_FIELD_NUMBER: _builtins.int
+    UPSCALE_IMAGE_SHA256_FIELD_NUMBER: _builtins.int
     model_name: _builtins.str
     """Model name, e.g. "atelier-emoji"."""
     model_version: _builtins.str
@@ -329,6 +344,25 @@ class Provenance(_message.Message):
     """Stochasticity of DDIM / ancestral samplers, as it ran (a stochastic sampler's default is 1)."""
     steps_run: _builtins.int
     """Sampler steps that ran: `steps`, or with an init image its last floor(steps x strength)."""
+    upscale: _builtins.int
+    """The upscaler's factor when the image was upscaled (4), else 0. `width` and `height` are
+    the image before upscaling (for an UPSCALE job, the uploaded image's size); the artifact
+    is `upscale` times larger.
+    """
+    upscaler_name: _builtins.str
+    """Upscaler model name; empty when the image was not upscaled."""
+    upscaler_version: _builtins.str
+    """Upscaler version."""
+    upscaler_sha256: _builtins.str
+    """sha256 of the upscaler's manifest.json."""
+    upscale_steps: _builtins.int
+    """Upscaler steps that ran (0 with upscale_fast)."""
+    upscale_fast: _builtins.bool
+    """Whether the upscaler's one-pass network ran instead of its diffusion chain."""
+    upscale_image_sha256: _builtins.str
+    """sha256 of the uploaded image an UPSCALE job upscaled, empty otherwise (`model_name` is then
+    empty too: no base model ran).
+    """
     def __init__(
         self,
         *,
@@ -352,10 +386,17 @@ class Provenance(_message.Message):
         guidance_rescale: _builtins.float = ...,
         eta: _builtins.float = ...,
         steps_run: _builtins.int = ...,
+        upscale: _builtins.int = ...,
+        upscaler_name: _builtins.str = ...,
+        upscaler_version: _builtins.str = ...,
+        upscaler_sha256: _builtins.str = ...,
+        upscale_steps: _builtins.int = ...,
+        upscale_fast: _builtins.bool = ...,
+        upscale_image_sha256: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["eta", b"eta", "guidance_rescale", b"guidance_rescale", "guidance_scale", b"guidance_scale", "height", b"height", "init_image_sha256", b"init_image_sha256", "mask_sha256", b"mask_sha256", "model_name", b"model_name", "model_sha256", b"model_sha256", "model_version", b"model_version", "negative_prompt", b"negative_prompt", "prompt", b"prompt", "sampler", b"sampler", "seed", b"seed", "software_version", b"software_version", "steps", b"steps", "steps_run", b"steps_run", "strength", b"strength", "style", b"style", "tiling", b"tiling", "width", b"width"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["eta", b"eta", "guidance_rescale", b"guidance_rescale", "guidance_scale", b"guidance_scale", "height", b"height", "init_image_sha256", b"init_image_sha256", "mask_sha256", b"mask_sha256", "model_name", b"model_name", "model_sha256", b"model_sha256", "model_version", b"model_version", "negative_prompt", b"negative_prompt", "prompt", b"prompt", "sampler", b"sampler", "seed", b"seed", "software_version", b"software_version", "steps", b"steps", "steps_run", b"steps_run", "strength", b"strength", "style", b"style", "tiling", b"tiling", "upscale", b"upscale", "upscale_fast", b"upscale_fast", "upscale_image_sha256", b"upscale_image_sha256", "upscale_steps", b"upscale_steps", "upscaler_name", b"upscaler_name", "upscaler_sha256", b"upscaler_sha256", "upscaler_version", b"upscaler_version", "width", b"width"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

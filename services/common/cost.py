@@ -12,7 +12,9 @@ Workers measure every job they finish (:class:`RowTimes`): the per-row time is i
 time over its NFE x rows, the fixed part the rest of its wall time; both per model and size,
 published with their heartbeat (services.common.readiness). Keeping the fixed part apart
 matters: folded into the per-row time it would make a 40-step job's estimate too long and a
-Heun job's (twice the evaluations, the same fixed part) too short. The gateway's queued ETA
+Heun job's (twice the evaluations, the same fixed part) too short. A job that upscales costs
+two parts (:func:`parts`): its base model's sampling, and its upscaler's network calls at the
+output size (an UPSCALE job: only the latter), each measured and estimated under its own model. The gateway's queued ETA
 and the worker's progress ETA both come from :func:`estimate_seconds`. Sizes are keyed by
 image pixels: for one model the latent pixels are the image pixels over a fixed factor², so
 a fit in one is a fit in the other.
@@ -24,7 +26,7 @@ import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from services.common.plan import JobPlan
+from services.common.plan import JobKind, JobPlan
 
 # Before any worker measured a model: 25 ms a row at 32² (a step of one guided 32² image
 # on a CPU worker, ~0.05 s), scaled with the pixels.
@@ -54,10 +56,32 @@ class JobCost:
 
 
 def of_plan(plan: JobPlan, images: int | None = None) -> JobCost:
-    """The cost of a planned job, or of `images` of its images (those an attempt has left to make)."""
+    """The base model's cost of a planned job, or of `images` of its images (those an attempt has left to make)."""
     images = plan.images_total if images is None else images
     return JobCost(plan.nfe, images * (2 if plan.guided else 1), plan.width, plan.height,
                    f"{plan.model}/{plan.model_version}")
+
+
+def of_upscale(plan: JobPlan, images: int | None = None) -> JobCost | None:
+    """The upscaler's cost of a planned job (None: it does not upscale): one row per image at the
+    output size, so an upload cut into tiles costs its pixels, as a tile row's time is fitted by pixels."""
+    if plan.upscale is None:
+        return None
+    images = plan.images_total if images is None else images
+    u = plan.upscale
+    return JobCost(u.nfe, images, plan.output_width, plan.output_height, f"{u.model}/{u.version}")
+
+
+def parts(plan: JobPlan, images: int | None = None) -> tuple[JobCost, ...]:
+    """What a job costs, stage by stage: its base model's sampling (none for an UPSCALE job), then its upscaler's."""
+    found = [] if plan.kind == JobKind.UPSCALE else [of_plan(plan, images)]
+    upscale = of_upscale(plan, images)
+    return (*found, upscale) if upscale is not None else tuple(found)
+
+
+def estimate_plan(plan: JobPlan, measured: Measurements, images: int | None = None) -> float:
+    """How long a planned job (or `images` of its images) takes: the sum of its parts."""
+    return sum(estimate(part, measured) for part in parts(plan, images))
 
 
 def size_key(width: int, height: int) -> str:

@@ -103,6 +103,13 @@ class Provenance:
     software_version: str = ""
     guidance_rescale: float = 0.0
     eta: float = 0.0
+    upscale: int = 0
+    upscaler_name: str = ""
+    upscaler_version: str = ""
+    upscaler_sha256: str = ""
+    upscale_steps: int = 0
+    upscale_fast: bool = False
+    upscale_image_sha256: str = ""
 
 
 @dataclass(frozen=True)

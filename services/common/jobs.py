@@ -18,7 +18,8 @@ from typing import Any
 from services.common.plan import JobPlan
 from services.common.prompts import PromptSpec
 
-__all__ = ["ErrorCode", "FinishReason", "JobRecord", "JobSpec", "JobState", "OutputFormat", "Priority", "PromptSpec"]
+__all__ = ["UPLOADS", "ErrorCode", "FinishReason", "JobRecord", "JobSpec", "JobState", "OutputFormat", "Priority",
+           "PromptSpec"]
 
 
 class JobState:
@@ -74,6 +75,10 @@ class OutputFormat:
     ALL = (PNG, JPEG, WEBP, RAW_RGBA8)
 
 
+# The binary fields of a JobSpec: stored in the job record beside its JSON, not in it.
+UPLOADS = ("init_image", "mask", "upscale_image")
+
+
 @dataclass(frozen=True)
 class JobSpec:
     """What to generate, as asked, and once the gateway accepts it, its resolved `plan`.
@@ -107,6 +112,12 @@ class JobSpec:
     preview_every_steps: int = 0
     labels: dict[str, str] = field(default_factory=dict)
     request_id: str = ""
+    upscale: int = 0  # the cascade's factor; 0 or 1: none
+    upscale_steps: int = 0
+    upscaler: str = ""
+    upscaler_version: str = ""
+    upscale_fast: bool = False
+    upscale_image: bytes | None = None  # an UPSCALE job's input
     plan: JobPlan | None = None
 
     def __post_init__(self) -> None:
@@ -131,23 +142,29 @@ class JobSpec:
     def mask_sha256(self) -> str:
         return hashlib.sha256(self.mask).hexdigest() if self.mask else ""
 
+    @property
+    def upscale_image_sha256(self) -> str:
+        return hashlib.sha256(self.upscale_image).hexdigest() if self.upscale_image else ""
+
     def to_json(self) -> str:
-        """JSON of everything but the (binary) init image and mask, which are stored apart."""
+        """JSON of everything but the (binary) uploads, which are stored apart."""
         data = asdict(self)
-        data.pop("init_image")
-        data.pop("mask")
+        for upload in UPLOADS:
+            data.pop(upload)
         if data["plan"] is None:
             data.pop("plan")
         return json.dumps(data, sort_keys=True)
 
     @classmethod
-    def from_json(cls, text: str | bytes, init_image: bytes | None = None, mask: bytes | None = None) -> JobSpec:
+    def from_json(cls, text: str | bytes, init_image: bytes | None = None, mask: bytes | None = None,
+                  upscale_image: bytes | None = None) -> JobSpec:
         data = json.loads(text)
         known = {f.name for f in fields(cls)}
         data = {k: v for k, v in data.items() if k in known}
         data["prompts"] = tuple(PromptSpec(**p) for p in data["prompts"])
         data["init_image"] = init_image or None
         data["mask"] = mask or None
+        data["upscale_image"] = upscale_image or None
         data["plan"] = _read_plan(data.get("plan"))
         return cls(**data)
 

@@ -28,8 +28,9 @@ class JobKind:
     TXT2IMG = "txt2img"
     IMG2IMG = "img2img"
     INPAINT = "inpaint"
+    UPSCALE = "upscale"  # an uploaded image through the upscaler only: no base model, no sampling
 
-    ALL = (TXT2IMG, IMG2IMG, INPAINT)
+    ALL = (TXT2IMG, IMG2IMG, INPAINT, UPSCALE)
 
 
 class Stage:
@@ -39,6 +40,7 @@ class Stage:
     SAMPLE = "sample"
     DECODE = "decode"
     COMPOSITE = "composite"  # inpainting: the pixels outside the mask kept exactly
+    UPSCALE = "upscale"  # super-resolution: after the base image is final, before it is written
     METADATA = "metadata"  # provenance written into the image file
     ENCODE = "encode"
     REPORT = "report"
@@ -57,6 +59,61 @@ class ModelFacts:
     default_steps: int = DEFAULT_STEPS
     default_guidance_scale: float = DEFAULT_GUIDANCE
     schedule: dict[str, Any] = field(default_factory=dict)  # the schedule's kind and parameters
+
+
+@dataclass(frozen=True)
+class UpscalerFacts:
+    """What planning an upscale needs to know about one upscaler version (its manifest's
+    ``upscaler`` section): identity, factor, default steps and every sampling constant."""
+
+    name: str
+    version: str
+    sha256: str  # of manifest.json
+    factor: int
+    default_steps: int
+    sigma_min: float
+    sigma_max: float
+    rho: float
+    aug_level: float  # noise-conditioning augmentation, fixed at inference (CDM, Ho et al. 2021)
+    size_multiple: int
+    tile: int  # low-resolution tile side
+    tile_overlap: int
+    max_input_side: int
+    fast: bool = False  # has the deterministic one-pass network
+
+
+@dataclass(frozen=True)
+class UpscalePlan:
+    """The upscaler a job runs after its base image (or on its upload) and every value it runs with:
+    the fields of ``diffusion.upscale.UpscaleParams`` plus identity, steps and the network."""
+
+    model: str
+    version: str
+    sha256: str
+    factor: int
+    steps: int  # of the diffusion chain; 0 with `fast`
+    fast: bool
+    sigma_min: float
+    sigma_max: float
+    rho: float
+    aug_level: float
+    size_multiple: int
+    tile: int
+    tile_overlap: int
+
+    @property
+    def nfe(self) -> int:
+        """Network calls per image (per tile): the chain's steps, or the one pass of the fast network."""
+        return 1 if self.fast else self.steps
+
+
+def upscale_plan(up: UpscalerFacts, steps: int, fast: bool) -> UpscalePlan:
+    return UpscalePlan(
+        model=up.name, version=up.version, sha256=up.sha256, factor=up.factor,
+        steps=0 if fast else (steps or up.default_steps), fast=fast, sigma_min=up.sigma_min,
+        sigma_max=up.sigma_max, rho=up.rho, aug_level=up.aug_level, size_multiple=up.size_multiple,
+        tile=up.tile, tile_overlap=up.tile_overlap,
+    )
 
 
 @dataclass(frozen=True)
@@ -88,6 +145,10 @@ class JobPlan:
     stages: tuple[str, ...]
     init_image_sha256: str = ""
     mask_sha256: str = ""
+    # The cascade's second stage, or an UPSCALE job's only one; None: no upscaling. `width` and
+    # `height` are the image before it (an UPSCALE job's: the upload's size).
+    upscale: UpscalePlan | None = None
+    upscale_image_sha256: str = ""
     schema_version: int = SCHEMA_VERSION
 
     @property
@@ -108,6 +169,19 @@ class JobPlan:
         """Rows of the job's denoiser evaluations: its images, twice under classifier-free guidance."""
         return self.images_total * (2 if self.guided else 1)
 
+    @property
+    def steps_per_image(self) -> int:
+        """The progress steps one image makes: its sampler's steps, then its upscaler's."""
+        return self.steps_run + (self.upscale.nfe if self.upscale else 0)
+
+    @property
+    def output_width(self) -> int:
+        return self.width * (self.upscale.factor if self.upscale else 1)
+
+    @property
+    def output_height(self) -> int:
+        return self.height * (self.upscale.factor if self.upscale else 1)
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
@@ -124,27 +198,56 @@ class JobPlan:
         data["prompts"] = tuple(PromptSpec(**p) for p in data["prompts"])
         data["seeds"] = tuple(int(s) for s in data["seeds"])
         data["stages"] = tuple(data["stages"])
+        if data.get("upscale") is not None:
+            data["upscale"] = UpscalePlan(**data["upscale"])
         return cls(**data)
 
 
-def job_kind(has_init_image: bool, has_mask: bool) -> str:
+def job_kind(has_init_image: bool, has_mask: bool, has_upscale_image: bool = False) -> str:
+    if has_upscale_image:
+        return JobKind.UPSCALE
     if has_mask:
         return JobKind.INPAINT
     return JobKind.IMG2IMG if has_init_image else JobKind.TXT2IMG
 
 
-def stages_of(kind: str, output_format: str) -> tuple[str, ...]:
-    """The stages a job of ``kind`` runs; raw pixels carry no metadata."""
-    out = [Stage.CONDITION, Stage.SAMPLE, Stage.DECODE]
-    if kind == JobKind.INPAINT:
-        out.append(Stage.COMPOSITE)
+def stages_of(kind: str, output_format: str, upscale: bool = False) -> tuple[str, ...]:
+    """The stages a job of ``kind`` runs; raw pixels carry no metadata.
+
+    The upscaler runs on the final base image: after inpainting's composite, which keeps the
+    unmasked pixels exactly at the base size (an upload has no larger original to keep)."""
+    if kind == JobKind.UPSCALE:
+        out = [Stage.UPSCALE]
+    else:
+        out = [Stage.CONDITION, Stage.SAMPLE, Stage.DECODE]
+        if kind == JobKind.INPAINT:
+            out.append(Stage.COMPOSITE)
+        if upscale:
+            out.append(Stage.UPSCALE)
     if output_format != "raw_rgba8":
         out.append(Stage.METADATA)
     return (*out, Stage.ENCODE, Stage.REPORT)
 
 
-def resolve(spec, model: ModelFacts) -> JobPlan:
-    """The plan of a valid request ``spec`` (a JobSpec) on ``model``."""
+def wants_upscale(spec) -> bool:
+    """The request asks for the upscaler: an image to upscale, or a cascade factor above 1."""
+    return bool(spec.upscale_image) or spec.upscale > 1
+
+
+def resolve(spec, model: ModelFacts | None, upscaler: UpscalerFacts | None = None,
+            input_size: tuple[int, int] | None = None) -> JobPlan:
+    """The plan of a valid request ``spec`` (a JobSpec) on ``model`` and, when it upscales,
+    ``upscaler``. An UPSCALE job (``spec.upscale_image``) has no base model: ``model`` is None
+    and ``input_size`` is its upload's (width, height)."""
+    upscale = None
+    if wants_upscale(spec):
+        if upscaler is None:
+            raise ValueError("the request upscales, but no upscaler was given to plan it with")
+        upscale = upscale_plan(upscaler, spec.upscale_steps, spec.upscale_fast)
+    if spec.upscale_image:
+        if input_size is None:
+            raise ValueError("an UPSCALE job is planned with its upload's size")
+        return _upscale_only(spec, upscale, input_size)
     sampler = spec.sampler or model.default_sampler
     steps = spec.steps or model.default_steps
     strength = float(spec.strength) if spec.init_image else 0.0  # validation: in (0, 1] with an init image
@@ -160,6 +263,20 @@ def resolve(spec, model: ModelFacts) -> JobPlan:
         width=spec.width or model.width, height=spec.height or model.height, strength=strength,
         tiling=bool(spec.tiling), seeds=tuple(spec.seeds), prompts=prompts,
         output_format=spec.output_format, output_quality=spec.output_quality,
-        preview_every_steps=spec.preview_every_steps, stages=stages_of(kind, spec.output_format),
-        init_image_sha256=spec.init_image_sha256, mask_sha256=spec.mask_sha256,
+        preview_every_steps=spec.preview_every_steps, stages=stages_of(kind, spec.output_format, upscale is not None),
+        init_image_sha256=spec.init_image_sha256, mask_sha256=spec.mask_sha256, upscale=upscale,
+    )
+
+
+def _upscale_only(spec, upscale: UpscalePlan, input_size: tuple[int, int]) -> JobPlan:
+    """An UPSCALE job: no base model, no sampler (its base fields are the neutral values a
+    provenance reports), the upload's size, the upscaler's plan."""
+    width, height = input_size
+    return JobPlan(
+        kind=JobKind.UPSCALE, model="", model_version="", model_sha256="", sampler="", sampler_options={},
+        steps=0, steps_run=0, nfe=0, guidance_scale=1.0, guidance_rescale=0.0, schedule={},
+        width=width, height=height, strength=0.0, tiling=False, seeds=tuple(spec.seeds),
+        prompts=tuple(spec.prompts), output_format=spec.output_format, output_quality=spec.output_quality,
+        preview_every_steps=spec.preview_every_steps, stages=stages_of(JobKind.UPSCALE, spec.output_format),
+        upscale=upscale, upscale_image_sha256=spec.upscale_image_sha256,
     )

@@ -40,6 +40,7 @@ class Settings:
         "Folder of the model repository (`<name>/<version>/manifest.json`).",
     )
     default_model: str = _setting("atelier-emoji", "Model used when a request names none.")
+    default_upscaler: str = _setting("atelier-upscale", "Upscaler used when a request upscales and names none.")
     execution_providers: str = _setting(
         "auto",
         "ONNX Runtime providers in order, comma-separated, or `auto` (TensorRT, CUDA, CPU as really usable).",

@@ -26,8 +26,9 @@ class UnusableImage(ValueError):
     """Why an upload cannot be used, worded for the client."""
 
 
-def decode(data: bytes, max_pixels: int) -> Image.Image:
-    """The fully decoded image, or UnusableImage."""
+def decode(data: bytes, max_pixels: int, max_side: int | None = None) -> Image.Image:
+    """The fully decoded image, or UnusableImage; with `max_side`, neither side may exceed it
+    (checked from the header, like the pixel count)."""
     try:
         image = Image.open(io.BytesIO(data), formats=FORMATS)  # reads the header only
     except Image.DecompressionBombError:
@@ -39,8 +40,16 @@ def decode(data: bytes, max_pixels: int) -> Image.Image:
         raise UnusableImage("the header claims an empty image")
     if width * height > max_pixels:
         raise UnusableImage(f"{width}x{height} = {width * height} pixels is over the limit of {max_pixels} pixels")
+    if max_side is not None and max(width, height) > max_side:
+        raise UnusableImage(f"{width}x{height} has a side over the limit of {max_side} pixels")
     try:
         image.load()
     except Exception as err:  # noqa: BLE001 - truncated data, a broken stream, a missing scan: all the file's fault
         raise UnusableImage(f"the {image.format} image cannot be decoded ({err})") from None
     return image
+
+
+def size(data: bytes) -> tuple[int, int]:
+    """(width, height) from the header of an image :func:`decode` has accepted."""
+    with Image.open(io.BytesIO(data), formats=FORMATS) as image:
+        return int(image.width), int(image.height)

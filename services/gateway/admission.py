@@ -66,7 +66,7 @@ class Admission:
         """
         workers = self.workers()
         slots = sum(max(1, w.concurrency) for w in workers) or 1
-        job_seconds = cost.estimate(cost.of_plan(spec.plan), readiness.timings(workers)) if spec.plan else 0.0
+        job_seconds = cost.estimate_plan(spec.plan, readiness.timings(workers)) if spec.plan else 0.0
         queue = spec.priority
         quota = Quota(
             max_in_flight=self.quotas.tenant_max_jobs_in_flight,

@@ -2,7 +2,8 @@
 
 Requests are validated against these entries (the sizes the manifest says the version
 supports, styles, samplers, features) before anything is queued, and ListModels reports
-them. Manifests are re-read at most every `refresh_seconds`, readiness (some worker has
+them. A version whose manifest has an ``upscaler`` section is an upscaler: requests name it
+in ``upscaler``, never in ``model``. Manifests are re-read at most every `refresh_seconds`, readiness (some worker has
 the version loaded) at every look-up of :meth:`ModelCatalog.entries` with `with_readiness=True`.
 """
 
@@ -80,6 +81,15 @@ class ModelEntry:
     def supports_init_image(self) -> bool:
         return "vae_encoder" in self.manifest.components
 
+    @property
+    def is_upscaler(self) -> bool:
+        return self.manifest.upscaler is not None
+
+    @property
+    def fast_upscaler(self) -> bool:
+        """The upscaler also has the deterministic one-pass network."""
+        return "upscaler_fast" in self.manifest.components
+
 
 class ModelCatalog:
     def __init__(
@@ -89,9 +99,11 @@ class ModelCatalog:
         max_side: int,
         ready_models: Callable[[], set[str]] = set,
         refresh_seconds: float = 10.0,
+        default_upscaler: str = "atelier-upscale",
     ):
         self.repository = ModelRepository(root)
         self.default_model = default_model
+        self.default_upscaler = default_upscaler
         self.max_side = max_side
         self.ready_models = ready_models
         self.refresh_seconds = refresh_seconds
@@ -146,3 +158,7 @@ class ModelCatalog:
     def has_model(self, name: str) -> bool:
         name = name or self.default_model
         return any(e.name == name for e in self._current())
+
+    def resolve_upscaler(self, name: str, version: str) -> ModelEntry | None:
+        """The upscaler a request means (empty name: the default upscaler), as :meth:`resolve`."""
+        return self.resolve(name or self.default_upscaler, version)

@@ -139,6 +139,7 @@ def spec_from_pb(
 
     init_image = _upload(req, "init_image", out)
     mask = _upload(req, "mask", out)
+    upscale_image = _upload(req, "upscale_image", out)
     spec = JobSpec(
         prompts=prompts,
         seeds=seeds,
@@ -162,6 +163,12 @@ def spec_from_pb(
         preview_every_steps=req.preview_every_steps,
         labels=dict(req.labels),
         request_id=req.request_id,
+        upscale=req.upscale,
+        upscale_steps=req.upscale_steps,
+        upscaler=req.upscaler,
+        upscaler_version=req.upscaler_version,
+        upscale_fast=req.upscale_fast,
+        upscale_image=upscale_image,
     )
     return spec, out, bulk
 
@@ -224,8 +231,9 @@ def job_to_pb(r: JobRecord) -> gen.Job:
     job = gen.Job(
         job_id=r.job_id,
         state=state_to_pb(r.state),
-        model=r.spec.model,
-        model_version=r.spec.model_version,
+        # An UPSCALE job runs no base model: its upscaler is the model it ran.
+        model=r.spec.model or r.spec.upscaler,
+        model_version=r.spec.model_version or r.spec.upscaler_version,
         priority=priority_to_pb(r.spec.priority),
         created_at=timestamp(r.created_at),
         steps_done=r.steps_done,
@@ -288,6 +296,13 @@ def provenance_to_pb(p: ev.Provenance) -> types_pb2.Provenance:
         software_version=p.software_version,
         guidance_rescale=p.guidance_rescale,
         eta=p.eta,
+        upscale=p.upscale,
+        upscaler_name=p.upscaler_name,
+        upscaler_version=p.upscaler_version,
+        upscaler_sha256=p.upscaler_sha256,
+        upscale_steps=p.upscale_steps,
+        upscale_fast=p.upscale_fast,
+        upscale_image_sha256=p.upscale_image_sha256,
     )
 
 
@@ -356,6 +371,8 @@ def cancel_to_pb(state: str, cancelled: bool) -> gen.CancelJobResponse:
 
 
 def model_to_pb(e: ModelEntry) -> models_pb2.ModelInfo:
+    if e.is_upscaler:
+        return upscaler_to_pb(e)
     m = e.manifest
     return models_pb2.ModelInfo(
         name=e.name,
@@ -380,4 +397,20 @@ def model_to_pb(e: ModelEntry) -> models_pb2.ModelInfo:
         other_sizes=e.other_sizes,
         supports_tiling=e.supports_tiling,
         supports_init_image=e.supports_init_image,
+    )
+
+
+def upscaler_to_pb(e: ModelEntry) -> models_pb2.ModelInfo:
+    """An upscaler's entry: its factor, input limit, steps and networks; no image or sampler fields."""
+    u = e.manifest.upscaler
+    return models_pb2.ModelInfo(
+        name=e.name,
+        version=e.version,
+        default_steps=u.default_steps,
+        ready=e.ready,
+        sha256=e.sha256,
+        description=e.manifest.description,
+        upscale_factor=u.factor,
+        max_input_side=u.max_input_side,
+        fast_upscaler=e.fast_upscaler,
     )

@@ -1,4 +1,4 @@
-"""Uploaded images (init image, mask) checked at Submit: size in bytes, then `services.common.uploads`.
+"""Uploaded images (init image, mask, an image to upscale) checked at Submit: bytes, then `services.common.uploads`.
 
 The image is decoded fully (within the pixel limit, checked from the header first), so a
 truncated or corrupt upload is refused with its field named instead of being queued.
@@ -23,9 +23,9 @@ class ImageHeader:
         return self.width * self.height
 
 
-def inspect(data: bytes, max_bytes: int, max_pixels: int) -> ImageHeader:
+def inspect(data: bytes, max_bytes: int, max_pixels: int, max_side: int | None = None) -> ImageHeader:
     """The format, size and mode of an uploaded image that decodes within the limits, or UnusableImage."""
     if len(data) > max_bytes:
         raise UnusableImage(f"{len(data)} bytes is over the limit of {max_bytes} bytes")
-    with decode(data, max_pixels) as image:
+    with decode(data, max_pixels, max_side) as image:
         return ImageHeader(image.format or "", image.width, image.height, image.mode)

@@ -1,9 +1,11 @@
-"""A validated request becomes its job plan here, against the catalog's model version."""
+"""A validated request becomes its job plan here, against the catalog's model versions."""
 
 from __future__ import annotations
 
+from services.common import uploads
 from services.common.jobs import JobSpec
 from services.common.plan import ModelFacts, resolve
+from services.gateway import upscaling
 from services.gateway.catalog import ModelEntry
 
 
@@ -17,7 +19,15 @@ def facts_of(entry: ModelEntry) -> ModelFacts:
                       m.defaults.sampler, m.defaults.steps, m.defaults.guidance_scale, schedule)
 
 
-def planned(spec: JobSpec, entry: ModelEntry) -> JobSpec:
-    """``spec`` pinned to ``entry`` and carrying its plan: what is stored and run."""
-    pinned = spec.with_(model=entry.name, model_version=entry.version)
-    return pinned.with_(plan=resolve(pinned, facts_of(entry)))
+def planned(spec: JobSpec, entry: ModelEntry | None, upscaler: ModelEntry | None = None) -> JobSpec:
+    """``spec`` pinned to ``entry`` (none for an UPSCALE job) and ``upscaler`` (when it upscales)
+    and carrying its plan: what is stored and run."""
+    pinned = spec
+    if entry is not None:
+        pinned = pinned.with_(model=entry.name, model_version=entry.version)
+    if upscaler is not None:
+        pinned = pinned.with_(upscaler=upscaler.name, upscaler_version=upscaler.version)
+    input_size = uploads.size(spec.upscale_image) if spec.upscale_image is not None else None
+    plan = resolve(pinned, facts_of(entry) if entry is not None else None,
+                   upscaling.facts_of(upscaler) if upscaler is not None else None, input_size)
+    return pinned.with_(plan=plan)

@@ -28,6 +28,7 @@ from services.gateway.catalog import ModelCatalog
 from services.gateway.enqueue import Enqueue
 from services.gateway.errors import InvalidRequest, Overloaded, Unavailable
 from services.gateway.planning import planned
+from services.gateway.upscaling import upscales
 from services.gateway.validation import Limits, Violation, event_id, validate
 
 log = logging.getLogger(__name__)
@@ -94,15 +95,16 @@ class JobService:
         if found:
             metrics.REJECTED.labels(reason="invalid").inc()
             raise InvalidRequest(found)
-        model = self.catalog.resolve(spec.model, spec.model_version)
-        # Resolved once, against the version validated against: the worker runs this plan.
-        spec = planned(spec, model)
+        model = None if spec.upscale_image is not None else self.catalog.resolve(spec.model, spec.model_version)
+        upscaler = self.catalog.resolve_upscaler(spec.upscaler, spec.upscaler_version) if upscales(spec) else None
+        # Resolved once, against the versions validated against: the worker runs this plan.
+        spec = planned(spec, model, upscaler)
 
         if spec.request_id:
             existing = self._existing(tenant, spec.request_id)
             if existing:
                 return existing
-        steps = spec.plan.steps_run * spec.plan.images_total
+        steps = spec.plan.steps_per_image * spec.plan.images_total
         try:
             placement = self.admission.admit(tenant, spec, steps, now=self.clock())
         except Overloaded as exc:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from services.common.jobs import JobSpec
 from services.common.settings import Settings
 from services.common.uploads import UnusableImage
+from services.gateway import upscaling
 from services.gateway.catalog import ModelCatalog, ModelEntry
 from services.gateway.images import ImageHeader, inspect
 
@@ -53,12 +54,14 @@ def validate(
     spec: JobSpec, *, bulk: bool, catalog: ModelCatalog, limits: Limits, now: float
 ) -> list[Violation]:
     out: list[Violation] = []
-    out += _prompts(spec, bulk, limits)
+    upscale_job = spec.upscale_image is not None
+    out += _not_for_upscale_jobs(spec, bulk) if upscale_job else _prompts(spec, bulk, limits)
     out += _images_count(spec, limits)
-    model = _model(spec, catalog, out)
-    out += _size(spec, model, limits)
+    model = None if upscale_job else _model(spec, catalog, out)
+    out += _size(spec, model, limits) if not upscale_job else []
     out += _sampling(spec, model, limits, bulk)
     out += _uploads(spec, model, limits)
+    out += upscaling.violations(spec, model, catalog, limits)
     out += _output(spec, model, now)
     out += _labels(spec)
     return out
@@ -92,8 +95,27 @@ def _images_count(spec: JobSpec, limits: Limits) -> list[Violation]:
     return []
 
 
+# What an UPSCALE job (upscale_image) leaves empty: it runs no base model and no sampler.
+_BASE_FIELDS = ("model", "model_version", "steps", "sampler", "tiling")  # strength: _uploads says it
+
+
+def _not_for_upscale_jobs(spec: JobSpec, bulk: bool) -> list[Violation]:
+    why = "is not used by an UPSCALE job (upscale_image): it runs only the upscaler"
+    out: list[Violation] = [("prompts", why)] if bulk else []
+    prompt = spec.prompts[0]
+    out += [(name, why) for name in ("prompt", "negative_prompt", "style") if not bulk and getattr(prompt, name)]
+    out += [(name, why) for name in _BASE_FIELDS if getattr(spec, name)]
+    out += [(name, why) for name in ("init_image", "mask") if getattr(spec, name) is not None]
+    return out
+
+
 def _model(spec: JobSpec, catalog: ModelCatalog, out: list[Violation]) -> ModelEntry | None:
     entry = catalog.resolve(spec.model, spec.model_version)
+    if entry is not None and entry.is_upscaler:
+        factor = entry.manifest.upscaler.factor
+        out.append(("model", f"{entry.name} is an upscaler: name it in `upscaler`, with upscale {factor} "
+                             "or upscale_image"))
+        return None
     if entry is not None:
         return entry
     if not catalog.has_model(spec.model):

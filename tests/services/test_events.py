@@ -18,7 +18,9 @@ PROVENANCE = ev.Provenance(
     model_name="atelier-emoji", model_version="3", model_sha256="ab" * 32, sampler="euler_ancestral",
     steps=30, steps_run=12, guidance_scale=4.5, seed=2**63 + 5, prompt="a fox", negative_prompt="blurry",
     style="flat", width=64, height=48, strength=0.4, tiling=True, init_image_sha256="cd" * 32,
-    mask_sha256="ef" * 32, software_version="1.2.3", guidance_rescale=0.7, eta=1.0,
+    mask_sha256="ef" * 32, software_version="1.2.3", guidance_rescale=0.7, eta=1.0, upscale=4,
+    upscaler_name="atelier-upscale", upscaler_version="1", upscaler_sha256="12" * 32, upscale_steps=4,
+    upscale_fast=True, upscale_image_sha256="34" * 32,
 )
 # One payload of each kind, every field away from its default.
 EVERY_FIELD_SET = {

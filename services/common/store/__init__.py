@@ -11,7 +11,7 @@ stops.
 
 Keys (all under `Settings.key_prefix`):
 
-    job:<id>                     hash    the record (spec JSON, state, counters, init image, mask)
+    job:<id>                     hash    the record (spec JSON, state, counters, uploaded images)
     job:<id>:events              stream  the event log (see services.common.events)
     job:<id>:artifacts           hash    image index -> encoded image bytes
     tenant:<t>:inflight          set     ids of the tenant's queued and running jobs

@@ -12,7 +12,7 @@ from typing import Any
 import redis
 
 from services.common import events as ev
-from services.common.jobs import JobSpec, JobState, Priority
+from services.common.jobs import UPLOADS, JobSpec, JobState, Priority
 from services.common.queues import broker_lists
 
 
@@ -194,10 +194,9 @@ class Admitting:
             "images_done": 0,
             "request_id": spec.request_id,
         }
-        if spec.init_image:
-            record["init_image"] = spec.init_image
-        if spec.mask:
-            record["mask"] = spec.mask
+        for upload in UPLOADS:
+            if getattr(spec, upload):
+                record[upload] = getattr(spec, upload)
         payload = ev.Queued(queue_position, eta_seconds, spec.priority)
         queued = ev.to_fields(payload, now)
         args: list[Any] = [job_id, queued["time"], queued["data"], spec.request_id, quota_json,

@@ -82,7 +82,7 @@ def _record(job_id: str, f: dict[bytes, bytes], last_event_id: str) -> JobRecord
         raw = text(name)
         return float(raw) if raw else None
 
-    spec = JobSpec.from_json(f[b"spec"], f.get(b"init_image"), f.get(b"mask"))
+    spec = JobSpec.from_json(f[b"spec"], f.get(b"init_image"), f.get(b"mask"), f.get(b"upscale_image"))
     return JobRecord(
         job_id=job_id,
         tenant=text("tenant"),
