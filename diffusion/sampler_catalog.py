@@ -47,6 +47,9 @@ CATALOG: MappingProxyType = MappingProxyType({s.name: s for s in (
     _spec("dpmpp_2m"),
     _spec("dpmpp_2m_sde", {"eta": 1.0, "s_noise": 1.0, "solver_type": "midpoint"}, stochastic=True),
     _spec("unipc", {"order": 2, "variant": "bh2", "corrector": True}),
+    # Multistep consistency sampling (Song et al. 2023, Algorithm 1): one evaluation a step, fresh
+    # noise between steps; for consistency-distilled models.
+    _spec("lcm", stochastic=True),
 )})
 
 SAMPLER_NAMES: tuple[str, ...] = tuple(CATALOG)

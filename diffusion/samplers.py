@@ -17,6 +17,7 @@ import numpy as np
 
 from diffusion.defaults import DEFAULT_SAMPLER
 from diffusion.sampler_catalog import CATALOG, nfe
+from diffusion.samplers_consistency import sample_lcm
 from diffusion.samplers_multistep import sample_dpmpp_2m, sample_dpmpp_2m_sde, sample_unipc
 from diffusion.samplers_single import (
     sample_ddim,
@@ -44,6 +45,7 @@ __all__ = [
     "sample_euler",
     "sample_euler_ancestral",
     "sample_heun",
+    "sample_lcm",
     "sample_unipc",
 ]
 
@@ -58,6 +60,7 @@ SAMPLERS: dict[str, Sampler] = {
     "dpmpp_2m": sample_dpmpp_2m,
     "dpmpp_2m_sde": sample_dpmpp_2m_sde,
     "unipc": sample_unipc,
+    "lcm": sample_lcm,
 }
 
 # Samplers that call ``noise`` with their default options (their output depends on the seeds).

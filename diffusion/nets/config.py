@@ -64,6 +64,10 @@ class UNetConfig(JsonConfig):
     groups: int = 32
     dropout: float = 0.0
     padding_mode: str = "zeros"
+    # A guidance-scale input w embedded beside the noise level (LCM, Luo et al. 2023, §4.2):
+    # a distilled student draws guided images in one network row per step. Off for every model
+    # trained with classifier-free guidance at sampling time.
+    guidance_embed: bool = False
 
 
 @dataclass

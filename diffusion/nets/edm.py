@@ -19,11 +19,14 @@ class EDMDenoiser(nn.Module):
         self.config = cfg
 
     def forward(self, x: torch.Tensor, sigma: torch.Tensor, context: torch.Tensor,
-                context_mask: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
-        """x [B,C,h,w] noisy latents, sigma [B] -> x0 [B,C,h,w]."""
+                context_mask: torch.Tensor, style: torch.Tensor,
+                guidance: torch.Tensor | None = None) -> torch.Tensor:
+        """x [B,C,h,w] noisy latents, sigma [B] -> x0 [B,C,h,w]; ``guidance`` [B] only for a
+        UNet with a guidance embedding."""
         sigma = sigma.to(torch.float32)
         c_skip, c_out, c_in = edm_scalings(sigma.reshape(-1, 1, 1, 1), self.config.sigma_data)
-        f = self.net(c_in * x, edm_noise_label(sigma), context, context_mask, style)
+        extra = () if guidance is None else (guidance,)
+        f = self.net(c_in * x, edm_noise_label(sigma), context, context_mask, style, *extra)
         return c_skip * x + c_out * f.to(torch.float32)
 
 

@@ -49,6 +49,13 @@ class UNet(nn.Module):
         self.noise_embed = FourierEmbedding(ch[0])
         self.noise_mlp = nn.Sequential(nn.Linear(ch[0], e), nn.SiLU(), nn.Linear(e, e))
         self.style_embed = nn.Embedding(cfg.num_styles, e)
+        if cfg.guidance_embed:
+            self.guidance_embed = FourierEmbedding(ch[0])
+            self.guidance_mlp = nn.Sequential(nn.Linear(ch[0], e), nn.SiLU(), nn.Linear(e, e))
+            # Zero output layer: a student initialised from its teacher starts as the teacher's
+            # conditional branch at every w (LCM, Luo et al. 2023).
+            nn.init.zeros_(self.guidance_mlp[2].weight)
+            nn.init.zeros_(self.guidance_mlp[2].bias)
         # Token states are projected once to embed_dim and shared by all cross-attentions.
         self.context_norm = nn.LayerNorm(cfg.context_dim)
         self.context_proj = nn.Linear(cfg.context_dim, e)
@@ -80,10 +87,17 @@ class UNet(nn.Module):
         nn.init.zeros_(self.conv_out.bias)
 
     def forward(self, x: torch.Tensor, c_noise: torch.Tensor, context: torch.Tensor,
-                context_mask: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
+                context_mask: torch.Tensor, style: torch.Tensor,
+                guidance: torch.Tensor | None = None) -> torch.Tensor:
         """x [B,C,h,w]; c_noise [B]; context [B,L,384] token states; context_mask [B,L] (1 = real
-        token); style [B] int64. Returns F_theta [B,C,h,w]."""
+        token); style [B] int64; guidance [B] float, the scale w (only with ``guidance_embed``).
+        Returns F_theta [B,C,h,w]."""
         emb = self.noise_mlp(self.noise_embed(c_noise)) + self.style_embed(style)
+        if self.config.guidance_embed:
+            if guidance is None:
+                raise ValueError("this UNet embeds the guidance scale: pass guidance [B]")
+            # w / 4 puts the guidance range (about 1..15) on the same scale the noise label spans.
+            emb = emb + self.guidance_mlp(self.guidance_embed(guidance.to(torch.float32) / 4.0))
         ctx = self.context_proj(self.context_norm(context))
         bias = ((1.0 - context_mask.to(x.dtype)) * -1e4)[:, None, None, :]
         h = self.conv_in(x)

@@ -1,4 +1,4 @@
-"""`atelier train vae|unet|finetune`."""
+"""`atelier train vae|unet|finetune|distill|distill-data|package`."""
 
 from __future__ import annotations
 
@@ -73,6 +73,51 @@ def _finetune(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bundle_of(args: argparse.Namespace) -> Path:
+    """--data as given when it is a distillation bundle; a dataset .npz is bundled first."""
+    from diffusion.training.distill_bundle import build_bundle
+    from diffusion.training.unet_trainer import GRID_PROMPTS
+
+    data = Path(args.data)
+    if data.is_dir():
+        return data
+    out = Path(args.out) if getattr(args, "out", None) else Path(args.run_dir) / "bundle"
+    if not (out / "bundle.json").is_file():
+        build_bundle(Path(args.teacher), data, out, GRID_PROMPTS)
+    return out
+
+
+def _distill_data(args: argparse.Namespace) -> int:
+    print(f"bundle: {_bundle_of(args)}")
+    return 0
+
+
+def _distill(args: argparse.Namespace) -> int:
+    from diffusion.training.common import TrainConfig
+    from diffusion.training.distill import DistillConfig, distill
+
+    if not args.teacher:
+        from diffusion.nets.shipped import latest_shipped
+
+        args.teacher = str(latest_shipped())
+    cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr, warmup=args.warmup,
+                      weight_decay=0.0, ema_decay=args.ema_decay, grad_clip=args.grad_clip, seed=args.seed,
+                      threads=args.threads, device=args.device, log_every=args.log_every,
+                      checkpoint_minutes=args.checkpoint_minutes, time_limit_minutes=args.max_minutes,
+                      tensorboard=False)
+    dcfg = DistillConfig(w_min=args.w_min, w_max=args.w_max, num_scales=args.num_scales, skip=args.skip,
+                         solver=args.solver, target_decay=args.target_decay)
+    s = distill(Path(args.teacher), _bundle_of(args), Path(args.run_dir), cfg, dcfg, resume=not args.fresh)
+    print(json.dumps(s))
+    return 0
+
+
+def _upscale(args: argparse.Namespace) -> int:
+    from diffusion.training.upscale_trainer import run
+
+    return run(args)
+
+
 def _package(args: argparse.Namespace) -> int:
     from diffusion.training.package import package_model
 
@@ -133,6 +178,42 @@ def register(parser: argparse.ArgumentParser, name: str = "train") -> None:
     _common(f, 1000, 32, 1e-4, [64, 128])
     f.add_argument("--model", help="shipped model folder (default: the newest version under models/atelier-emoji)")
     f.set_defaults(func=_finetune)
+    dd = sub.add_parser("distill-data", help="precompute a distillation bundle: latents, token states, teacher files")
+    dd.add_argument("--teacher", required=True, help="shipped teacher model folder")
+    dd.add_argument("--data", required=True, help="dataset .npz from `atelier data`")
+    dd.add_argument("--out", required=True, help="bundle folder to write")
+    dd.set_defaults(func=_distill_data)
+    d = sub.add_parser("distill", help="latent consistency distillation of a shipped model (1-4 step sampling)")
+    d.add_argument("--teacher", help="teacher model folder (default: the newest atelier-emoji)")
+    d.add_argument("--data", required=True, help="a bundle from `train distill-data`, or a dataset .npz "
+                                                 "(bundled into RUN_DIR/bundle first)")
+    d.add_argument("--run-dir", required=True, help="logs, samples and checkpoints (resumes if present)")
+    d.add_argument("--device", default="cpu", help="cpu or cuda")
+    d.add_argument("--max-minutes", type=float, default=0.0,
+                   help="wall-clock budget of the training loop; the cosine schedule is sized to the steps that fit")
+    d.add_argument("--steps", type=int, default=20000, help="at most this many steps")
+    d.add_argument("--batch-size", type=int, default=64)
+    d.add_argument("--lr", type=float, default=2e-4)
+    d.add_argument("--warmup", type=int, default=100)
+    d.add_argument("--ema-decay", type=float, default=0.999, help="EMA of the shipped student weights")
+    d.add_argument("--grad-clip", type=float, default=1.0)
+    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    d.add_argument("--log-every", type=int, default=10)
+    d.add_argument("--checkpoint-minutes", type=float, default=3.0)
+    d.add_argument("--w-min", type=float, default=2.0, help="lowest guidance scale the student learns")
+    d.add_argument("--w-max", type=float, default=8.0, help="highest guidance scale the student learns")
+    d.add_argument("--num-scales", type=int, default=50, help="N: points of the Karras sigma grid")
+    d.add_argument("--skip", type=int, default=5, help="k: grid points one teacher ODE step spans")
+    d.add_argument("--solver", choices=["euler", "heun"], default="heun", help="the teacher's ODE step")
+    d.add_argument("--target-decay", type=float, default=0.95, help="EMA decay of the target network")
+    d.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint in --run-dir")
+    d.set_defaults(func=_distill)
+    s = sub.add_parser("upscale", help="train the x4 upscaler (diffusion or the CNN baseline) on the 128² set")
+    from diffusion.training.upscale_args import add_arguments
+
+    add_arguments(s)
+    s.set_defaults(func=_upscale)
     p = sub.add_parser("package", help="copy a finished run's EMA weights, configs and figures into a model folder")
     p.add_argument("--root", required=True, help="pipeline run root holding vae/ and unet/")
     p.add_argument("--out", required=True, help="the new version's folder, e.g. models/atelier-emoji/3")
