@@ -1,4 +1,4 @@
-"""`atelier generate`, `atelier jobs get|watch|cancel`, `atelier models`: the gateway from a shell.
+"""`atelier generate`, `atelier upscale`, `atelier jobs get|watch|cancel`, `atelier models`: the gateway from a shell.
 
 Every gRPC error ends in one clear message on stderr and an exit status:
 2 invalid request, 3 authentication, 4 no such job, 5 overloaded (retry later),
@@ -40,6 +40,8 @@ def _size(text: str) -> tuple[int, int]:
 def register(parser: argparse.ArgumentParser, name: str) -> None:
     if name == "generate":
         _register_generate(parser)
+    elif name == "upscale":
+        _register_upscale(parser)
     elif name == "jobs":
         sub = parser.add_subparsers(dest="jobs_command", metavar="ACTION", required=True)
         get = sub.add_parser("get", help="show a job's state")
@@ -76,6 +78,9 @@ def _register_generate(p: argparse.ArgumentParser) -> None:
     p.add_argument("--strength", type=float, default=0.0, help="image-to-image strength in (0, 1]")
     p.add_argument("--mask", type=Path, default=None, help="inpainting mask (white = repaint)")
     p.add_argument("--tile", action="store_true", help="seamless tile")
+    p.add_argument("--upscale", type=int, default=0, metavar="FACTOR",
+                   help="then upscale every image by FACTOR (4) in the same job (default: none)")
+    _upscaler_args(p)
     p.add_argument("--format", default="png", choices=["png", "jpeg", "webp", "raw"], help="image encoding")
     p.add_argument("--quality", type=int, default=0, help="JPEG/WEBP quality 1-100")
     p.add_argument("--out", type=Path, default=Path("out"), help="folder for images (default out/)")
@@ -89,6 +94,72 @@ def _register_generate(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     _connection_args(p)
     p.set_defaults(func=_generate)
+
+
+def _upscaler_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--upscale-steps", type=int, default=0, help="upscaler steps (default: the upscaler's)")
+    p.add_argument("--upscaler", default="", help="upscaler model (default: the service's)")
+    p.add_argument("--upscaler-version", default="", help="upscaler version (default: newest ready)")
+    p.add_argument("--upscale-fast", action="store_true", help="the upscaler's one-pass network instead of its steps")
+
+
+# The file an `atelier upscale --out` name asks for, by its extension.
+OUT_FORMATS = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".webp": "webp"}
+
+
+def _register_upscale(p: argparse.ArgumentParser) -> None:
+    p.add_argument("image", type=Path, help="the image to upscale (PNG, JPEG or WEBP)")
+    p.add_argument("--out", type=Path, default=None,
+                   help="the upscaled image: .png, .jpg or .webp (default: IMAGE's name with -x4, beside it)")
+    p.add_argument("--factor", type=int, default=4, help="upscale factor: the upscaler's, 4 (default 4)")
+    p.add_argument("--seed", type=int, default=None, help="seed of the upscaler's noise (default: drawn)")
+    p.add_argument("--steps", dest="upscale_steps", type=int, default=0, metavar="N",
+                   help="upscaler steps (default: its own)")
+    p.add_argument("--fast", dest="upscale_fast", action="store_true",
+                   help="the upscaler's one-pass network instead of its steps")
+    p.add_argument("--upscaler", default="", help="upscaler model (default: the service's)")
+    p.add_argument("--upscaler-version", default="", help="upscaler version (default: newest ready)")
+    p.add_argument("--quality", type=int, default=0, help="JPEG/WEBP quality 1-100")
+    p.add_argument("--priority", default="interactive", choices=["interactive", "batch"])
+    p.add_argument("--preview-every", type=int, default=0, help="preview every N steps (0: none)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _connection_args(p)
+    p.set_defaults(func=_upscale)
+
+
+def _upscale_out(args) -> Path:
+    out = args.out or args.image.with_name(f"{args.image.stem}-x{args.factor}.png")
+    if out.suffix.lower() not in OUT_FORMATS:
+        raise ValueError(f"--out {out}: the name must end in {', '.join(OUT_FORMATS)} (it says the format)")
+    return out
+
+
+def _upscale(args) -> int:
+    def action(args) -> int:
+        from clients.requests import build_request
+
+        try:
+            out = _upscale_out(args)
+        except ValueError as err:
+            print(f"atelier: {err}", file=sys.stderr)
+            return 2
+        image = args.image.read_bytes()
+        request = build_request(
+            upscale_image=image, upscale=args.factor, seeds=[] if args.seed is None else [args.seed],
+            upscale_steps=args.upscale_steps, upscale_fast=args.upscale_fast, upscaler=args.upscaler,
+            upscaler_version=args.upscaler_version, output_format=OUT_FORMATS[out.suffix.lower()],
+            output_quality=args.quality, priority=args.priority, preview_every_steps=args.preview_every,
+        )
+        with _client(args) as client:
+
+            def events():
+                for event in client.generate(request=request):
+                    args._job_id = event.job_id
+                    yield event
+
+            return _follow(events(), args, out_dir=out.parent, path_for=lambda artifact: out)
+
+    return _run(args, action)
 
 
 def _client(args):
@@ -143,10 +214,10 @@ def _run(args, action) -> int:
         return 1
 
 
-def _follow(events, args) -> int:
+def _follow(events, args, out_dir: Path | None = None, path_for=None) -> int:
     from atelier_cli.render import EventWriter
 
-    writer = EventWriter(args.out, progress=not args.no_progress)
+    writer = EventWriter(out_dir or args.out, progress=not args.no_progress, path_for=path_for)
     try:
         for event in events:
             writer.handle(event)
@@ -177,7 +248,8 @@ def _generate(args) -> int:
             init_image=args.init, strength=args.strength, mask=args.mask, tiling=args.tile,
             output_format=args.format, output_quality=args.quality, priority=args.priority,
             deadline=args.deadline, preview_every_steps=args.preview_every, request_id=args.request_id,
-            cancel_on_disconnect=args.cancel_on_exit,
+            cancel_on_disconnect=args.cancel_on_exit, upscale=args.upscale, upscale_steps=args.upscale_steps,
+            upscaler=args.upscaler, upscaler_version=args.upscaler_version, upscale_fast=args.upscale_fast,
         )
         with _client(args) as client:
 
@@ -246,6 +318,9 @@ def _models(args) -> int:
         if not models:
             print("no models")
         for m in models:
+            if m.upscale_factor:
+                _print_upscaler(m)
+                continue
             sizes = (f"sides {m.min_size}-{m.max_size} in steps of {m.size_step or m.latent_factor}"
                      if m.other_sizes else "native size only")
             print(f"{m.name}/{m.version}  {'ready' if m.ready else 'not ready'}  {m.width}x{m.height} "
@@ -259,3 +334,11 @@ def _models(args) -> int:
         return 0
 
     return _run(args, action)
+
+
+def _print_upscaler(m) -> None:
+    print(f"{m.name}/{m.version}  {'ready' if m.ready else 'not ready'}  upscaler x{m.upscale_factor} "
+          f"(inputs up to {m.max_input_side} pixels a side)  sha256 {m.sha256[:12]}")
+    if m.description:
+        print(f"    {m.description}")
+    print(f"    default: {m.default_steps} steps; one-pass network {'yes' if m.fast_upscaler else 'no'}")

@@ -13,11 +13,12 @@ from clients.requests import EXTENSIONS, sampler_name
 
 
 class EventWriter:
-    """Writes each artifact to `out/<job>-<index>.<ext>` and the latest preview to
-    `out/<job>-preview.jpg`; shows a live tqdm bar of sampler steps on stderr."""
+    """Writes each artifact to `out/<job>-<index>.<ext>` (or where `path_for(artifact)` says) and
+    the latest preview to `out/<job>-preview.jpg`; shows a live tqdm bar of sampler steps on stderr."""
 
-    def __init__(self, out: Path, progress: bool = True, stream=None):
+    def __init__(self, out: Path, progress: bool = True, stream=None, path_for=None):
         self.out = Path(out)
+        self.path_for = path_for
         self.stream = stream if stream is not None else sys.stderr
         self.progress = progress
         self.bar: tqdm | None = None
@@ -61,13 +62,14 @@ class EventWriter:
             self.preview.write_bytes(event.preview.jpeg)
         elif kind == "artifact":
             a = event.artifact
-            self.out.mkdir(parents=True, exist_ok=True)
-            path = self.out / f"{prefix}-{a.index}.{EXTENSIONS.get(a.mime_type, 'bin')}"
+            if self.path_for is not None:
+                path = Path(self.path_for(a))
+            else:
+                path = self.out / f"{prefix}-{a.index}.{EXTENSIONS.get(a.mime_type, 'bin')}"
+            path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(a.data)
             self.written.append(path)
-            prov = a.provenance
-            self._say(f"wrote {path} ({a.width}x{a.height}, seed {a.seed}, "
-                      f"{sampler_name(prov.sampler) if prov.sampler else 'default sampler'}, {prov.steps} steps)")
+            self._say(f"wrote {path} ({a.width}x{a.height}, seed {a.seed}, {_how(a.provenance)})")
         elif kind == "finished":
             self.finished = event.finished
             if self.bar is not None:
@@ -86,3 +88,15 @@ class EventWriter:
     @property
     def succeeded(self) -> bool:
         return self.finished is not None and self.finished.state == types_pb2.JOB_STATE_SUCCEEDED
+
+
+def _how(prov) -> str:
+    """The models and steps that made an artifact, in words."""
+    parts = []
+    if prov.model_name:
+        sampler = sampler_name(prov.sampler) if prov.sampler else "default sampler"
+        parts.append(f"{sampler}, {prov.steps} steps")
+    if prov.upscale:
+        how = "one pass" if prov.upscale_fast else f"{prov.upscale_steps} steps"
+        parts.append(f"x{prov.upscale} by {prov.upscaler_name}/{prov.upscaler_version} in {how}")
+    return ", then ".join(parts)

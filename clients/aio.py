@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health_pb2
@@ -53,6 +54,11 @@ class AsyncClient(Connection):
             raise AtelierError("the Generate stream ended before the job was accepted")
         async for event in self.watch(last.job_id, last.id, resume=resume):
             yield event
+
+    def upscale(self, image: bytes | str | Path, *, factor: int = 0, resume: bool = True,
+                **fields) -> AsyncIterator[gen.JobEvent]:
+        """Upscale an image by the upscaler's factor, once per seed (Client.upscale)."""
+        return self.generate(upscale_image=image, upscale=factor, resume=resume, **fields)
 
     async def watch(
         self, job_id: str, after_event_id: str = "", *, resume: bool = True

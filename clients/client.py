@@ -5,6 +5,8 @@
         for event in c.generate("a red fox", style="google", seeds=[7]):
             if event.HasField("artifact"):
                 open("fox.png", "wb").write(event.artifact.data)
+        big = c.generate("a red fox", upscale=4)       # 128x128: the base image, then the x4 upscaler
+        larger = c.upscale("sprite.png", seeds=[7])    # a studio's own image, x4
 
 Every method raises an :class:`~clients.errors.AtelierError` subclass on failure. Streams
 resume by themselves after a dropped connection: the client remembers the id of the
@@ -135,6 +137,12 @@ class Client(Connection):
         if last is None:
             raise AtelierError("the Generate stream ended before the job was accepted")
         yield from self.watch(last.job_id, last.id, resume=resume)
+
+    def upscale(self, image: bytes | str | Path, *, factor: int = 0, resume: bool = True,
+                **fields) -> Iterator[gen.JobEvent]:
+        """Upscale an image (bytes or a path) by the upscaler's factor (`factor` 0 or that factor),
+        once per seed; streams the job's events like :meth:`generate` (an UPSCALE job)."""
+        return self.generate(upscale_image=image, upscale=factor, resume=resume, **fields)
 
     def watch(self, job_id: str, after_event_id: str = "", *, resume: bool = True) -> Iterator[gen.JobEvent]:
         """A job's events after `after_event_id` (all when empty) until its finished event."""

@@ -70,8 +70,15 @@ def build_request(
     request_id: str = "",
     cancel_on_disconnect: bool = False,
     prompts: Iterable[str | tuple[str, str, str] | Mapping[str, str]] = (),
+    upscale: int = 0,
+    upscale_steps: int = 0,
+    upscaler: str = "",
+    upscaler_version: str = "",
+    upscale_fast: bool = False,
+    upscale_image: bytes | str | Path | None = None,
 ) -> gen.GenerateRequest:
-    """Every keyword is the GenerateRequest field of the same name (see the .proto)."""
+    """Every keyword is the GenerateRequest field of the same name (see the .proto); images are
+    bytes or a path."""
     req = gen.GenerateRequest(
         request_id=request_id,
         model=model,
@@ -94,6 +101,11 @@ def build_request(
         preview_every_steps=preview_every_steps,
         labels=dict(labels or {}),
         cancel_on_disconnect=cancel_on_disconnect,
+        upscale=upscale,
+        upscale_steps=upscale_steps,
+        upscaler=upscaler,
+        upscaler_version=upscaler_version,
+        upscale_fast=upscale_fast,
     )
     if guidance_scale is not None:
         req.guidance_scale = guidance_scale
@@ -103,6 +115,8 @@ def build_request(
         req.init_image.CopyFrom(image)
     if (image := _image(mask)) is not None:
         req.mask.CopyFrom(image)
+    if (image := _image(upscale_image)) is not None:
+        req.upscale_image.CopyFrom(image)
     if deadline is not None:
         req.deadline.FromNanoseconds(int(_timestamp(deadline) * 1e9))
     for p in prompts:
