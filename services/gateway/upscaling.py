@@ -10,16 +10,12 @@ file is refused at Submit rather than failing its job (docs/API.md, "Upscaling")
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from services.common.jobs import JobSpec
 from services.common.plan import UpscalerFacts
 from services.common.uploads import UnusableImage
 from services.gateway.catalog import ModelCatalog, ModelEntry
 from services.gateway.images import ImageHeader, inspect
-
-if TYPE_CHECKING:
-    from services.gateway.validation import Limits, Violation
+from services.gateway.limits import Limits, Violation
 
 # Colour modes an image to upscale may have: all become RGBA without loss.
 MODES = ("1", "L", "LA", "P", "PA", "RGB", "RGBA")

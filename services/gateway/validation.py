@@ -10,16 +10,13 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
 
 from services.common.jobs import JobSpec
-from services.common.settings import Settings
 from services.common.uploads import UnusableImage
 from services.gateway import upscaling
 from services.gateway.catalog import ModelCatalog, ModelEntry
 from services.gateway.images import ImageHeader, inspect
-
-Violation = tuple[str, str]
+from services.gateway.limits import Limits, Violation
 
 MAX_LABELS = 16
 MAX_LABEL_CHARS = 128
@@ -30,24 +27,6 @@ MAX_PREVIEW_EVERY = 1000
 # unsigned number. ASCII digits only: str.isdigit() also takes other scripts' digits.
 _EVENT_ID = re.compile(r"([0-9]{1,20})(?:-([0-9]{1,20}))?")
 _STREAM_ID_PART_MAX = 2**64 - 1
-
-
-@dataclass(frozen=True)
-class Limits:
-    """The request limits of Settings (only what validation reads)."""
-
-    max_side: int = 1024
-    max_steps: int = 150
-    max_guidance_scale: float = 30.0
-    max_prompt_chars: int = 2000
-    max_images_per_job: int = 64
-    max_bulk_prompts: int = 1000
-    max_upload_bytes: int = 8 * 1024 * 1024
-    max_upload_pixels: int = 4096 * 4096
-
-    @classmethod
-    def from_settings(cls, s: Settings) -> Limits:
-        return cls(**{name: getattr(s, name) for name in cls.__dataclass_fields__})
 
 
 def validate(
