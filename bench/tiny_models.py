@@ -1,6 +1,6 @@
-"""Tiny random models: an Atelier checkpoint folder, its exported repository and a diffusers
-Stable Diffusion pipeline folder, built from configs (no hub downloads). The benchmarks' --quick
-runs and the tests use them."""
+"""Tiny random models: an Atelier checkpoint folder, its exported repository, an upscaler package
+and its repository, and a diffusers Stable Diffusion pipeline folder, built from configs (no hub
+downloads). The benchmarks' --quick runs and the tests use them."""
 
 from __future__ import annotations
 
@@ -67,6 +67,46 @@ def tiny_repository(root: Path, *flags: str) -> Path:
     models = root / "models"
     if atelier(["export", str(ckpt), "--name", "tiny", "--version", "1", "--out", str(models), *flags]) != 0:
         raise RuntimeError("exporting the tiny checkpoint failed")
+    return models
+
+
+# --- a tiny x4 upscaler -------------------------------------------------------------------------
+
+# Smaller tiles than a shipped upscaler's, so a 40² input already runs in several.
+TINY_UPSCALER_INFERENCE = {"aug_level": 0.05, "default_steps": 2, "max_input_side": 128, "tile": 24,
+                           "tile_overlap": 10, "image_size": 32}
+
+
+def upscaler_package(folder: Path, fast: bool = True) -> Path:
+    """An upscaler package (export/sources/upscaler.py) with random diffusion and CNN networks."""
+    from diffusion.nets.upscaler import DiffusionUpscaler, FastUpscaler, UpscalerConfig
+
+    folder.mkdir(parents=True, exist_ok=True)
+    small = {"width": (8, 16), "num_blocks": (1, 1), "embed_dim": 16, "sigma_data": 0.12}
+    cfg = UpscalerConfig(arch="diffusion", **small)
+    config = {"kind": "upscaler", "upscaler": cfg.to_dict(), "inference": dict(TINY_UPSCALER_INFERENCE),
+              "description": "tiny random upscaler", "data_card": {"sets": ["test"]},
+              "licenses": [{"set": "test", "license": "CC0-1.0"}]}
+    torch.manual_seed(0)
+    save_file(_perturb(DiffusionUpscaler(cfg), 5).state_dict(), str(folder / "upscaler_ema.safetensors"))
+    if fast:
+        fast_cfg = UpscalerConfig(arch="cnn", **small)
+        config["upscaler_fast"] = fast_cfg.to_dict()
+        save_file(_perturb(FastUpscaler(fast_cfg), 6).state_dict(), str(folder / "upscaler_fast_ema.safetensors"))
+    (folder / "config.json").write_text(json.dumps(config))
+    return folder
+
+
+def tiny_upscaler_repository(root: Path, *flags: str) -> Path:
+    """A model repository under `root/models` holding `tiny-upscale/1`, exported from a tiny random
+    upscaler package with the `atelier export` flags given (e.g. "--optimize")."""
+    from atelier_cli.main import main as atelier
+
+    package = upscaler_package(root / "upscaler-package")
+    models = root / "models"
+    if atelier(["export", str(package), "--name", "tiny-upscale", "--version", "1", "--out", str(models),
+                *flags]) != 0:
+        raise RuntimeError("exporting the tiny upscaler failed")
     return models
 
 

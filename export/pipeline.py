@@ -28,15 +28,15 @@ from export.fp16 import to_fp16
 from export.onnx_files import check_onnx, save_onnx, store_weights_fp16
 from export.optimize import optimize_offline
 from export.repository_writer import MAX_FILE_BYTES, write_manifest
-from export.source import Source
+from export.source import Source, UpscalerSource
 from export.sources import load_source
 from export.torch_export import OPSET, export_component
-from repository.manifest import FileEntry, LatentSpec, Manifest, OnnxSpec
+from repository.manifest import FileEntry, LatentSpec, Manifest, OnnxSpec, UNetSpec
 
 Progress = Callable[[str], None]
 # Roles that get fp16 / optimised twins: the per-step and per-image networks. The text
 # encoder runs once per prompt (and is cached), so its twins would only add files.
-ACCELERATED_ROLES = ("unet", "vae_decoder", "vae_encoder")
+ACCELERATED_ROLES = ("unet", "vae_decoder", "vae_encoder", "upscaler", "upscaler_fast")
 
 
 @dataclass(frozen=True)
@@ -160,11 +160,9 @@ def _copy_source_files(source_path: Path, folder: Path, writer: _Writer, progres
         writer.entries[path.name] = FileEntry("0" * 64, 0, "source")
 
 
-def _export_into(source_path: Path, folder: Path, options: ExportOptions, progress: Progress) -> Manifest:
-    progress(f"loading {source_path}")
-    torch.manual_seed(0)
-    source = load_source(source_path, tiling=options.tiling, text_fp16=options.text_fp16)
-    writer = _Writer(folder, options.max_file_bytes)
+def _export_components(source: Source | UpscalerSource, writer: _Writer, options: ExportOptions,
+                       progress: Progress) -> None:
+    folder = writer.folder
     for component in source.components:
         file = f"{component.file_stem}.onnx"
         progress(f"exporting {file}")
@@ -172,7 +170,8 @@ def _export_into(source_path: Path, folder: Path, options: ExportOptions, progre
         if component.store_fp16_weights:
             store_weights_fp16(model)
         precision = "fp16-weights" if component.store_fp16_weights else "fp32"
-        progress(f"checking {file} (onnx.checker, parity at batch 1 and 4)")
+        sizes = " and at twice the size" if component.dynamic_size else ""
+        progress(f"checking {file} (onnx.checker, parity at batch 1 and 4{sizes})")
         writer.onnx_file(model, file, component, component.variant, precision, component.tolerance)
         if component.role not in ACCELERATED_ROLES:
             continue
@@ -187,31 +186,51 @@ def _export_into(source_path: Path, folder: Path, options: ExportOptions, progre
             writer.onnx_file(optimize_offline(folder / file), opt_file, component,
                              _variant(component, "optimized"), "fp32", OPTIMIZED)
 
-    if options.include_source:
-        _copy_source_files(Path(source_path), folder, writer, progress)
-    (folder / "tokenizer.json").write_text(source.tokenizer_json, encoding="utf-8")
-    writer.entries["tokenizer.json"] = FileEntry("0" * 64, 0, "tokenizer")
-    writer.components["tokenizer"] = "tokenizer.json"
-    (folder / "parity.json").write_text(json.dumps(writer.parity, indent=2) + "\n", encoding="utf-8")
-    writer.entries["parity.json"] = FileEntry("0" * 64, 0, "report")
 
-    latent = LatentSpec(**{**source.latent.to_dict(), "preview_rgb": _preview_factors(source)})
-    first = onnx.load(str(folder / writer.components["unet"]), load_external_data=False)
+def _write_version(origin: Source | UpscalerSource, source_path: Path, writer: _Writer, options: ExportOptions,
+                   progress: Progress, main_role: str, **fields) -> Manifest:
+    """The source files, parity.json and the manifest (`fields`: what the kind of version adds)."""
+    if options.include_source:
+        _copy_source_files(Path(source_path), writer.folder, writer, progress)
+    (writer.folder / "parity.json").write_text(json.dumps(writer.parity, indent=2) + "\n", encoding="utf-8")
+    writer.entries["parity.json"] = FileEntry("0" * 64, 0, "report")
+    first = onnx.load(str(writer.folder / writer.components[main_role]), load_external_data=False)
+    weights = (_sha256_files(source_path, "**/*.safetensors") if origin.kind == "diffusers"
+               else _sha256_files(source_path, "*.safetensors"))
     manifest = Manifest(
-        name=options.name, version=str(options.version), description=source.description,
-        created=dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), source=source.kind,
-        image=source.image, latent=latent, schedule=source.schedule, unet=source.unet,
-        text_encoder=source.text_encoder, styles=source.styles, defaults=source.defaults,
+        name=options.name, version=str(options.version), description=origin.description,
+        created=dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), image=origin.image,
         components=writer.components, variants=writer.variants,
         onnx=OnnxSpec(opset=OPSET, ir_version=first.ir_version,
                       exporter=f"torch {torch.__version__} {options.exporter}",
                       producer=f"onnxruntime {ort.__version__} (parity), onnx {onnx.__version__}"),
-        data_card=source.data_card, licenses=source.licenses,
-        provenance={**source.provenance, "source": str(source_path), "source_kind": source.kind,
-                    "source_weights_sha256": _sha256_files(source_path, "**/*.safetensors")
-                    if source.kind == "diffusers" else _sha256_files(source_path, "*.safetensors"),
-                    "export_git_commit": _git_commit(), "export_host": platform.node()},
+        data_card=origin.data_card, licenses=origin.licenses,
+        provenance={**origin.provenance, "source": str(source_path), "source_kind": origin.kind,
+                    "source_weights_sha256": weights, "export_git_commit": _git_commit(),
+                    "export_host": platform.node()},
         parity={f: {"max_abs": p["max_abs"], "min_cosine": p["min_cosine"]} for f, p in writer.parity.items()},
+        **fields,
     )
     progress("writing manifest.json")
-    return write_manifest(folder, manifest, writer.entries, options.max_file_bytes)
+    return write_manifest(writer.folder, manifest, writer.entries, options.max_file_bytes)
+
+
+def _export_into(source_path: Path, folder: Path, options: ExportOptions, progress: Progress) -> Manifest:
+    progress(f"loading {source_path}")
+    torch.manual_seed(0)
+    try:
+        source = load_source(source_path, tiling=options.tiling, text_fp16=options.text_fp16)
+    except ValueError as exc:
+        raise ExportError(str(exc)) from None
+    writer = _Writer(folder, options.max_file_bytes)
+    _export_components(source, writer, options, progress)
+    if isinstance(source, UpscalerSource):
+        return _write_version(source, source_path, writer, options, progress, "upscaler", source="atelier",
+                              unet=UNetSpec(cond_inputs=()), upscaler=source.upscaler)
+    (folder / "tokenizer.json").write_text(source.tokenizer_json, encoding="utf-8")
+    writer.entries["tokenizer.json"] = FileEntry("0" * 64, 0, "tokenizer")
+    writer.components["tokenizer"] = "tokenizer.json"
+    latent = LatentSpec(**{**source.latent.to_dict(), "preview_rgb": _preview_factors(source)})
+    return _write_version(source, source_path, writer, options, progress, "unet", source=source.kind, latent=latent,
+                          schedule=source.schedule, unet=source.unet, text_encoder=source.text_encoder,
+                          styles=source.styles, defaults=source.defaults)

@@ -1,4 +1,5 @@
-"""What an export source yields: the components to export and the manifest facts about them."""
+"""What an export source yields: the components to export and the manifest facts about them
+(a base model's `Source`, an upscaler's `UpscalerSource`)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from export.component import Component
-from repository.manifest import Defaults, ImageSpec, LatentSpec, ScheduleSpec, TextEncoderSpec, UNetSpec
+from repository.manifest import Defaults, ImageSpec, LatentSpec, ScheduleSpec, TextEncoderSpec, UNetSpec, UpscalerSpec
 
 
 @dataclass
@@ -23,6 +24,19 @@ class Source:
     text_encoder: TextEncoderSpec
     styles: tuple[str, ...] = ()
     defaults: Defaults = field(default_factory=Defaults)
+    data_card: dict[str, Any] = field(default_factory=dict)
+    licenses: tuple[dict[str, Any], ...] = ()
+    provenance: dict[str, Any] = field(default_factory=dict)
+    description: str = ""
+
+
+@dataclass
+class UpscalerSource:
+    kind: str                                   # "upscaler"
+    path: Path
+    components: list[Component]                 # `upscaler`, and `upscaler_fast` when the package has it
+    image: ImageSpec
+    upscaler: UpscalerSpec
     data_card: dict[str, Any] = field(default_factory=dict)
     licenses: tuple[dict[str, Any], ...] = ()
     provenance: dict[str, Any] = field(default_factory=dict)

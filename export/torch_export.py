@@ -60,7 +60,7 @@ def export_component(component: Component, exporter: str = "torchscript", opset:
 def _output_axes(component: Component) -> dict[int, str]:
     """The output shares the first input's dynamic axes (batch, and spatial where dynamic)."""
     first = component.dynamic_axes.get(component.input_names[0], {0: "batch"})
-    if component.role == "unet":
+    if component.role in ("unet", "upscaler", "upscaler_fast"):
         return dict(first)
     if component.role in ("vae_decoder", "vae_encoder"):
         # Same batch, but the spatial size changes by the VAE factor: distinct names.

@@ -31,15 +31,15 @@ from repository import providers as prov
 from repository.manifest import Manifest
 from repository.reader import ModelRepository, ModelVersion
 from services.common.settings import Settings
+from services.worker import onnx_sessions
+from services.worker.onnx_sessions import PREFERRED_VARIANT, variant_for
 from services.worker.runtime import ModelInfo
+from services.worker.upscaler_runtime import OnnxUpscalerRuntime
 
 log = logging.getLogger(__name__)
 
 Cond = Mapping[str, np.ndarray]
-# Which variant each provider prefers when the version has it: TensorRT makes its own fp16
-# engines from the fp32 graph; CUDA runs the fp16 file on tensor cores; the CPU runs the
-# offline-optimised file (fusions done at export).
-PREFERRED_VARIANT = {prov.TENSORRT: "default", prov.CUDA: "fp16", prov.CPU: "optimized"}
+__all__ = ["PREFERRED_VARIANT", "STATIC_BATCHES", "OnnxModelRuntime", "load_runtime"]
 # UNet batch sizes that run, on the CPU, in a session of their own with every dimension fixed
 # (at the model's default size): ORT then folds into constants the ~1000 shape-arithmetic nodes
 # the tracer writes around each reshape, and plans memory once. Measured on the default UNet,
@@ -58,8 +58,7 @@ class OnnxModelRuntime:
         self.settings = settings
         self.providers = list(providers) if providers else prov.resolve(settings.execution_providers)
         self.execution_provider = self.providers[0]
-        wanted = settings.onnx_variant
-        self.variant = PREFERRED_VARIANT[self.execution_provider] if wanted == "auto" else wanted
+        self.variant = variant_for(self.providers, settings.onnx_variant)
         self.load_seconds: dict[str, float] = {}
         self._sessions: dict[tuple[str, bool, tuple], ort.InferenceSession] = {}
         self._lock = threading.Lock()
@@ -106,38 +105,14 @@ class OnnxModelRuntime:
         return m.file_for(role, self.variant)
 
     def _options(self) -> ort.SessionOptions:
-        options = ort.SessionOptions()
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.intra_op_num_threads = int(self.settings.onnx_intra_op_threads)
-        # Sampler threads already overlap; ORT's own inter-op pool would only oversubscribe.
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3
-        # Denormal floats (tiny activations late in sampling) run many times slower on x86 CPUs;
-        # flushing them to zero changes no image and keeps step times steady.
-        options.add_session_config_entry("session.set_denormal_as_zero", "1")
-        # Idle pool threads block instead of spin-waiting for the next run: one worker holds a
-        # pool per session (text encoder, UNet, decoder) and its Redis client, Celery and the
-        # gateway share the cores; spinning pools starve them all (the default model's default
-        # job, interleaved on the shared 2-core machine: 1178 -> 578 ms median; a Submit right
-        # after a run: 17 -> 3 ms). On GPU providers these threads do little either way.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        return options
+        return onnx_sessions.session_options(self.settings)
 
-    def _provider_options(self, role: str) -> list[tuple[str, dict[str, Any]] | str]:
-        out: list[tuple[str, dict[str, Any]] | str] = []
-        for name in self.providers:
-            if name == prov.TENSORRT:
-                out.append((name, self._trt_options(role)))
-            elif name == prov.CUDA:
-                out.append((name, {"cudnn_conv_algo_search": "HEURISTIC", "arena_extend_strategy": "kSameAsRequested"}))
-            else:
-                out.append(name)
-        return out
+    def _provider_options(self, role: str) -> onnx_sessions.ProviderList:
+        return onnx_sessions.provider_options(self.providers, lambda: self._trt_options(role))
 
     def _trt_options(self, role: str) -> dict[str, Any]:
         """fp16 engines, cached on disk, with profiles for batch 1..max_batch at the default size."""
         m = self.manifest
-        cache = str(self.settings.trt_engine_cache)
         max_b = max(m.unet.max_batch, int(self.settings.max_batch))
         c, h, w, L = m.latent.channels, m.latent.height, m.latent.width, m.text_encoder.max_tokens
         shapes = {
@@ -148,12 +123,9 @@ class OnnxModelRuntime:
             "vae_encoder": lambda b: f"image:{b}x{m.image.channels}x{m.image.height}x{m.image.width}",
             "text_encoder": lambda b: f"input_ids:{b}x{L},attention_mask:{b}x{L}",
         }[role]
-        options = {"trt_fp16_enable": True, "trt_engine_cache_enable": True, "trt_engine_cache_path": cache,
-                   "trt_timing_cache_enable": True, "trt_timing_cache_path": cache}
-        options.update(trt_profile_min_shapes=self._only_inputs(role, shapes(1)),
-                       trt_profile_opt_shapes=self._only_inputs(role, shapes(min(8, max_b))),
-                       trt_profile_max_shapes=self._only_inputs(role, shapes(max_b)))
-        return options
+        return onnx_sessions.trt_options(self.settings, self._only_inputs(role, shapes(1)),
+                                         self._only_inputs(role, shapes(min(8, max_b))),
+                                         self._only_inputs(role, shapes(max_b)))
 
     def _only_inputs(self, role: str, spec: str) -> str:
         """Profile entries for the inputs this file really has (unused ones would be refused)."""
@@ -169,23 +141,14 @@ class OnnxModelRuntime:
             session = self._sessions.get(key)
             if session is not None:
                 return session
-            start = time.perf_counter()
-            verified = self.version.onnx_file(self._file(role, tiling))
+            file = self._file(role, tiling)
             options = self._options()
             for name, size in overrides:
                 options.add_free_dimension_override_by_name(name, size)
-            if verified.has_external_data or prov.TENSORRT in self.providers:
-                # External weights are read by path from the (already verified) folder;
-                # TensorRT names its engine cache after the model path.
-                options.add_session_config_entry("session.model_external_initializers_file_folder_path",
-                                                 str(self.version.path))
-                source: Any = str(verified.path)
-            else:
-                source = verified.data
-            session = ort.InferenceSession(source, options, providers=self._provider_options(role))
+            session, seconds = onnx_sessions.open_session(self.version, file, options, self._provider_options(role))
             self._sessions[key] = session
             suffix = "" if not overrides else "@" + ",".join(f"{n}={v}" for n, v in overrides)
-            self.load_seconds[verified.name + suffix] = time.perf_counter() - start
+            self.load_seconds[file + suffix] = seconds
             return session
 
     def _fixed_shape_overrides(self, session: ort.InferenceSession, feeds: dict[str, np.ndarray]) -> tuple:
@@ -375,9 +338,13 @@ def _from_rgba8(images: np.ndarray, channels: int, value_range: Sequence[float],
     return np.ascontiguousarray(np.transpose(x * (hi - lo) + lo, (0, 3, 1, 2)), dtype=np.float32)
 
 
-def load_runtime(settings: Settings, model: str, version: str | None = None, **kwargs: Any) -> OnnxModelRuntime:
-    """The `Settings.runtime_loader` entry point: a hash-checked version on the best providers."""
+def load_runtime(settings: Settings, model: str, version: str | None = None,
+                 **kwargs: Any) -> OnnxModelRuntime | OnnxUpscalerRuntime:
+    """The `Settings.runtime_loader` entry point: a hash-checked version on the best providers;
+    an upscaler version (its manifest has an `upscaler` section) gets the upscaler's runtime."""
     repo = ModelRepository(settings.model_repository)
     opened = repo.open(model, version or None)  # '' and None both mean the newest version
     opened.verify()
+    if opened.manifest.upscaler is not None:
+        return OnnxUpscalerRuntime(opened, settings, **kwargs)
     return OnnxModelRuntime(opened, settings, **kwargs)

@@ -7,6 +7,9 @@ runtime is loaded by the function that `Settings.runtime_loader` names
 
 Latents are float32 `[B, C, h, w]` already scaled for the denoiser; images are uint8
 `[B, H, W, 4]` straight-alpha RGBA.
+
+An upscaler version (a manifest with an `upscaler` section) loads as an `UpscalerRuntime`
+instead: the same loader returns it (docs/MODEL_REPOSITORY.md, "Upscalers").
 """
 
 from __future__ import annotations
@@ -18,10 +21,13 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from services.common.plan import ModelFacts
+from diffusion.upscale import SRDenoiser, UpscaleParams
+from services.common.plan import ModelFacts, UpscalerFacts
 
 Cond = Mapping[str, np.ndarray]
 DenoiseFn = Callable[[np.ndarray, np.ndarray, Cond | None], np.ndarray]
+# The upscaler's extra network inputs, as `cond` keys of its contract-shaped denoiser.
+LOW_RES, AUG_LEVEL = "low_res", "aug_level"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -69,7 +75,51 @@ class ModelRuntime(Protocol):
         ...
 
 
-RuntimeLoader = Callable[..., ModelRuntime]
+@dataclass(frozen=True, kw_only=True)
+class UpscalerInfo(UpscalerFacts):
+    """A loaded upscaler version: the facts upscales are planned against, and the sampler's constants."""
+
+    sigma_data: float = 0.5  # inside the network's preconditioning; stated for reports
+
+    @property
+    def params(self) -> UpscaleParams:
+        """What diffusion.upscale.upscale / upscale_fast take."""
+        return UpscaleParams.from_spec(self)
+
+
+@runtime_checkable
+class UpscalerRuntime(Protocol):
+    """A super-resolution version. Arrays are premultiplied RGBA float32 in [-1, 1], NCHW, at the
+    high resolution; `low_res` is the upsampled (augmented) input, `up` in diffusion/upscale.py."""
+
+    info: UpscalerInfo
+    execution_provider: str
+
+    def denoise(self, x: np.ndarray, sigma: np.ndarray, low_res: np.ndarray, aug: np.ndarray) -> np.ndarray:
+        """x0 of the residual HR - up for the noisy residual `x` [N, 4, H, W] at `sigma` [N]."""
+        ...
+
+    def fast(self, low_res: np.ndarray) -> np.ndarray:
+        """The deterministic network's residual for `low_res` [N, 4, H, W] (ValueError without one)."""
+        ...
+
+    def denoiser(self, tiling: bool = False) -> DenoiseFn:
+        """`denoise` in the denoiser contract's shape, `(x, sigma, cond) -> x0` with
+        cond = {"low_res": [N, 4, H, W], "aug_level": [N]}: what the batching denoiser stacks."""
+        ...
+
+
+def sr_denoise(denoise: DenoiseFn) -> SRDenoiser:
+    """A contract-shaped `denoise(x, sigma, cond)` (an upscaler runtime's `denoiser()`, or the
+    batching denoiser wrapping it) as the SR sampler's `denoise(x, sigma, low_res, aug)`."""
+
+    def call(x: np.ndarray, sigma: np.ndarray, low_res: np.ndarray, aug: np.ndarray) -> np.ndarray:
+        return denoise(x, sigma, {LOW_RES: low_res, AUG_LEVEL: np.asarray(aug, dtype=np.float32)})
+
+    return call
+
+
+RuntimeLoader = Callable[..., ModelRuntime | UpscalerRuntime]
 
 
 def load_loader(spec: str) -> RuntimeLoader:
