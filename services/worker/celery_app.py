@@ -112,6 +112,7 @@ class WorkerContext:
         except Exception as err:  # noqa: BLE001 - the worker still serves other models
             log.warning("default model %s not loaded: %s", self.settings.default_model, err)
             load_error = f"default model {self.settings.default_model} not loaded: {err}"
+        self._warm_default_upscaler()
         status = readiness.WorkerStatus(
             worker=self.name, models=ready, concurrency=self.settings.worker_concurrency, execution_provider=provider,
             load_error=load_error,
@@ -120,6 +121,15 @@ class WorkerContext:
         self.models.on_load = lambda keys: self._announce(models=keys)
         self.executor.on_measured = lambda timings: self._announce(timings=timings)
         self._announce(models=self.models.keys())  # a job may have loaded a version before the heartbeat began
+
+    def _warm_default_upscaler(self) -> None:
+        """Load the default upscaler, when the repository has one, so a job's first upscale does not load it."""
+        if not (self.settings.model_repository / self.settings.default_upscaler).is_dir():
+            return
+        try:
+            self.models.get(self.settings.default_upscaler)
+        except Exception as err:  # noqa: BLE001 - jobs that upscale fail with MODEL_UNAVAILABLE; others run
+            log.warning("default upscaler %s not loaded: %s", self.settings.default_upscaler, err)
 
     def _announce(self, **changes) -> None:
         """Publish a change of what this worker serves, or how fast, now rather than at the next beat."""

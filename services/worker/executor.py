@@ -1,7 +1,8 @@
 """Runs one job end to end on this worker: the domain code behind the thin Celery task.
 
 load the record -> skip if final -> lease it (services/worker/leases.py) -> EXPIRED if
-past its deadline -> load the model -> begin an attempt -> pipeline -> finish with exactly
+past its deadline -> load the models (the base model, and the upscaler when the plan upscales;
+an UPSCALE job only the upscaler) -> begin an attempt -> pipeline -> finish with exactly
 one outcome -> give the lease up. Every failure of the job (bad input, unknown model, NaN,
 time limit, a bug) ends the job, never the worker. Losing Redis ends only the attempt: the
 job's lease lapses and a reaper hands it back, so a Redis restart fails no job.
@@ -15,17 +16,19 @@ import os
 import socket
 import threading
 import time
+from dataclasses import dataclass
 
 import redis
 
 from services.common import cost, metrics
 from services.common.jobs import ErrorCode, JobRecord, JobState
+from services.common.plan import JobKind
 from services.common.settings import Settings
 from services.common.store import JobNotFound, JobStore
 from services.worker import pipeline
 from services.worker.batching import NonFiniteOutput
 from services.worker.leases import Leases
-from services.worker.models import ModelRegistry, ModelUnavailable
+from services.worker.models import UPSCALER_DENOISER, LoadedModel, ModelRegistry, ModelUnavailable
 from services.worker.reporting import (
     DeadlineExceeded,
     JobStopped,
@@ -33,6 +36,7 @@ from services.worker.reporting import (
     TimeLimitExceeded,
     WorkerShuttingDown,
 )
+from services.worker.upscaling import Upscaler
 from services.worker.watchdog import HardLimitWatchdog, StuckJob
 
 log = logging.getLogger(__name__)
@@ -45,12 +49,30 @@ def worker_name() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def _model_of(job: JobRecord, default_model: str) -> tuple[str, str]:
-    """(name, version) of the model the job was planned against."""
+def _model_of(job: JobRecord, default_model: str) -> tuple[str, str] | None:
+    """(name, version) of the base model the job was planned against (None: an UPSCALE job has none)."""
     plan = job.spec.plan
     if plan is not None:
-        return plan.model, plan.model_version
+        return None if plan.kind == JobKind.UPSCALE else (plan.model, plan.model_version)
     return job.spec.model or default_model, job.spec.model_version
+
+
+@dataclass(frozen=True)
+class JobModels:
+    """The loaded models one job runs: its base model and its upscaler, either of which may be absent."""
+
+    base: LoadedModel | None
+    upscaler: LoadedModel | None
+
+    @property
+    def main(self) -> LoadedModel:
+        """The model that names the job in metrics and `started`: the base model, else the upscaler."""
+        return self.base or self.upscaler
+
+    def upscaling(self) -> Upscaler | None:
+        if self.upscaler is None:
+            return None
+        return Upscaler(self.upscaler.runtime, self.upscaler.denoiser(False, UPSCALER_DENOISER))
 
 
 class JobExecutor:
@@ -116,7 +138,7 @@ class JobExecutor:
             self._finish(job, None, JobState.EXPIRED, ErrorCode.NONE, "deadline passed before the job started")
             return self._state(job_id)
         try:
-            loaded = self.models.get(*_model_of(job, self.settings.default_model))
+            loaded = self._models(job)
         except ModelUnavailable as err:
             self._finish(job, None, JobState.FAILED, ErrorCode.MODEL_UNAVAILABLE, str(err))
             return self._state(job_id)
@@ -124,7 +146,7 @@ class JobExecutor:
             raise WorkerShuttingDown(job_id)  # a stopping worker begins no new attempt
         # A job's measured time counts its Redis steps from here on, as its ETA must (not a model load).
         received = time.perf_counter()
-        attempt = self.store.begin_attempt(job_id, self.name, loaded.runtime.execution_provider, lease=holder)
+        attempt = self.store.begin_attempt(job_id, self.name, loaded.main.runtime.execution_provider, lease=holder)
         if attempt is None:
             return self._state(job_id)
         if attempt == 1:
@@ -141,7 +163,13 @@ class JobExecutor:
                 metrics.BUSY_SLOTS.set(self._busy)
         return self._state(job_id)
 
-    def _sample(self, job: JobRecord, attempt: int, loaded, received: float) -> None:
+    def _models(self, job: JobRecord) -> JobModels:
+        base = _model_of(job, self.settings.default_model)
+        upscale = job.spec.plan.upscale if job.spec.plan is not None else None
+        return JobModels(self.models.get(*base) if base is not None else None,
+                         self.models.get(upscale.model, upscale.version) if upscale is not None else None)
+
+    def _sample(self, job: JobRecord, attempt: int, loaded: JobModels, received: float) -> None:
         reporter = StoreReporter(
             self.store,
             job.job_id,
@@ -155,25 +183,28 @@ class JobExecutor:
             stop_event=self.stop_event,
             cancelled=self.cancelled,
         )
-        model_name = loaded.runtime.info.name
+        model_name = loaded.main.runtime.info.name
         skip = frozenset(self.store.artifact_indices(job.job_id)) if attempt > 1 else frozenset()
         plan = job.spec.plan
-        work = cost.of_plan(plan, plan.images_total - len(skip)) if plan else None  # None: the pipeline refuses it
-        if work is not None:
-            reporter.planned_seconds = cost.estimate(work, self.row_times.snapshot())
+        if plan is not None:  # None: the pipeline refuses it
+            left = plan.images_total - len(skip)
+            reporter.planned_seconds = cost.estimate_plan(plan, self.row_times.snapshot(), left)
+        measured: dict[str, float] = {}
 
         started = time.perf_counter()
         try:
             pipeline.generate(
                 job,
-                loaded.runtime,
-                loaded.denoiser,
+                loaded.base.runtime if loaded.base else None,
+                loaded.base.denoiser if loaded.base else None,
                 reporter,
                 rows_per_chunk=self.settings.max_batch,
                 preview_size=self.settings.preview_size,
                 max_upload_pixels=self.settings.max_upload_pixels,
                 # Only an earlier attempt can have stored images: a first one need not ask.
                 skip=skip,
+                upscaler=loaded.upscaling(),
+                measured=measured,
             )
         except WorkerShuttingDown:
             log.info("job %s handed back: the worker is shutting down", job.job_id)
@@ -197,16 +228,26 @@ class JobExecutor:
             self._finish(job, attempt, JobState.FAILED, ErrorCode.INTERNAL, f"{type(err).__name__}: {err}")
         else:
             self._finish(job, attempt, JobState.SUCCEEDED, ErrorCode.NONE, "")
-            if work is not None and not skip:  # a whole job's time: what the next estimates are made of
-                self._measured(work, time.perf_counter() - received, reporter.sampling_seconds)
+            if plan is not None and not skip:  # a whole job's time: what the next estimates are made of
+                self._measured(plan, time.perf_counter() - received, reporter.sampling_seconds,
+                               measured.get("upscale_seconds", 0.0))
         finally:
             metrics.SAMPLING.labels(model=model_name).observe(time.perf_counter() - started)
-            sampler = job.spec.plan.sampler if job.spec.plan else job.spec.sampler
+            sampler = (job.spec.plan.sampler or "upscaler") if job.spec.plan else job.spec.sampler
             metrics.STEPS.labels(model=model_name, sampler=sampler).inc(reporter.steps_done)
             metrics.IMAGES.labels(model=model_name).inc(reporter.images_written)
 
-    def _measured(self, work: cost.JobCost, seconds: float, sampling_seconds: float) -> None:
-        self.row_times.record(work, seconds, sampling_seconds)
+    def _measured(self, plan, seconds: float, sampling_seconds: float, upscale_seconds: float) -> None:
+        """Record a finished job's time per part (services.common.cost.parts): the upscaler's part is
+        its sampling alone; the base model's part is the rest, so its fixed part holds the encoding."""
+        upscale = cost.of_upscale(plan)
+        if upscale is None:
+            self.row_times.record(cost.of_plan(plan), seconds, sampling_seconds)
+        elif plan.kind == JobKind.UPSCALE:
+            self.row_times.record(upscale, seconds, upscale_seconds)
+        else:
+            self.row_times.record(upscale, upscale_seconds, upscale_seconds)
+            self.row_times.record(cost.of_plan(plan), seconds - upscale_seconds, sampling_seconds - upscale_seconds)
         if self.on_measured is not None:
             self.on_measured(self.row_times.snapshot())
 

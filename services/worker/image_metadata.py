@@ -23,11 +23,16 @@ A1111_SAMPLERS = {
     "dpmpp_2m": "DPM++ 2M",
     "dpmpp_2m_sde": "DPM++ 2M SDE",
     "unipc": "UniPC",
+    "lcm": "LCM",
 }
 
 
 def parameters(p: dict[str, Any]) -> str:
-    """The A1111 ``parameters`` text of provenance ``p``."""
+    """The A1111 ``parameters`` text of provenance ``p``: a cascade's upscaler as A1111's hires fix
+    writes it ("Hires upscale: 4, Hires steps: ..."), an UPSCALE job's as its extras tab does
+    ("Postprocess upscale by: 4, Postprocess upscaler: ...")."""
+    if p["upscale"] and not p["model_name"]:
+        return _upscale_only(p)
     lines = [p["prompt"]]
     if p["negative_prompt"]:
         lines.append(f"Negative prompt: {p['negative_prompt']}")
@@ -47,9 +52,30 @@ def parameters(p: dict[str, Any]) -> str:
     fields["Eta"] = p["eta"]
     if p["style"]:
         fields["Style"] = p["style"]
+    if p["upscale"]:
+        fields["Hires upscale"] = p["upscale"]
+        fields["Hires steps"] = p["upscale_steps"]
+        fields["Hires upscaler"] = _upscaler(p)
     fields["Version"] = f"atelier {p['software_version']}"
     lines.append(", ".join(f"{k}: {_quoted(v)}" for k, v in fields.items()))
     return "\n".join(lines)
+
+
+def _upscaler(p: dict[str, Any]) -> str:
+    return f"{p['upscaler_name']}/{p['upscaler_version']}" + (" fast" if p["upscale_fast"] else "")
+
+
+def _upscale_only(p: dict[str, Any]) -> str:
+    fields = {
+        "Postprocess upscale by": p["upscale"],
+        "Postprocess upscaler": _upscaler(p),
+        "Upscale steps": p["upscale_steps"],
+        "Seed": p["seed"],
+        "Size": f"{p['width']}x{p['height']}",
+        "Model hash": p["upscaler_sha256"][:10],
+        "Version": f"atelier {p['software_version']}",
+    }
+    return ", ".join(f"{k}: {_quoted(v)}" for k, v in fields.items())
 
 
 def _quoted(value: Any) -> str:

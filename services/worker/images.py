@@ -1,4 +1,4 @@
-"""Pixels in and out of the worker: uploaded init images and masks, finished images, previews."""
+"""Pixels in and out of the worker: uploaded images and masks, finished images, previews, the networks' form."""
 
 from __future__ import annotations
 
@@ -51,6 +51,29 @@ def load_mask(data: bytes, width: int, height: int, max_pixels: int) -> np.ndarr
     if gray.size != (width, height):
         gray = gray.resize((width, height), Image.Resampling.BILINEAR)
     return np.asarray(gray, dtype=np.float64) / 255.0
+
+
+def premultiplied(rgba: np.ndarray) -> np.ndarray:
+    """Straight-alpha RGBA uint8 `[B, H, W, 4]` -> premultiplied float32 `[B, 4, H, W]` in [-1, 1],
+    the form the networks take (colour times alpha: a transparent pixel is exactly transparent black)."""
+    x = np.asarray(rgba, dtype=np.float32) / np.float32(255.0)
+    x = np.concatenate([x[..., :3] * x[..., 3:4], x[..., 3:4]], axis=-1)
+    return np.ascontiguousarray(np.transpose(x * 2.0 - 1.0, (0, 3, 1, 2)), dtype=np.float32)
+
+
+def straight_rgba8(x: np.ndarray) -> np.ndarray:
+    """Premultiplied float `[B, 4, H, W]` in [-1, 1] -> straight-alpha RGBA uint8 `[B, H, W, 4]`:
+    colour divided by alpha where alpha is visible, black where it is not."""
+    x = np.clip((np.transpose(np.asarray(x, dtype=np.float32), (0, 2, 3, 1)) + 1.0) * 0.5, 0.0, 1.0)
+    a = x[..., 3:4]
+    rgb = np.where(a > 0.5 / 255, np.clip(x[..., :3] / np.maximum(a, 1e-6), 0.0, 1.0), 0.0)
+    return (np.concatenate([rgb, a], axis=-1) * 255.0 + 0.5).astype(np.uint8)
+
+
+def premultiplied_rgb8(x: np.ndarray) -> np.ndarray:
+    """Premultiplied float `[B, 4, H, W]` in [-1, 1] -> RGB uint8 `[B, H, W, 3]` over black (a preview)."""
+    rgb = np.clip((np.transpose(np.asarray(x[:, :3], dtype=np.float32), (0, 2, 3, 1)) + 1.0) * 127.5, 0, 255)
+    return (rgb + 0.5).astype(np.uint8)
 
 
 def encode(rgba: np.ndarray, output_format: str, quality: int = 0,

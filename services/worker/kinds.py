@@ -5,7 +5,8 @@ starts and what it samples: text-to-image from pure noise over the whole schedul
 image-to-image from the init image noised to the schedule's tail (SDEdit, Meng et al. 2022),
 inpainting like image-to-image with the unmasked latents held to the init image's. A new kind
 is one function here (or in its own module) plus its line in :data:`KINDS`, and its name in
-:class:`services.common.plan.JobKind`.
+:class:`services.common.plan.JobKind`. An UPSCALE job samples nothing here: its plan's stages
+begin at the upscale stage (services/worker/upscaling.py), which starts from its upload.
 """
 
 from __future__ import annotations

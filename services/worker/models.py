@@ -1,4 +1,9 @@
-"""The model versions a worker has loaded, and one batching denoiser per model and latent shape."""
+"""The model versions a worker has loaded, and one batching denoiser per model and latent shape.
+
+An upscaler is loaded like any version (the runtime loader returns an upscaler runtime for a
+manifest with an ``upscaler`` section), next to the base models, and shares one batching
+denoiser (:data:`UPSCALER_DENOISER`) among every job that upscales with it: its rows are tiles,
+which stack whenever their shapes agree."""
 
 from __future__ import annotations
 
@@ -13,6 +18,10 @@ from services.worker.batching import BatchingDenoiser
 from services.worker.runtime import ModelRuntime
 
 log = logging.getLogger(__name__)
+
+
+# The key of an upscaler's one batching denoiser (its calls carry their own shapes in `cond`).
+UPSCALER_DENOISER = (0, 0, 0)
 
 
 class ModelUnavailable(RuntimeError):

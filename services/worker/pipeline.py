@@ -1,7 +1,8 @@
 """One job's images: runs the job's plan, chunk by chunk, through the plan's stages.
 
 The gateway resolved the job once into a :class:`services.common.plan.JobPlan`; this module
-checks that the loaded model is the one it was planned against, loads the uploads its kind
+checks that the loaded models (the base model; the upscaler when the plan upscales; an UPSCALE
+job has only the latter) are the ones it was planned against, loads the uploads its kind
 needs, and streams chunks (each one sampler run over up to ``rows_per_chunk`` images, so a
 bulk job of many prompts sends its artifacts as it goes and never holds everything at once)
 through the stages in :data:`STAGES`. It talks to the outside only through a
@@ -11,18 +12,18 @@ never appear here.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable
 
 import numpy as np
 
 from services.common.jobs import JobRecord, JobSpec
-from services.common.plan import JobPlan, ModelFacts, Stage, resolve
-from services.worker import image_metadata, images, stages
+from services.common.plan import JobKind, JobPlan, ModelFacts, Stage, resolve
+from services.worker import image_metadata, images, stages, upscaling
 from services.worker.runtime import DenoiseFn, ModelRuntime
 from services.worker.stages import Chunk, JobContext, JobReporter, TextCache
+from services.worker.upscaling import Upscaler
 
-__all__ = ["STAGES", "InvalidJob", "JobReporter", "ModelMismatch", "generate"]
+__all__ = ["STAGES", "InvalidJob", "JobReporter", "ModelMismatch", "Upscaler", "generate"]
 
 # A new stage: its module, its name in services.common.plan.Stage, and one line here.
 STAGES: dict[str, Callable[[Chunk], None]] = {
@@ -30,6 +31,7 @@ STAGES: dict[str, Callable[[Chunk], None]] = {
     Stage.SAMPLE: stages.sample,
     Stage.DECODE: stages.decode,
     Stage.COMPOSITE: stages.composite,
+    Stage.UPSCALE: upscaling.upscale,
     Stage.METADATA: image_metadata.metadata,
     Stage.ENCODE: stages.encode,
     Stage.REPORT: stages.report,
@@ -44,14 +46,24 @@ class ModelMismatch(ValueError):
     """The loaded model version is not the one the job was planned against (MODEL_UNAVAILABLE)."""
 
 
-def checked_plan(job: JobRecord, runtime: ModelRuntime) -> JobPlan:
-    """The job's plan, when this runtime can run it."""
-    plan, info = job.spec.plan, runtime.info
-    if plan is None:
-        plan = plan_of_an_older_gateway(job.spec, info)
-    if plan.model_sha256 != info.sha256:
+def _same_model(info, sha256: str) -> None:
+    if sha256 != info.sha256:
         raise ModelMismatch(f"model {info.name}/{info.version} loaded with manifest sha256 {info.sha256[:12]}..., "
-                            f"the job was planned for {plan.model_sha256[:12]}...")
+                            f"the job was planned for {sha256[:12]}...")
+
+
+def checked_plan(job: JobRecord, runtime: ModelRuntime | None, upscaler: Upscaler | None = None) -> JobPlan:
+    """The job's plan, when these runtimes can run it."""
+    plan = job.spec.plan
+    if plan is None:
+        plan = plan_of_an_older_gateway(job.spec, runtime.info)
+    if plan.kind != JobKind.UPSCALE:
+        _same_model(runtime.info, plan.model_sha256)
+    if plan.upscale is not None:
+        if upscaler is None:
+            raise ModelMismatch(f"the job upscales with {plan.upscale.model}/{plan.upscale.version}, "
+                                "which was not loaded for it")
+        _same_model(upscaler.runtime.info, plan.upscale.sha256)
     unknown = [s for s in plan.stages if s not in STAGES]
     if unknown:
         raise InvalidJob(f"the job's plan names stages this worker lacks: {', '.join(unknown)}")
@@ -70,43 +82,53 @@ def plan_of_an_older_gateway(spec: JobSpec, model: ModelFacts) -> JobPlan:
     return resolve(spec, model)
 
 
-def _uploads(job: JobRecord, plan: JobPlan, max_pixels: int) -> tuple[np.ndarray | None, np.ndarray | None]:
+def _uploads(job: JobRecord, plan: JobPlan, max_pixels: int) -> dict[str, np.ndarray | None]:
+    """The job's uploads as the stages take them, at the plan's (base) size."""
     spec = job.spec
+    loads = {"init_rgba": (images.load_rgba, spec.init_image), "mask": (images.load_mask, spec.mask),
+             "upscale_rgba": (images.load_rgba, spec.upscale_image)}
     try:
-        init = images.load_rgba(spec.init_image, plan.width, plan.height, max_pixels) if spec.init_image else None
-        mask = images.load_mask(spec.mask, plan.width, plan.height, max_pixels) if spec.mask else None
+        return {name: load(data, plan.width, plan.height, max_pixels) if data else None
+                for name, (load, data) in loads.items()}
     except images.BadImage as err:
         raise InvalidJob(str(err)) from None
-    return init, mask
 
 
 def generate(
     job: JobRecord,
-    runtime: ModelRuntime,
-    denoiser: Callable[[bool, tuple[int, int, int]], DenoiseFn],
+    runtime: ModelRuntime | None,
+    denoiser: Callable[[bool, tuple[int, int, int]], DenoiseFn] | None,
     reporter: JobReporter,
     *,
     rows_per_chunk: int = 8,
     preview_size: int = 64,
     max_upload_pixels: int = 4096 * 4096,
     skip: frozenset[int] = frozenset(),
+    upscaler: Upscaler | None = None,
+    measured: dict[str, float] | None = None,
 ) -> int:
     """Make the job's images (except indices in `skip`, already made); returns how many were made.
 
-    `denoiser(tiling, latent_shape)` gives the shared (batching) denoiser to use.
+    `denoiser(tiling, latent_shape)` gives the shared (batching) denoiser of the base model to
+    use; an UPSCALE job has no base model (`runtime` and `denoiser` None). `measured`, when
+    given, receives the seconds spent in the upscaler's sampling (`upscale_seconds`).
     """
-    plan = checked_plan(job, runtime)
-    latent_shape = runtime.info.latent_shape(plan.width, plan.height)
-    init_rgba, mask = _uploads(job, plan, max_upload_pixels)
+    plan = checked_plan(job, runtime, upscaler)
     todo = [i for i in range(plan.images_total) if i not in skip]
-    ctx = JobContext(plan, runtime, denoiser(plan.tiling, latent_shape), reporter,
-                     np.asarray(runtime.sigmas(plan.steps), dtype=np.float64), latent_shape, TextCache(runtime),
-                     steps_total=len(todo) * plan.steps_run, preview_size=preview_size, init_rgba=init_rgba,
-                     mask=mask)
-    # A batching denoiser learns that this job is active, so it never waits for it in vain.
-    session = getattr(ctx.denoise, "session", None)
-    with session() if session is not None else contextlib.nullcontext():
+    shared = dict(steps_total=len(todo) * plan.steps_per_image, preview_size=preview_size, upscaler=upscaler,
+                  **_uploads(job, plan, max_upload_pixels))
+    if plan.kind == JobKind.UPSCALE:
+        ctx = JobContext(plan, None, None, reporter, None, None, None, **shared)
+    else:
+        latent_shape = runtime.info.latent_shape(plan.width, plan.height)
+        ctx = JobContext(plan, runtime, denoiser(plan.tiling, latent_shape), reporter,
+                         np.asarray(runtime.sigmas(plan.steps), dtype=np.float64), latent_shape, TextCache(runtime),
+                         **shared)
+    try:
         return _run_chunks(ctx, todo, max(1, rows_per_chunk // (2 if plan.guided else 1)))
+    finally:
+        if measured is not None:
+            measured["upscale_seconds"] = ctx.upscale_seconds
 
 
 def _run_chunks(ctx: JobContext, todo: list[int], rows: int) -> int:

@@ -43,4 +43,15 @@ def provenance(plan: JobPlan, index: int) -> dict[str, Any]:
         "software_version": software_version(),
         "guidance_rescale": plan.guidance_rescale,
         "eta": float(plan.sampler_options.get("eta", 0.0)),
+        **_upscale(plan),
     }
+
+
+def _upscale(plan: JobPlan) -> dict[str, Any]:
+    """The upscaler's part: which version, how many steps, which network (all empty without one)."""
+    u = plan.upscale
+    if u is None:
+        return {"upscale": 0, "upscaler_name": "", "upscaler_version": "", "upscaler_sha256": "", "upscale_steps": 0,
+                "upscale_fast": False, "upscale_image_sha256": ""}
+    return {"upscale": u.factor, "upscaler_name": u.model, "upscaler_version": u.version, "upscaler_sha256": u.sha256,
+            "upscale_steps": u.steps, "upscale_fast": u.fast, "upscale_image_sha256": plan.upscale_image_sha256}

@@ -1,14 +1,16 @@
 """The stages one chunk of a job goes through, each a function of one :class:`Chunk`.
 
-condition -> sample -> decode -> [composite] -> [metadata] -> encode -> report: the plan
-lists which run (services/common/plan.py, ``stages_of``) and services/worker/pipeline.py
-binds each name to its function. A stage reads what the stages before it left on the chunk
+condition -> sample -> decode -> [composite] -> [upscale] -> [metadata] -> encode -> report (an
+UPSCALE job: upscale -> [metadata] -> encode -> report): the plan lists which run
+(services/common/plan.py, ``stages_of``) and services/worker/pipeline.py binds each name to its
+function (the upscale stage is services/worker/upscaling.py). A stage reads what the stages before it left on the chunk
 and leaves its own result there; the job-wide things (plan, runtime, reporter, schedule,
 uploads) are on ``chunk.job``.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -65,20 +67,24 @@ class TextCache:
 
 @dataclass
 class JobContext:
-    """What every chunk of one job shares."""
+    """What every chunk of one job shares. An UPSCALE job has no base model: no runtime,
+    denoiser, schedule or text cache."""
 
     plan: JobPlan
-    runtime: ModelRuntime
-    denoise: DenoiseFn
+    runtime: ModelRuntime | None
+    denoise: DenoiseFn | None
     reporter: JobReporter
-    sigmas: np.ndarray  # the whole schedule of plan.steps; a kind may run only its tail
-    latent_shape: tuple[int, int, int]
-    texts: TextCache
-    steps_total: int  # steps of every image this attempt makes
+    sigmas: np.ndarray | None  # the whole schedule of plan.steps; a kind may run only its tail
+    latent_shape: tuple[int, int, int] | None
+    texts: TextCache | None
+    steps_total: int  # steps of every image this attempt makes, its upscaler's included
     preview_size: int = 64
     init_rgba: np.ndarray | None = None  # [H, W, 4] uint8
     mask: np.ndarray | None = None  # [H, W] in [0, 1]: 1 = repaint
+    upscaler: Any = None  # services.worker.upscaling.Upscaler when the plan upscales
+    upscale_rgba: np.ndarray | None = None  # an UPSCALE job's upload, [H, W, 4] uint8
     made: int = 0  # images reported so far
+    upscale_seconds: float = 0.0  # time in the upscaler's sampling, for the job's measured cost
 
 
 @dataclass
@@ -108,7 +114,7 @@ def condition(chunk: Chunk) -> None:
 def _on_step(chunk: Chunk):
     job, indices = chunk.job, chunk.indices
     reporter, steps_total, made = job.reporter, job.steps_total, job.made
-    done_before = made * job.plan.steps_run
+    done_before = made * job.plan.steps_per_image
 
     def on_step(step: SamplerStep) -> None:
         reporter.check()
@@ -135,8 +141,11 @@ def sample(chunk: Chunk) -> None:
                                     plan.guidance_rescale)
     start = KINDS[plan.kind](job, guided, initial_noise(seeds, job.latent_shape, dtype=np.float32))
     noise = SeededNoise(seeds, job.latent_shape, "float32")
-    x = SAMPLERS[plan.sampler](start.model, start.x.astype(np.float32), start.sigmas, noise=noise,
-                               callback=_on_step(chunk), **plan.sampler_options)
+    # A batching denoiser counts this job as active only while it samples, so it never waits for it in vain.
+    session = getattr(job.denoise, "session", None)
+    with session() if session is not None else contextlib.nullcontext():
+        x = SAMPLERS[plan.sampler](start.model, start.x.astype(np.float32), start.sigmas, noise=noise,
+                                   callback=_on_step(chunk), **plan.sampler_options)
     if not np.isfinite(x).all():
         raise NonFiniteOutput("the sampler produced non-finite latents")
     chunk.latents = x
@@ -167,7 +176,7 @@ def report(chunk: Chunk) -> None:
         blob, mime = chunk.encoded[row]
         job.reporter.artifact(artifact(chunk, row, mime), blob)
         job.made += 1
-    job.reporter.progress(job.made * job.plan.steps_run, job.steps_total, job.made)
+    job.reporter.progress(job.made * job.plan.steps_per_image, job.steps_total, job.made)
 
 
 def provenance_of(chunk: Chunk, row: int) -> dict[str, Any]:

@@ -63,9 +63,9 @@ def test_the_worker_runs_only_a_plan_made_for_the_model_it_loaded(store, executo
     # the rest; a worker never resolves a request itself, but for jobs an older gateway queued.
     bare = spec(seeds=(1,), steps=2)
     other = planned(bare).with_(plan=replace(planned(bare).plan, model_sha256="cd" * 32))
-    odd_stage = planned(bare).with_(plan=replace(planned(bare).plan, stages=("condition", "upscale")))
+    odd_stage = planned(bare).with_(plan=replace(planned(bare).plan, stages=("condition", "watermark")))
     cases = [(other, ErrorCode.MODEL_UNAVAILABLE, "the job was planned for cdcdcdcdcdcd"),
-             (odd_stage, ErrorCode.INVALID_INPUT, "stages this worker lacks: upscale")]
+             (odd_stage, ErrorCode.INVALID_INPUT, "stages this worker lacks: watermark")]
     for job_spec, code, reason in cases:
         job_id = stored(store, job_spec)
         assert executor.run(job_id) == JobState.FAILED
