@@ -9,8 +9,9 @@ guidance scales share a call, and a job joining or leaving between steps changes
 nothing for the others (TGI's continuous batching, at the granularity of a sampler step).
 
 `cond` is a mapping of arrays whose first axis is the batch (token states, masks, style
-ids, ...) or None; requests are stacked only with requests of the same `x` row shape
-and the same cond keys, row shapes and dtypes.
+ids, ...; an upscaler's upsampled input and augmentation level, services/worker/upscaler_runtime.py)
+or None; requests are stacked only with requests of the same `x` row shape and the same cond
+keys, row shapes and dtypes, so SR tiles of several jobs share a call as UNet rows do.
 """
 
 from __future__ import annotations
