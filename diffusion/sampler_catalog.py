@@ -28,6 +28,9 @@ class SamplerSpec:
     # Heun's corrector (Karras et al. 2022, Algorithm 1) evaluates twice on every step except
     # the last, which lands on sigma = 0.
     corrector: bool = False
+    # Needs a consistency model (its denoiser returns the ODE's end point, not E[x0 | x]): on an
+    # ordinary denoiser it runs but its images stay blurred at any step count.
+    consistency: bool = False
 
     def nfe(self, steps: int) -> int:
         """Denoiser evaluations spent on ``steps`` steps (a schedule of steps + 1 sigmas)."""
@@ -49,7 +52,7 @@ CATALOG: MappingProxyType = MappingProxyType({s.name: s for s in (
     _spec("unipc", {"order": 2, "variant": "bh2", "corrector": True}),
     # Multistep consistency sampling (Song et al. 2023, Algorithm 1): one evaluation a step, fresh
     # noise between steps; for consistency-distilled models.
-    _spec("lcm", stochastic=True),
+    _spec("lcm", stochastic=True, consistency=True),
 )})
 
 SAMPLER_NAMES: tuple[str, ...] = tuple(CATALOG)

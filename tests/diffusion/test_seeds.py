@@ -33,7 +33,7 @@ def test_alone_equals_in_batch(name, noise):
     np.testing.assert_allclose(run(name, shuffled, noise)[0], batch[3], rtol=0, atol=1e-12)
 
 
-@pytest.mark.parametrize("name", ["ddpm", "euler_ancestral", "dpmpp_2m_sde"])
+@pytest.mark.parametrize("name", ["ddpm", "euler_ancestral", "dpmpp_2m_sde", "lcm"])
 def test_stochastic_samplers_depend_on_seed(name):
     a = run(name, [1, 2])
     b = run(name, [1, 3])
