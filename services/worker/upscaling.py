@@ -18,16 +18,15 @@ from __future__ import annotations
 import contextlib
 import time
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
 from diffusion.upscale import UpscaleParams, upscale_fast
 from diffusion.upscale import upscale as sample_upscale
-from services.common.plan import JobKind, UpscalePlan
+from services.common.plan import JobKind
 from services.worker import images
 from services.worker.batching import NonFiniteOutput
-from services.worker.runtime import DenoiseFn
+from services.worker.runtime import DenoiseFn, UpscalerRuntime, sr_denoise
 from services.worker.stages import Chunk, JobContext
 
 
@@ -36,14 +35,8 @@ class Upscaler:
     """A loaded upscaler as a job uses it: its runtime (identity, the one-pass network) and its
     shared denoiser ``denoise(x, sigma, {"low_res", "aug_level"}) -> x0`` of the residual."""
 
-    runtime: Any  # services.worker.runtime.UpscalerRuntime
+    runtime: UpscalerRuntime
     denoise: DenoiseFn
-
-
-def params_of(u: UpscalePlan) -> UpscaleParams:
-    return UpscaleParams(factor=u.factor, sigma_min=u.sigma_min, sigma_max=u.sigma_max, rho=u.rho,
-                         aug_level=u.aug_level, size_multiple=u.size_multiple, tile=u.tile,
-                         tile_overlap=u.tile_overlap)
 
 
 def _low_res(chunk: Chunk) -> np.ndarray:
@@ -52,13 +45,6 @@ def _low_res(chunk: Chunk) -> np.ndarray:
     if job.plan.kind == JobKind.UPSCALE:
         return np.repeat(job.upscale_rgba[None], len(chunk.indices), axis=0)
     return chunk.rgba
-
-
-def _sr_denoise(denoise: DenoiseFn):
-    def call(x: np.ndarray, sigma: np.ndarray, low_res: np.ndarray, aug: np.ndarray) -> np.ndarray:
-        return denoise(x, sigma, {"low_res": low_res, "aug_level": np.asarray(aug, dtype=np.float32)})
-
-    return call
 
 
 def _on_step(chunk: Chunk):
@@ -90,7 +76,7 @@ def upscale(chunk: Chunk) -> None:
     job = chunk.job
     u = job.plan.upscale
     lr = images.premultiplied(_low_res(chunk))
-    params = params_of(u)
+    params = UpscaleParams.from_spec(u)  # the plan holds every constant the sampler takes
     started = time.perf_counter()
     if u.fast:
         hr = upscale_fast(lr, job.upscaler.runtime.fast, params)
@@ -100,7 +86,7 @@ def upscale(chunk: Chunk) -> None:
         seeds = [seed for _, _, seed in chunk.picks]
         session = getattr(job.upscaler.denoise, "session", None)
         with session() if session is not None else contextlib.nullcontext():
-            hr = sample_upscale(lr, _sr_denoise(job.upscaler.denoise), params, steps=u.steps, seeds=seeds,
+            hr = sample_upscale(lr, sr_denoise(job.upscaler.denoise), params, steps=u.steps, seeds=seeds,
                                 callback=_on_step(chunk))
     job.upscale_seconds += time.perf_counter() - started
     if not np.isfinite(hr).all():

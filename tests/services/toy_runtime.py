@@ -13,24 +13,30 @@ of a UNet on an accelerator the worker waits for (its time grows with the image,
 this machine's CPU load: the ETA tests measure the estimate, not the neighbours);
 `ATELIER_TOY_CALL_LOG` names a file to which every denoiser call appends its start time and
 row count (to count, from outside a worker process, the calls made after a job was stopped).
+
+:class:`ToyUpscaler` ("toy-upscale") is the x4 upscaler of the same kind: the residual it
+predicts is a fixed function of the upsampled input, so its ideal x0 has the same closed form,
+and its one-pass network returns that function itself.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import io
 import os
 import threading
 import time
 from collections.abc import Sequence
 
 import numpy as np
+from PIL import Image
 
 from diffusion.schedules import karras_sigmas
 from services.common.jobs import JobRecord, JobSpec
 from services.common.plan import resolve
 from services.worker.pipeline import generate
-from services.worker.runtime import ModelInfo, linear_preview
+from services.worker.runtime import ModelInfo, UpscalerInfo, linear_preview
 
 LAM = 0.25
 FACTOR = 4
@@ -115,21 +121,71 @@ class ToyRuntime:
         return linear_preview(latents, MIX[:3].T.astype(np.float32))
 
 
-def load(settings, model: str, version: str) -> ToyRuntime:
+UPSCALER_SHA256 = "cd" * 32
+
+
+class ToyUpscaler:
+    """A x4 upscaler in numpy: the residual over the upsampled input is mu = 0.2 tanh(3 low_res),
+    with Gaussian spread LAM around it; x0 is its posterior mean, as the toy model's."""
+
+    execution_provider = "CPUExecutionProvider"
+
+    def __init__(self, name: str = "toy-upscale", version: str = "1", sha256: str = UPSCALER_SHA256):
+        self.info = UpscalerInfo(
+            name=name, version=version, sha256=sha256, factor=4, default_steps=3, sigma_min=0.02,
+            sigma_max=2.0, rho=7.0, aug_level=0.05, size_multiple=8, tile=8, tile_overlap=2,
+            max_input_side=64, fast=True,
+        )
+        self.calls = 0
+
+    def _mu(self, low_res: np.ndarray) -> np.ndarray:
+        return 0.2 * np.tanh(3.0 * low_res.astype(np.float64))
+
+    def denoise(self, x, sigma, low_res, aug) -> np.ndarray:
+        self.calls += 1
+        mu = self._mu(low_res)
+        s2 = np.asarray(sigma, dtype=np.float64).reshape(-1, 1, 1, 1) ** 2
+        return (mu + LAM / (LAM + s2) * (x - mu)).astype(np.float32)
+
+    def fast(self, low_res) -> np.ndarray:
+        return self._mu(low_res).astype(np.float32)
+
+    def denoiser(self, tiling: bool = False):
+        return lambda x, sigma, cond: self.denoise(x, sigma, cond["low_res"], cond["aug_level"])
+
+
+def _sha256_in(settings, model: str, version: str, default: str) -> str:
+    manifest = settings.model_repository / model / version / "manifest.json" if settings else None
+    return hashlib.sha256(manifest.read_bytes()).hexdigest() if manifest and manifest.is_file() else default
+
+
+def load(settings, model: str, version: str) -> ToyRuntime | ToyUpscaler:
     """The toy as `model`/`version`; where the settings' repository has that entry (a gateway
     plans jobs against it), the toy stands for it: it reports its manifest's sha256."""
+    version = version or "1"
+    if model == "toy-upscale":
+        return ToyUpscaler(model, version, _sha256_in(settings, model, version, UPSCALER_SHA256))
     if model not in ("toy", "toy-slow", "toy-hang"):
         raise LookupError(f"no model named {model!r}")
-    version = version or "1"
-    manifest = settings.model_repository / model / version / "manifest.json" if settings else None
-    sha256 = hashlib.sha256(manifest.read_bytes()).hexdigest() if manifest and manifest.is_file() else SHA256
-    return ToyRuntime(model, version, sha256)
+    return ToyRuntime(model, version, _sha256_in(settings, model, version, SHA256))
+
+
+def input_size(data: bytes) -> tuple[int, int]:
+    with Image.open(io.BytesIO(data)) as image:
+        return image.size
 
 
 def planned(spec: JobSpec, name: str = "toy", version: str = "1") -> JobSpec:
-    """``spec`` as the gateway stores it for the toy model: pinned, with its plan."""
+    """``spec`` as the gateway stores it for the toy models: pinned, with its plan (an UPSCALE job
+    and a cascade on the toy upscaler)."""
+    upscaler = None
+    if spec.upscale_image is not None or spec.upscale > 1:
+        spec = spec.with_(upscaler=spec.upscaler or "toy-upscale", upscaler_version=spec.upscaler_version or "1")
+        upscaler = ToyUpscaler(spec.upscaler, spec.upscaler_version).info
+    if spec.upscale_image is not None:
+        return spec.with_(plan=resolve(spec, None, upscaler, input_size(spec.upscale_image)))
     pinned = spec.with_(model=spec.model or name, model_version=spec.model_version or version)
-    return pinned.with_(plan=resolve(pinned, ToyRuntime(pinned.model, pinned.model_version).info))
+    return pinned.with_(plan=resolve(pinned, ToyRuntime(pinned.model, pinned.model_version).info, upscaler))
 
 
 class ArtifactCollector:
