@@ -18,7 +18,7 @@ def detect(path: Path) -> str:
     if (path / "model_index.json").is_file():
         return "diffusers"
     if (path / "config.json").is_file():
-        from export.sources.upscaler import is_upscaler_package
+        from diffusion.nets.upscaler_package import is_upscaler_package
 
         return "upscaler" if is_upscaler_package(path) else "atelier"
     raise FileNotFoundError(
