@@ -204,7 +204,7 @@ def register(parser: argparse.ArgumentParser, name: str = "train") -> None:
     d.add_argument("--w-min", type=float, default=2.0, help="lowest guidance scale the student learns")
     d.add_argument("--w-max", type=float, default=8.0, help="highest guidance scale the student learns")
     d.add_argument("--num-scales", type=int, default=50, help="N: points of the Karras sigma grid")
-    d.add_argument("--skip", type=int, default=5, help="k: grid points one teacher ODE step spans")
+    d.add_argument("--skip", type=int, default=3, help="k: grid points one teacher ODE step spans")
     d.add_argument("--solver", choices=["euler", "heun"], default="heun", help="the teacher's ODE step")
     d.add_argument("--target-decay", type=float, default=0.95, help="EMA decay of the target network")
     d.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint in --run-dir")

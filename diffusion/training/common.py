@@ -81,6 +81,12 @@ class Optimization:
         return lr_at(step, self.cfg.lr, self.cfg.warmup, self.cfg.steps)
 
     def step(self, loss: torch.Tensor, step: int) -> dict[str, float]:
+        lr, gnorm = self.update(loss, step)
+        return {"lr": lr, "grad_norm": float(gnorm)}
+
+    def update(self, loss: torch.Tensor, step: int) -> tuple[float, torch.Tensor]:
+        """One optimizer step; the gradient norm comes back as a tensor, so a GPU caller that does
+        not log this step need not wait for the device to read it."""
         lr = self.learning_rate(step)
         for g in self.opt.param_groups:
             g["lr"] = lr
@@ -89,7 +95,7 @@ class Optimization:
         gnorm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
         self.opt.step()
         self.ema.update(self.model, step)
-        return {"lr": lr, "grad_norm": float(gnorm)}
+        return lr, gnorm
 
     def save(self, path: Path, step: int, meta: dict) -> None:
         opt_tensors, groups = optimizer_tensors(self.opt)

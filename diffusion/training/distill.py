@@ -47,7 +47,6 @@ from diffusion.training.distill_bundle import Bundle, load_bundle
 from diffusion.training.logger import RunLogger, read_metrics
 from diffusion.training.loop import checkpoint_path
 from diffusion.training.pil_plot import plot_metrics
-from diffusion.training.schedule import lr_at
 from diffusion.training.unet_trainer import GRID_PROMPTS, CondDropout
 
 
@@ -57,7 +56,7 @@ class DistillConfig(JsonConfig):
     w_min: float = 2.0            # guidance range the student learns, around the teacher's default 5
     w_max: float = 8.0
     num_scales: int = 50          # N: the discretised Karras grid
-    skip: int = 5                 # k: grid steps per teacher ODE step (LCM's skipping step)
+    skip: int = 3                 # k: grid steps per teacher ODE step (LCM's skipping step)
     solver: str = "heun"          # the teacher's ODE step: "euler" (DDIM) or "heun"
     target_decay: float = 0.95    # EMA of the target network (LCM's mu)
     huber_c: float = 0.0          # 0: 0.00054 sqrt(dim) (Song & Dhariwal 2023, §3.3)
@@ -153,22 +152,14 @@ class DistillOptimization(Optimization):
         for p in self.target.parameters():
             p.requires_grad_(False)
 
-    def step(self, loss: torch.Tensor, step: int) -> dict[str, float]:
-        """Optimization.step, but the gradient norm stays a tensor: reading it every step would
-        stall a GPU run on a device sync per step (the loop reads it only when it logs)."""
-        lr = lr_at(step, self.cfg.lr, self.cfg.warmup, self.cfg.steps)
-        for g in self.opt.param_groups:
-            g["lr"] = lr
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        gnorm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
-        self.opt.step()
-        self.ema.update(self.model, step)
+    def step(self, loss: torch.Tensor, step: int) -> dict:
+        """The optimizer step, then the target's EMA; the gradient norm stays a tensor (reading it
+        every step would stall a GPU run on a device sync; the loop reads it when it logs)."""
+        lr, gnorm = self.update(loss, step)
         with torch.no_grad():
-            params = [p.detach() for p in self.model.parameters()]
             targets = list(self.target.parameters())
             torch._foreach_mul_(targets, self.mu)
-            torch._foreach_add_(targets, params, alpha=1.0 - self.mu)
+            torch._foreach_add_(targets, [p.detach() for p in self.model.parameters()], alpha=1.0 - self.mu)
         return {"lr": lr, "grad_norm": gnorm}
 
     def save(self, path: Path, step: int, meta: dict) -> None:
@@ -180,7 +171,8 @@ class DistillOptimization(Optimization):
         groups, meta = load_checkpoint(path)
         self.model.load_state_dict(groups["model"])
         self.target.load_state_dict(groups["target"])
-        self.ema.shadow = {k: v.float() for k, v in groups["ema"].items()}
+        device = next(self.model.parameters()).device
+        self.ema.shadow = {k: v.float().to(device) for k, v in groups["ema"].items()}
         load_optimizer(self.opt, groups.get("opt", {}), meta["param_groups"])
         return meta
 
