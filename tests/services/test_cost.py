@@ -32,3 +32,27 @@ def test_one_measured_size_scales_with_pixels_and_none_falls_back_to_the_default
 def test_a_running_job_is_told_its_estimate_until_a_step_has_run_then_its_own_pace():
     assert cost.remaining_seconds(0.3, 0, 40, planned=2.0) == 2.0
     assert cost.remaining_seconds(1.0, 10, 40, planned=2.0) == pytest.approx(3.0)
+
+
+def test_a_job_that_upscales_costs_its_base_sampling_plus_its_upscaler_s_steps_at_the_output_size():
+    from services.common.jobs import JobSpec, PromptSpec
+    from services.common.plan import ModelFacts, UpscalerFacts, resolve
+
+    model = ModelFacts("emoji", "2", "ab" * 32, 32, 32, "euler", 10, 1.0, {"kind": "edm"})
+    upscaler = UpscalerFacts("sr", "1", "cd" * 32, factor=4, default_steps=4, sigma_min=0.002, sigma_max=1.0, rho=7.0,
+                             aug_level=0.1, size_multiple=8, tile=64, tile_overlap=16, max_input_side=512)
+    asked = JobSpec(prompts=(PromptSpec("a cat"),), seeds=(1, 2, 3))
+    times = cost.RowTimes()
+    times.record(cost.JobCost(10, 3, 32, 32, "emoji/2"), 0.5, 0.3)   # 10 ms a row, 0.2 s outside sampling
+    times.record(cost.JobCost(4, 3, 128, 128, "sr/1"), 0.6, 0.6)     # 50 ms a row at 128²
+    measured = times.snapshot()
+
+    plain = resolve(asked, model)
+    cascade = resolve(asked.with_(upscale=4), model, upscaler)
+    assert cost.estimate_plan(plain, measured) == pytest.approx(0.2 + 10 * 3 * 0.01)
+    assert cost.estimate_plan(cascade, measured) == pytest.approx(0.2 + 10 * 3 * 0.01 + 4 * 3 * 0.05)
+    assert [p.model for p in cost.parts(cascade, images=1)] == ["emoji/2", "sr/1"]
+    # An UPSCALE job costs only its upscaler, at its upload's size times 4.
+    upload = resolve(asked.with_(upscale_image=b"png", prompts=(PromptSpec(""),)), None, upscaler, (32, 32))
+    assert cost.parts(upload) == (cost.JobCost(4, 3, 128, 128, "sr/1"),)
+    assert cost.estimate_plan(upload, measured) == pytest.approx(4 * 3 * 0.05)

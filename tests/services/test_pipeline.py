@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import threading
 import time
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -213,3 +214,35 @@ def test_a_redelivered_job_makes_only_the_missing_images(store, executor):
     arts = [e for e in store.read_events(job_id) if e.kind == EventKind.ARTIFACT]
     assert sorted(a.data["index"] for a in arts) == [0, 1, 2]
     assert store.get(job_id).images_done == 3 and store.get(job_id).attempt == 2
+
+
+def test_a_cascade_and_an_upscale_job_run_their_models_and_are_measured_per_model(store, executor):
+    cascade = submit(store, seeds=(1, 2), steps=4, upscale=4, upscale_steps=2)
+    assert executor.run(cascade) == JobState.SUCCEEDED
+    images = raw_images(store, cascade)
+    assert {i: a.shape for i, a in images.items()} == {0: (64, 64, 4), 1: (64, 64, 4)}
+    record = store.get(cascade)
+    assert record.steps_done == record.steps_total == 2 * (4 + 2)
+
+    buf = io.BytesIO()
+    Image.new("RGBA", (12, 8), (10, 200, 30, 128)).save(buf, "PNG")
+    upload = store.create("acme", toy_runtime.planned(JobSpec(prompts=(PromptSpec(""),), seeds=(3,),
+                                                              output_format="raw_rgba8", upscale_image=buf.getvalue(),
+                                                              upscale_fast=True)))[0]
+    assert executor.run(upload) == JobState.SUCCEEDED
+    assert raw_images(store, upload)[0].shape == (32, 48, 4)
+    assert store.get(upload).steps_total == 1
+
+    measured = executor.row_times.snapshot()
+    assert set(measured["toy/1"]) == {"16x16"}  # the base model at its own size
+    assert set(measured["toy-upscale/1"]) == {"64x64", "48x32"}  # the upscaler at its output sizes
+    assert measured["toy-upscale/1"]["64x64"]["fixed"] == 0.0  # a cascade's fixed part is the base model's
+
+
+def test_a_job_whose_upscaler_cannot_load_fails_model_unavailable(store, executor):
+    job = toy_runtime.planned(spec(upscale=4))
+    job = job.with_(plan=replace(job.plan, upscale=replace(job.plan.upscale, model="missing")))
+    job_id = store.create("acme", job)[0]
+    assert executor.run(job_id) == JobState.FAILED
+    record = store.get(job_id)
+    assert record.error_code == ErrorCode.MODEL_UNAVAILABLE and "missing" in record.error_message
