@@ -7,7 +7,7 @@
 # Only what a model needs leaves the run: $OUT/sr_diff and $OUT/sr_cnn each get the EMA weights
 # (upscaler_ema.safetensors), config.json, metrics.jsonl and samples.png; checkpoints and logs stay
 # under $WORK. Needs python3 with torch, numpy, pillow and safetensors; nothing else is imported.
-# Environment: DEVICE (cuda), DATA (.devcarry/upscale/emoji-128.npz), BATCH (128), CROP (128,
+# Environment: DEVICE (cuda), DATA (.devcarry/upscale/emoji-128.npz), BATCH (128), LR (1e-3), CROP (128,
 # whole images), THREADS (4), WORK (/tmp/atelier-upscale), PYTHON (python3), EXTRA (more trainer
 # arguments).
 set -uo pipefail
@@ -18,6 +18,7 @@ DATA=${DATA:-.devcarry/upscale/emoji-128.npz}
 BATCH=${BATCH:-128}
 CROP=${CROP:-128}
 THREADS=${THREADS:-4}
+LR=${LR:-1e-3}
 WORK=${WORK:-/tmp/atelier-upscale}
 PYTHON=${PYTHON:-python3}
 export PYTHONPATH=.${PYTHONPATH:+:$PYTHONPATH}
@@ -28,7 +29,7 @@ for arch in diffusion cnn; do
   # shellcheck disable=SC2086  # EXTRA is a list of arguments
   "$PYTHON" -m diffusion.training.upscale_trainer --arch "$arch" --data "$DATA" \
     --run-dir "$WORK/sr_$short" --export-dir "$OUT/sr_$short" --device "$DEVICE" \
-    --max-minutes "$MINUTES" --batch "$BATCH" --crop "$CROP" --threads "$THREADS" --fresh ${EXTRA:-} \
+    --max-minutes "$MINUTES" --batch "$BATCH" --crop "$CROP" --lr "$LR" --threads "$THREADS" --fresh ${EXTRA:-} \
     > "$WORK/sr_$short.log" 2>&1 &
   pids+=($!)
 done
