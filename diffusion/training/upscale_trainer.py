@@ -22,6 +22,7 @@ import json
 import math
 import os
 import shutil
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +38,7 @@ from diffusion.nets.config import JsonConfig  # noqa: E402
 from diffusion.nets.upscaler import UpscalerConfig, build_upscaler  # noqa: E402
 from diffusion.resample import downsample_torch, upsample_torch  # noqa: E402
 from diffusion.schedules import karras_sigmas  # noqa: E402
-from diffusion.training.checkpoint import save_weights  # noqa: E402
+from diffusion.training.checkpoint import load_checkpoint, save_weights  # noqa: E402
 from diffusion.training.common import Optimization, TrainConfig, autocast, configure_torch  # noqa: E402
 from diffusion.training.degradations import (  # noqa: E402
     DegradationConfig,
@@ -47,7 +48,7 @@ from diffusion.training.degradations import (  # noqa: E402
     premultiplied_clamp,
     sample_aug_level,
 )
-from diffusion.training.loop import train_loop  # noqa: E402
+from diffusion.training.loop import checkpoint_path, train_loop  # noqa: E402
 from diffusion.training.upscale_args import add_arguments  # noqa: E402
 
 WEIGHTS = "upscaler_ema.safetensors"
@@ -326,12 +327,35 @@ def run(args: argparse.Namespace) -> int:
                        time_limit_minutes=args.max_minutes, tensorboard=False, log_every=20)
     cfg = UpscalerConfig(arch=args.arch, width=tuple(args.width), num_blocks=tuple(args.blocks))
     opts = UpscaleTrainOptions(crop=args.crop, by_time=by_time)
-    summary = train_upscaler(Path(args.data), Path(args.run_dir), cfg, tcfg, opts=opts, resume=not args.fresh,
-                             n_val=args.n_val)
+    try:
+        summary = train_upscaler(Path(args.data), Path(args.run_dir), cfg, tcfg, opts=opts, resume=not args.fresh,
+                                 n_val=args.n_val)
+    except Exception:
+        if args.export_dir and salvage_run(Path(args.run_dir), Path(args.export_dir)):
+            print(f"training failed; the last checkpoint's EMA weights are in {args.export_dir}", file=sys.stderr)
+        raise
     if args.export_dir:
         export_run(Path(args.run_dir), Path(args.export_dir))
     print(json.dumps({"arch": args.arch, **{k: v for k, v in summary.items() if k != "losses"}}))
     return 0
+
+
+def salvage_run(run_dir: Path, out: Path) -> bool:
+    """After a failed run: the last checkpoint's EMA weights and its config (marked ``salvaged``),
+    the metrics and the last grid into ``out``, so a one-shot run still leaves a model."""
+    ckpt = checkpoint_path(run_dir)
+    if not ckpt.exists():
+        return False
+    groups, meta = load_checkpoint(ckpt)
+    out.mkdir(parents=True, exist_ok=True)
+    save_weights(out / WEIGHTS, groups["ema"])
+    record = {**meta["upscaler"], "train": meta["train"], "degradation": meta["degradation"],
+              "options": meta["options"], "salvaged": True, "summary": {"steps": meta["step"]}}
+    (out / "config.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    for name in EXPORTED[2:]:
+        if (run_dir / name).exists():
+            shutil.copyfile(run_dir / name, out / ("samples.png" if name.endswith(".png") else name))
+    return True
 
 
 def main(argv: list[str] | None = None) -> int:

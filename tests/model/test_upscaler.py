@@ -22,7 +22,14 @@ from diffusion.training.degradations import (
     jpeg_roundtrip,
     sample_aug_level,
 )
-from diffusion.training.upscale_trainer import EXPORTED, UpscaleTrainOptions, export_run, train_upscaler
+from diffusion.training.upscale_trainer import (
+    EXPORTED,
+    WEIGHTS,
+    UpscaleTrainOptions,
+    export_run,
+    salvage_run,
+    train_upscaler,
+)
 
 TINY = dict(width=(8, 16), num_blocks=(1, 1), embed_dim=16)
 
@@ -129,3 +136,17 @@ def test_upscale_training_resumes_bit_exactly(tiny_hires, tmp_path, arch):
     assert config["arch"] == arch and config["sigma_data"] > 0 and config["size_multiple"] == 8
     out = export_run(tmp_path / "full", tmp_path / "export")
     assert sorted(p.name for p in out) == sorted(n.split("/")[-1].replace("latest", "samples") for n in EXPORTED)
+
+
+def test_a_failed_run_leaves_its_last_checkpoints_ema(tiny_hires, tmp_path):
+    """salvage_run: what a one-shot GPU run leaves if it dies after a checkpoint."""
+    from safetensors.torch import load_file
+
+    assert not salvage_run(tmp_path / "nothing", tmp_path / "out0")
+    cfg = UpscalerConfig(arch="cnn", **TINY)
+    train_upscaler(tiny_hires, tmp_path / "run", cfg, _cfg(5), opts=UpscaleTrainOptions(crop=8), stop_at=2, n_val=2)
+    assert salvage_run(tmp_path / "run", tmp_path / "out")
+    config = json.loads((tmp_path / "out" / "config.json").read_text())
+    assert config["salvaged"] and config["summary"]["steps"] == 2
+    net = build_upscaler(UpscalerConfig.from_dict(config))
+    net.load_state_dict(load_file(str(tmp_path / "out" / WEIGHTS)))
