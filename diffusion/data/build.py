@@ -95,7 +95,7 @@ def data_card(ds: ImageDataset, style_sources: dict[str, sources.Source] | None 
         "split": "sha256(emoji id) < validation fraction -> validation; same subject, same split in every style",
     }
     if style_sources:
-        card["sources"] = {s: {"package": f"npm:{src.package}@{src.version}", "licence": src.licence,
+        card["sources"] = {s: {"package": f"{src.registry}:{src.package}@{src.version}", "licence": src.licence,
                                "attribution": src.attribution, "set": src.subdir}
                            for s, src in style_sources.items() if s in ds.styles}
     return card

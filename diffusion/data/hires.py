@@ -27,7 +27,7 @@ HIRES_SIZE = 128
 HIRES_SOURCES: dict[str, Source] = {
     "noto": Source("noto", "fonts-noto-color-emoji", "2.042", "OFL-1.1",
                    "Noto Color Emoji, Google (github.com/googlefonts/noto-emoji); the font is SIL OFL 1.1, "
-                   "its images Apache-2.0", "noto-font", "CBDT"),
+                   "its images Apache-2.0", "noto-font", "CBDT", registry="deb"),
     "twemoji": Source("twemoji", "@twemoji/svg", "15.0.0", "CC-BY-4.0",
                       "Twemoji, Twitter/X Corp and contributors (github.com/jdecked/twemoji)", "twemoji-svg", "."),
     "fluent-flat": sources.SOURCES["fluent-flat"],

@@ -28,6 +28,7 @@ class Source:
     attribution: str
     kind: str            # "emoji-datasource" or "fluent"
     subdir: str          # image set inside the package
+    registry: str = "npm"  # where the package comes from: "npm" or "deb" (Debian, `apt-get download`)
 
 
 # Three visually distinct, permissively licensed styles (no share-alike / GPL artwork).
