@@ -115,6 +115,44 @@ def _model(args: argparse.Namespace) -> int:
     return 0
 
 
+def _upscale(args: argparse.Namespace) -> int:
+    import json
+    import platform
+    import time
+
+    import torch
+    from tqdm import tqdm
+
+    from diffusion.data import load_dataset
+    from diffusion.evaluation.classifier import load_classifier
+    from diffusion.evaluation.upscale_eval import contact_sheet, evaluate_upscaler, markdown
+    from diffusion.nets.upscaler_package import load_package
+
+    torch.set_num_threads(args.threads)
+    package = load_package(Path(args.package))
+    data = Path(args.data) if args.data else _default_data(128)
+    report, outputs = evaluate_upscaler(
+        package, load_dataset(data), load_classifier(args.classifier), steps=tuple(args.steps), limit=args.limit,
+        seed=args.seed, batch_size=args.batch_size, aug_levels=tuple(args.aug_levels),
+        progress=lambda it: tqdm(list(it), desc="methods", unit="method"))
+    label = args.label or Path(args.package).name
+    report.update(package=str(args.package), dataset=str(data), classifier=str(args.classifier), command=_command(),
+                  date=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                  machine=f"{platform.machine()}, {torch.get_num_threads()} torch thread(s), torch {torch.__version__}")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "eval.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    (out / "EVAL.md").write_text(markdown(report, label), encoding="utf-8")
+    contact_sheet(outputs, f"diffusion-{report['default_steps']}").save(out / "contact_sheet.png")
+    for name, row in report["methods"].items():
+        print(f"{name}: PSNR {row['psnr']:.2f} dB, SSIM {row['ssim']:.4f}, alpha MAE {255 * row['alpha_mae']:.2f}, "
+              f"perceptual {row['perceptual']:.4f}, round trip {row['roundtrip_psnr']:.2f} dB")
+    for g in report["goals"]:
+        print(f"{'met' if g['met'] else 'NOT met'}: {g['goal']} ({g['value']:.4g} vs {g['target']:.4g})")
+    print(f"wrote {out / 'eval.json'}, {out / 'EVAL.md'}, {out / 'contact_sheet.png'}")
+    return 0
+
+
 def register(parser: argparse.ArgumentParser, name: str = "eval") -> None:
     from diffusion.sampler_catalog import SAMPLER_NAMES
 
@@ -156,3 +194,19 @@ def register(parser: argparse.ArgumentParser, name: str = "eval") -> None:
     m.add_argument("--contact-seeds", type=int, nargs="+", default=[0, 1])
     m.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: leave cores to training)")
     m.set_defaults(func=_model)
+
+    u = sub.add_parser("upscale", help="evaluate an upscaler package against bicubic on held-out 128² images")
+    u.add_argument("package", help="upscaler package folder (config.json with \"kind\": \"upscaler\" and its "
+                                   "safetensors), e.g. a version exported with --include-source")
+    u.add_argument("--out", required=True, help="folder for eval.json, EVAL.md, contact_sheet.png")
+    u.add_argument("--label", help="name in the report (default: the package folder's name)")
+    u.add_argument("--data", help="128² dataset .npz (default <cache>/datasets/emoji-128.npz)")
+    u.add_argument("--classifier", default=str(DEFAULT_CLASSIFIER), help="domain classifier folder")
+    u.add_argument("--steps", type=int, nargs="+", default=[1, 2, 4, 8], help="diffusion step counts to measure")
+    u.add_argument("--aug-levels", type=float, nargs="*", default=[],
+                   help="also measure these augmentation levels at the default steps (to choose the shipped one)")
+    u.add_argument("--limit", type=int, help="use an evenly spaced subset of N held-out images")
+    u.add_argument("--seed", type=int, default=0, help="first seed; image i gets seed + i")
+    u.add_argument("--batch-size", type=int, default=32)
+    u.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: leave cores to training)")
+    u.set_defaults(func=_upscale)

@@ -30,6 +30,8 @@ from services.worker.runtime import UpscalerRuntime, sr_denoise
 from services.worker.upscaler_runtime import OnnxUpscalerRuntime
 from tests.diffusion.test_upscale import gradient, sprite
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def models(tmp_path_factory) -> Path:
