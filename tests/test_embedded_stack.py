@@ -53,6 +53,23 @@ def test_up_runs_the_demo_on_an_embedded_redis_and_stops_cleanly(tiny_repository
     assert sprite.stat().st_size == 16 * 16 * 4
 
 
+def test_the_demo_runs_through_the_upscaler_when_the_gateway_serves_one(tmp_path_factory, tmp_path):
+    from bench.tiny_models import tiny_upscaler_repository
+
+    root = tmp_path_factory.mktemp("up-sr")
+    repository = export_tiny(root, "--tiling")
+    assert tiny_upscaler_repository(root) == repository  # both in one repository
+    with EmbeddedStack(_settings(repository, default_upscaler="tiny-upscale"), state_dir=tmp_path / "state",
+                       worker_concurrency=2) as stack:
+        assert run_demo(stack.address, stack.api_key, tmp_path / "demo") == 0
+    provenance = json.loads((tmp_path / "demo" / "provenance.json").read_text())
+    cascade = [p for p in provenance if p.get("upscale")]
+    assert {p["size"] for p in cascade} == {"64x64"} and {p["upscaler"] for p in cascade} == {"tiny-upscale/1"}
+    assert {p["model"] for p in cascade} == {"tiny/1", ""}  # "": the UPSCALE job of the last row
+    assert {p["size"] for p in provenance if not p.get("upscale")} == {"16x16"}  # the seamless tile, the source
+    assert next((tmp_path / "demo").glob("sprite-0.rgba")).stat().st_size == 64 * 64 * 4
+
+
 def test_up_replaces_a_worker_that_dies_and_its_job_still_finishes(tiny_repository, tmp_path):
     """As Kubernetes would: the worker is killed mid-job, a new one starts and finishes the job."""
     import os
