@@ -48,6 +48,7 @@ from diffusion.training.degradations import (  # noqa: E402
     premultiplied_clamp,
     sample_aug_level,
 )
+from diffusion.training.logger import plot_curves  # noqa: E402
 from diffusion.training.loop import checkpoint_path, train_loop  # noqa: E402
 from diffusion.training.upscale_args import add_arguments  # noqa: E402
 
@@ -298,6 +299,11 @@ def train_upscaler(data: Path, run_dir: Path, cfg: UpscalerConfig, tcfg: TrainCo
               "summary": {k: v for k, v in summary.items() if k != "losses"}}
     (run_dir / "config.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     (run_dir / "summary.json").write_text(json.dumps(record["summary"], indent=2) + "\n", encoding="utf-8")
+    try:
+        plot_curves({f"upscaler ({cfg.arch})": run_dir}, run_dir / "curves.png",
+                    {f"upscaler ({cfg.arch})": ["loss", "grad_norm"]})
+    except ImportError:  # matplotlib is not on bare GPU machines: draw it later from metrics.jsonl
+        pass
     return summary
 
 
