@@ -120,6 +120,25 @@ def test_concurrent_jobs_share_denoiser_calls(store, executor, models, monkeypat
     assert max(denoiser.stats.batch_sizes) >= 4  # two guided jobs = 4 rows in one call
 
 
+def test_concurrent_jobs_share_the_upscaler_s_calls(store, executor, models, monkeypatch):
+    monkeypatch.setenv("ATELIER_TOY_CALL_SECONDS", "0.005")
+    buf = io.BytesIO()
+    Image.new("RGB", (8, 8), (10, 200, 30)).save(buf, "PNG")
+    jobs = [store.create("acme", toy_runtime.planned(JobSpec(prompts=(PromptSpec(""),), seeds=(i,), upscale_steps=8,
+                                                             upscale_image=buf.getvalue())))[0] for i in range(3)]
+    threads = [threading.Thread(target=executor.run, args=(j,)) for j in jobs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    assert not any(t.is_alive() for t in threads)
+    assert {store.get(j).state for j in jobs} == {JobState.SUCCEEDED}
+    (loaded,) = models.loaded()
+    assert loaded.key == "toy-upscale/1"  # an UPSCALE job loads no base model
+    (denoiser,) = loaded._denoisers.values()
+    assert denoiser.stats.max_requests_per_call >= 2
+
+
 def test_bulk_prompts_give_prompt_major_artifacts(store, executor):
     prompts = tuple(PromptSpec(f"emoji {i}", "", "pixel") for i in range(5))
     job_id = submit(store, prompts=prompts, seeds=(1, 2), steps=3, priority="batch", guidance_scale=1.0)

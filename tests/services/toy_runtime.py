@@ -137,12 +137,15 @@ class ToyUpscaler:
             max_input_side=64, fast=True,
         )
         self.calls = 0
+        self.call_seconds = float(os.environ.get("ATELIER_TOY_CALL_SECONDS", "0"))
 
     def _mu(self, low_res: np.ndarray) -> np.ndarray:
         return 0.2 * np.tanh(3.0 * low_res.astype(np.float64))
 
     def denoise(self, x, sigma, low_res, aug) -> np.ndarray:
         self.calls += 1
+        if self.call_seconds:
+            time.sleep(self.call_seconds)
         mu = self._mu(low_res)
         s2 = np.asarray(sigma, dtype=np.float64).reshape(-1, 1, 1, 1) ** 2
         return (mu + LAM / (LAM + s2) * (x - mu)).astype(np.float32)
