@@ -150,3 +150,15 @@ def test_a_failed_run_leaves_its_last_checkpoints_ema(tiny_hires, tmp_path):
     assert config["salvaged"] and config["summary"]["steps"] == 2
     net = build_upscaler(UpscalerConfig.from_dict(config))
     net.load_state_dict(load_file(str(tmp_path / "out" / WEIGHTS)))
+
+
+def test_atelier_train_upscale_exports_only_the_model_files(tiny_hires, tmp_path):
+    from atelier_cli.main import main as atelier
+
+    rc = atelier(["train", "upscale", "--arch", "diffusion", "--data", str(tiny_hires), "--run-dir",
+                  str(tmp_path / "run"), "--export-dir", str(tmp_path / "out"), "--steps", "2", "--batch", "2",
+                  "--crop", "8", "--width", "8", "16", "--blocks", "1", "1", "--threads", "1", "--n-val", "2"])
+    assert rc == 0
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "config.json", "metrics.jsonl", "samples.png", WEIGHTS]
+    assert (tmp_path / "run" / "checkpoints" / "latest.safetensors").exists()
