@@ -8,8 +8,8 @@
 # (upscaler_ema.safetensors), config.json, metrics.jsonl and samples.png; checkpoints and logs stay
 # under $WORK. Needs python3 with torch, numpy, pillow and safetensors; nothing else is imported.
 # Environment: DEVICE (cuda), DATA (.devcarry/upscale/emoji-128.npz), BATCH (128), LR (1e-3), CROP (128,
-# whole images), THREADS (4), WORK (/tmp/atelier-upscale), PYTHON (python3), EXTRA (more trainer
-# arguments).
+# whole images), THREADS (4), N_VAL (256: every held-out image), WORK (/tmp/atelier-upscale),
+# PYTHON (python3), EXTRA (more trainer arguments).
 set -uo pipefail
 MINUTES=${1:-5.5}
 OUT=${OUT:?set OUT to the folder that receives the trained models}
@@ -19,6 +19,7 @@ BATCH=${BATCH:-128}
 CROP=${CROP:-128}
 THREADS=${THREADS:-4}
 LR=${LR:-1e-3}
+N_VAL=${N_VAL:-256}
 WORK=${WORK:-/tmp/atelier-upscale}
 PYTHON=${PYTHON:-python3}
 export PYTHONPATH=.${PYTHONPATH:+:$PYTHONPATH}
@@ -29,7 +30,7 @@ for arch in diffusion cnn; do
   # shellcheck disable=SC2086  # EXTRA is a list of arguments
   "$PYTHON" -m diffusion.training.upscale_trainer --arch "$arch" --data "$DATA" \
     --run-dir "$WORK/sr_$short" --export-dir "$OUT/sr_$short" --device "$DEVICE" \
-    --max-minutes "$MINUTES" --batch "$BATCH" --crop "$CROP" --lr "$LR" --threads "$THREADS" --fresh ${EXTRA:-} \
+    --max-minutes "$MINUTES" --batch "$BATCH" --crop "$CROP" --lr "$LR" --n-val "$N_VAL" --threads "$THREADS" --fresh ${EXTRA:-} \
     > "$WORK/sr_$short.log" 2>&1 &
   pids+=($!)
 done
