@@ -29,7 +29,9 @@ from diffusion.training.upscale_trainer import (
     export_run,
     salvage_run,
     train_upscaler,
+    upscale_torch,
 )
+from diffusion.upscale import UpscaleParams, upscale_fast
 
 TINY = dict(width=(8, 16), num_blocks=(1, 1), embed_dim=16)
 
@@ -162,3 +164,20 @@ def test_atelier_train_upscale_exports_only_the_model_files(tiny_hires, tmp_path
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
         "config.json", "metrics.jsonl", "samples.png", WEIGHTS]
     assert (tmp_path / "run" / "checkpoints" / "latest.safetensors").exists()
+
+
+def test_training_grid_cnn_path_is_the_served_one():
+    """upscale_torch (the trainer's grids and validation numbers) and diffusion.upscale.upscale_fast
+    (serving) give the same HR for the CNN: one resample, one clamp."""
+    cfg = UpscalerConfig(arch="cnn", **TINY)
+    torch.manual_seed(0)
+    net = build_upscaler(cfg).eval()
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    lr = torch.from_numpy(premultiplied_images(2, 16, seed=1)).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+    with torch.no_grad():
+        ours = upscale_torch(net, lr, cfg).numpy()
+        served = upscale_fast(lr.numpy(), lambda up: net(torch.from_numpy(up)).numpy(),
+                              UpscaleParams(size_multiple=cfg.size_multiple))
+    np.testing.assert_allclose(ours, served, atol=1e-5)
