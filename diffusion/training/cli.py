@@ -107,7 +107,8 @@ def _distill(args: argparse.Namespace) -> int:
                       tensorboard=False)
     dcfg = DistillConfig(w_min=args.w_min, w_max=args.w_max, num_scales=args.num_scales, skip=args.skip,
                          solver=args.solver, target_decay=args.target_decay)
-    s = distill(Path(args.teacher), _bundle_of(args), Path(args.run_dir), cfg, dcfg, resume=not args.fresh)
+    s = distill(Path(args.teacher), _bundle_of(args), Path(args.run_dir), cfg, dcfg, resume=not args.fresh,
+                init_student=Path(args.init_student) if args.init_student else None)
     print(json.dumps(s))
     return 0
 
@@ -204,6 +205,8 @@ def register(parser: argparse.ArgumentParser, name: str = "train") -> None:
     d.add_argument("--w-min", type=float, default=2.0, help="lowest guidance scale the student learns")
     d.add_argument("--w-max", type=float, default=8.0, help="highest guidance scale the student learns")
     d.add_argument("--num-scales", type=int, default=50, help="N: points of the Karras sigma grid")
+    d.add_argument("--init-student", help="start the student from these weights (an earlier run's "
+                                          "unet_ema.safetensors) instead of the teacher's")
     d.add_argument("--skip", type=int, default=3, help="k: grid points one teacher ODE step spans")
     d.add_argument("--solver", choices=["euler", "heun"], default="heun", help="the teacher's ODE step")
     d.add_argument("--target-decay", type=float, default=0.95, help="EMA decay of the target network")

@@ -308,7 +308,7 @@ def _fit_steps(cfg: TrainConfig, start: int, done: int, t_start: float, t_calib:
 
 
 def distill(teacher_dir: Path, bundle_dir: Path, run_dir: Path, cfg: TrainConfig, dcfg: DistillConfig,
-            resume: bool = True, stop_at: int | None = None, log=None) -> dict:
+            resume: bool = True, stop_at: int | None = None, log=None, init_student: Path | None = None) -> dict:
     """Train (or resume) a distillation run in ``run_dir``; writes the student's EMA
     ``unet_ema.safetensors`` (float16; ``unet_ema_fp32.safetensors`` beside it), ``config.json``,
     ``metrics.jsonl``, ``training_curves.png`` and ``samples.png``. ``stop_at`` ends early (tests
@@ -322,6 +322,8 @@ def distill(teacher_dir: Path, bundle_dir: Path, run_dir: Path, cfg: TrainConfig
     if list(bundle.styles) != list(ModelConfig.from_dict(teacher.config).styles):
         raise ValueError(f"bundle styles {bundle.styles} differ from the teacher's")
     student, ucfg, ecfg = student_from_teacher(teacher, cfg.seed)
+    if init_student is not None:  # continue an earlier run whose optimizer state is gone (a fresh GPU machine)
+        student.net.load_state_dict({k: v.float() for k, v in load_file(str(init_student)).items()})
     target, _, _ = student_from_teacher(teacher, cfg.seed)
     teacher.denoiser.to(device)
     teacher.vae.to(device)

@@ -31,4 +31,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sample-every", type=int, default=1000)
     p.add_argument("--checkpoint-minutes", type=float, default=3.0)
     p.add_argument("--n-val", type=int, default=64, help="held-out images in the validation PSNR")
+    p.add_argument("--init-weights", help="start from these weights (an earlier run's upscaler_ema.safetensors, "
+                                          "same architecture) instead of a random initialisation")
     p.add_argument("--fresh", action="store_true", help="ignore an existing checkpoint in --run-dir")

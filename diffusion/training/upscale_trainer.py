@@ -31,6 +31,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see diffusion/training/cl
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from safetensors.torch import load_file  # noqa: E402
 
 from diffusion.data.dataset import TRAIN, VALIDATION, load_dataset  # noqa: E402
 from diffusion.data.images import grid  # noqa: E402
@@ -259,8 +260,10 @@ def make_sampler(opt: Optimization, cfg: UpscalerConfig, val_hr: np.ndarray, run
 
 def train_upscaler(data: Path, run_dir: Path, cfg: UpscalerConfig, tcfg: TrainConfig,
                    deg: DegradationConfig | None = None, opts: UpscaleTrainOptions | None = None,
-                   progress=None, resume: bool = True, stop_at: int | None = None, n_val: int = 64) -> dict:
-    """Train one upscaler; writes ``run_dir``/{checkpoints/, metrics.jsonl, samples/latest.png,
+                   progress=None, resume: bool = True, stop_at: int | None = None, n_val: int = 64,
+                   init_weights: Path | None = None) -> dict:
+    """Train one upscaler (a fresh run starts from ``init_weights``, an earlier run's EMA, when given);
+    writes ``run_dir``/{checkpoints/, metrics.jsonl, samples/latest.png,
     upscaler_ema.safetensors, config.json, summary.json}. Returns the loop's summary."""
     device = configure_torch(tcfg)
     if device.type == "cuda":
@@ -282,7 +285,10 @@ def train_upscaler(data: Path, run_dir: Path, cfg: UpscalerConfig, tcfg: TrainCo
     batches = Batches(train.images, jpeg_pool(train.images, deg, tcfg.seed), cfg.factor, opts.crop, opts.hflip,
                       device)
     torch.manual_seed(tcfg.seed)
-    model = build_upscaler(cfg).to(device)
+    model = build_upscaler(cfg)
+    if init_weights is not None:  # continue an earlier run whose optimizer state is gone (a fresh GPU machine)
+        model.load_state_dict({k: v.float() for k, v in load_file(str(init_weights)).items()})
+    model = model.to(device)
     opt = (TimedOptimization if opts.by_time else Optimization)(model, tcfg)
     meta = {"kind": f"upscaler-{cfg.arch}", "upscaler": cfg.to_dict(), "train": tcfg.to_dict(),
             "degradation": deg.to_dict(), "options": opts.to_dict(), "dataset": str(data)}
@@ -335,7 +341,7 @@ def run(args: argparse.Namespace) -> int:
     opts = UpscaleTrainOptions(crop=args.crop, by_time=by_time)
     try:
         summary = train_upscaler(Path(args.data), Path(args.run_dir), cfg, tcfg, opts=opts, resume=not args.fresh,
-                                 n_val=args.n_val)
+                                 n_val=args.n_val, init_weights=Path(args.init_weights) if args.init_weights else None)
     except Exception:
         if args.export_dir and salvage_run(Path(args.run_dir), Path(args.export_dir)):
             print(f"training failed; the last checkpoint's EMA weights are in {args.export_dir}", file=sys.stderr)
