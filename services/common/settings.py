@@ -89,6 +89,11 @@ class Settings:
     worker_concurrency: int = _setting(8, "Jobs one worker samples at once (its thread pool size).")
     max_batch: int = _setting(16, "Most rows in one denoiser call of the batching denoiser.")
     batch_wait_ms: float = _setting(6.0, "How long the batching denoiser waits for more rows before a call.")
+    batching: str = _setting(
+        "auto", "Step-level batching of each model's denoiser calls: `on`, `off`, or `auto` (measured when the model "
+        "loads: on only where one call of all jobs' rows beats their own calls side by side by 10 %); a default and "
+        "`model=mode` entries, comma-separated, e.g. `auto,atelier-upscale=off`."
+    )
     task_soft_time_limit: int = _setting(600, "Seconds after which a job is stopped and fails with a timeout.")
     task_time_limit: int = _setting(660, "Seconds after which the worker process running a job is killed.")
     visibility_timeout: int = _setting(
@@ -158,12 +163,38 @@ class Settings:
             raise SettingsError(f"set both {env_name('tls_cert')} and {env_name('tls_key')}, or neither")
         if self.tls_client_ca is not None and self.tls_cert is None:
             raise SettingsError(f"{env_name('tls_client_ca')} needs {env_name('tls_cert')} and {env_name('tls_key')}")
+        batching_modes(self.batching)
         if self.job_lease_seconds <= 0:
             raise SettingsError(f"{env_name('job_lease_seconds')} must be positive")
         for name in ("max_batch", "worker_concurrency", "max_side", "max_steps", "max_images_per_job",
                      "gateway_threads", "gateway_max_streams", "tenant_max_streams"):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{env_name(name)} must be at least 1")
+
+
+BATCHING_ON, BATCHING_OFF, BATCHING_AUTO = "on", "off", "auto"
+BATCHING_MODES = (BATCHING_ON, BATCHING_OFF, BATCHING_AUTO)
+
+
+def batching_modes(text: str) -> dict[str, str]:
+    """`ATELIER_BATCHING` as {model: mode}, the default under "*" (`auto` when none is given)."""
+    modes = {"*": BATCHING_AUTO}
+    for entry in (e.strip() for e in str(text).split(",")):
+        if not entry:
+            continue
+        model, _, mode = entry.rpartition("=")
+        model, mode = model.strip(), mode.strip().lower()
+        if mode not in BATCHING_MODES or (_ and not model):
+            raise SettingsError(f"{env_name('batching')}: {entry!r} is not a mode ({', '.join(BATCHING_MODES)}) "
+                                "or model=mode")
+        modes[model or "*"] = mode
+    return modes
+
+
+def batching_mode(text: str, model: str) -> str:
+    """The batching mode `ATELIER_BATCHING` gives the model named `model`."""
+    modes = batching_modes(text)
+    return modes.get(model, modes["*"])
 
 
 def env_name(field_name: str) -> str:

@@ -54,6 +54,7 @@ class WorkerContext:
             lambda model, version: loader(settings, model, version),
             max_batch=settings.max_batch,
             wait_ms=settings.batch_wait_ms,
+            batching=settings.batching,
         )
         self.executor = JobExecutor(self.store, self.models, settings, name=self.name)
         # Set when the worker begins to shut down: running jobs hand themselves back.

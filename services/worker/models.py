@@ -1,4 +1,5 @@
-"""The model versions a worker has loaded, and one batching denoiser per model and latent shape.
+"""The model versions a worker has loaded, and one batching denoiser per model and latent shape
+where batching pays for that model on this machine (services/worker/batching_choice.py).
 
 An upscaler is loaded like any version (the runtime loader returns an upscaler runtime for a
 manifest with an ``upscaler`` section), next to the base models, and shares one batching
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 
 from services.common import metrics
 from services.worker.batching import BatchingDenoiser
+from services.worker.batching_choice import BatchingChoice, choice_for
 from services.worker.runtime import ModelRuntime
 
 log = logging.getLogger(__name__)
@@ -22,6 +24,22 @@ log = logging.getLogger(__name__)
 
 # The key of an upscaler's one batching denoiser (its calls carry their own shapes in `cond`).
 UPSCALER_DENOISER = (0, 0, 0)
+
+
+def _observed(denoise, name: str):
+    """The runtime's denoiser, its calls still counted in the denoiser metrics (rows per call and
+    seconds) that the batching denoiser reports when it runs."""
+    rows_metric, call_metric = metrics.DENOISER_BATCH.labels(model=name), metrics.DENOISER_CALL.labels(model=name)
+
+    def call(x, sigma, cond=None):
+        started = time.perf_counter()
+        try:
+            return denoise(x, sigma, cond)
+        finally:
+            call_metric.observe(time.perf_counter() - started)
+            rows_metric.observe(x.shape[0])
+
+    return call
 
 
 class ModelUnavailable(RuntimeError):
@@ -33,6 +51,8 @@ class LoadedModel:
     runtime: ModelRuntime
     max_batch: int
     wait_ms: float
+    # Off: every job calls the runtime's denoiser itself (no owner thread, no wait, no copy).
+    batching: BatchingChoice = field(default_factory=lambda: BatchingChoice("on", True, reason="set on"))
     _denoisers: dict[tuple[bool, tuple[int, int, int]], BatchingDenoiser] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -40,8 +60,11 @@ class LoadedModel:
     def key(self) -> str:
         return f"{self.runtime.info.name}/{self.runtime.info.version}"
 
-    def denoiser(self, tiling: bool, latent_shape: tuple[int, int, int]) -> BatchingDenoiser:
-        """The shared batching denoiser of this model for (tiling, latent shape), made on first use."""
+    def denoiser(self, tiling: bool, latent_shape: tuple[int, int, int]):
+        """The shared batching denoiser of this model for (tiling, latent shape), made on first use;
+        with batching off, the runtime's own denoiser."""
+        if not self.batching.batching:
+            return _observed(self.runtime.denoiser(tiling), self.key)
         with self._lock:
             found = self._denoisers.get((tiling, latent_shape))
             if found is None:
@@ -61,9 +84,11 @@ class LoadedModel:
 class ModelRegistry:
     """Loads model versions on first use through `loader(model, version) -> ModelRuntime`."""
 
-    def __init__(self, loader: Callable[[str, str], ModelRuntime], *, max_batch: int = 16, wait_ms: float = 2.0):
+    def __init__(self, loader: Callable[[str, str], ModelRuntime], *, max_batch: int = 16, wait_ms: float = 2.0,
+                 batching: str = "on"):
         self.loader = loader
         self.max_batch, self.wait_ms = max_batch, wait_ms
+        self.batching = batching  # ATELIER_BATCHING: a mode, or a default and model=mode entries
         self._models: dict[tuple[str, str], LoadedModel] = {}
         self._lock = threading.Lock()
         # Called with every loaded version's key after a load: the worker's heartbeat announces
@@ -92,9 +117,11 @@ class ModelRegistry:
                 log.warning("cannot load model %s/%s: %s", model, version or "newest", err)
                 raise ModelUnavailable(f"model {model}/{version or 'newest'} is unavailable: {err}") from err
             metrics.MODEL_LOAD.labels(model=runtime.info.name).observe(time.perf_counter() - started)
-            loaded = LoadedModel(runtime, self.max_batch, self.wait_ms)
+            choice = choice_for(self.batching, runtime, self.max_batch)
+            loaded = LoadedModel(runtime, self.max_batch, self.wait_ms, choice)
             self._models[(model, version)] = loaded
-            log.info("loaded model %s on %s", loaded.key, runtime.execution_provider)
+            log.info("loaded model %s on %s; batching %s (%s: %s)", loaded.key, runtime.execution_provider,
+                     "on" if choice.batching else "off", choice.mode, choice.reason)
             return loaded, True
 
     def loaded(self) -> list[LoadedModel]:

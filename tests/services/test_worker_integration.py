@@ -150,7 +150,7 @@ def image_of(events) -> np.ndarray:
 
 def test_jobs_run_on_a_worker_share_denoiser_calls_and_match_their_solo_images(workers, store, sender):
     port = free_port()
-    workers.start(concurrency=2, call_seconds=0.01, metrics_port=port)
+    workers.start(concurrency=2, call_seconds=0.01, metrics_port=port, batching="on")
     a = submit(store, sender, sampler="euler", steps=12)
     b = submit(store, sender, sampler="dpmpp_2m", steps=9, seeds=(8,))
     ev_a, ev_b = wait_finished(store, a), wait_finished(store, b)

@@ -1,0 +1,158 @@
+"""Whether a model's denoiser calls go through the batching denoiser on this machine.
+
+Step-level batching (services/worker/batching.py) turns N jobs' calls into one call of all
+their rows, run by one owner thread. That pays where one large call is cheaper than the jobs'
+own calls side by side (an accelerator that a batch of 2 leaves idle), and not where the jobs'
+own calls already keep the hardware busy: on the 2-core CPU measured in docs/BENCHMARKS.md
+("Batching: why the gain went", bench/batch_cost.py) the base UNet's row costs 1.5x less in a
+call of 16 rows, but one ORT call at a time runs on about one core, while eight jobs calling
+side by side use both, and the upscaler's 128² rows cost the same at any batch size.
+
+So each model gets a mode (``ATELIER_BATCHING``, services/common/settings.py): ``on``, ``off``,
+or ``auto``, which measures the very choice once, when the model loads: rows/s of ``jobs``
+threads each calling the model with one job's rows at once, against one call of all those
+rows. Batching goes on only where the one call wins by GAIN_TO_BATCH; otherwise the model's
+jobs call its runtime directly, with no owner thread, no wait and no copy: off costs nothing.
+"""
+
+from __future__ import annotations
+
+import logging
+import statistics
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from services.common.settings import BATCHING_AUTO, BATCHING_OFF, BATCHING_ON, batching_mode
+from services.worker.runtime import AUG_LEVEL, LOW_RES, UpscalerInfo
+
+log = logging.getLogger(__name__)
+
+# One call of every job's rows must beat the same rows called side by side by this much for
+# auto to batch: below it the two are within this machine's run-to-run spread, and off is the
+# mode that adds nothing to a job alone.
+GAIN_TO_BATCH = 1.10
+# The upscaler is probed on what the cascade gives it most: a 32² base image, 128² output rows.
+# Larger inputs run in tiles whose rows are larger still, where batching gains less.
+PROBE_LR_SIDE = 32
+PROBE_ROUNDS = 3
+PROBE_CALLS = 2
+
+RowsCall = Callable[[int], object]  # runs the model once on this many rows
+
+
+@dataclass(frozen=True)
+class Probe:
+    """One auto measurement: `jobs` callers of `job_rows` rows each, side by side vs one call."""
+
+    jobs: int
+    job_rows: int
+    side_by_side_rows_per_s: float
+    one_call_rows_per_s: float
+
+    @property
+    def gain(self) -> float:
+        return self.one_call_rows_per_s / self.side_by_side_rows_per_s
+
+
+@dataclass(frozen=True)
+class BatchingChoice:
+    mode: str  # the configured mode for the model: on, off or auto
+    batching: bool
+    probe: Probe | None = None
+    reason: str = ""
+
+
+def rows_per_s(call: RowsCall, callers: int, rows: int, calls: int) -> float:
+    barrier = threading.Barrier(callers + 1)
+
+    def run() -> None:
+        barrier.wait()
+        for _ in range(calls):
+            call(rows)
+
+    threads = [threading.Thread(target=run, daemon=True, name="batching-probe") for _ in range(callers)]
+    for t in threads:
+        t.start()
+    barrier.wait()
+    start = time.perf_counter()
+    for t in threads:
+        t.join()
+    return callers * calls * rows / max(time.perf_counter() - start, 1e-9)
+
+
+def probe(call: RowsCall, job_rows: int, jobs: int, rounds: int = PROBE_ROUNDS, calls: int = PROBE_CALLS) -> Probe:
+    """Measure what batching `jobs` jobs of `job_rows` rows would gain, the two ways taking turns
+    (medians over rounds), after one untimed call of each size."""
+    if jobs < 2 or job_rows < 1 or rounds < 1 or calls < 1:
+        raise ValueError(f"a batching probe needs jobs >= 2 and positive rows, rounds and calls; got jobs={jobs}, "
+                         f"job_rows={job_rows}, rounds={rounds}, calls={calls}")
+    call(job_rows)
+    call(jobs * job_rows)
+    side, one = [], []
+    for r in range(rounds):
+        ways = [(side, lambda: rows_per_s(call, jobs, job_rows, calls)),
+                (one, lambda: rows_per_s(call, 1, jobs * job_rows, calls))]
+        for out, measure in ways if r % 2 == 0 else ways[::-1]:
+            out.append(measure())
+    return Probe(jobs, job_rows, statistics.median(side), statistics.median(one))
+
+
+def rows_call(runtime) -> tuple[RowsCall, int]:
+    """A call of the runtime's denoiser on n typical rows, and the rows one job sends per step:
+    the base model's latents at its default size with prompt states (two rows a step under
+    classifier-free guidance), or the upscaler's 128² rows with their upsampled input."""
+    info = runtime.info
+    den = runtime.denoiser(False)
+    rng = np.random.default_rng(0)
+    if isinstance(info, UpscalerInfo):
+        side = PROBE_LR_SIDE * info.factor
+        one_x = rng.standard_normal((1, 4, side, side)).astype(np.float32) * 0.1
+        one_cond = {LOW_RES: np.clip(one_x * 5.0, -1.0, 1.0), AUG_LEVEL: np.full(1, info.aug_level, np.float32)}
+        job_rows = 1
+    else:
+        one_x = rng.standard_normal((1, *info.latent_shape(info.width, info.height))).astype(np.float32)
+        one_cond = dict(runtime.encode_text(["a red apple"], [""]))
+        job_rows = 1 if info.default_guidance_scale == 1.0 else 2
+    cache: dict[int, tuple] = {}
+
+    def call(n: int) -> object:
+        if n not in cache:
+            cache[n] = (np.repeat(one_x, n, axis=0), np.full(n, 1.0),
+                        {k: np.repeat(np.asarray(v), n, axis=0) for k, v in one_cond.items()})
+        x, sigma, cond = cache[n]
+        return den(x, sigma, cond)
+
+    return call, job_rows
+
+
+def choose(mode: str, runtime, max_batch: int, measure: Callable[[], Probe] | None = None) -> BatchingChoice:
+    """The choice for one loaded model. `measure` (default: probe the runtime with as many jobs
+    as fill one call of `max_batch` rows, at most 8) runs only in auto mode."""
+    if mode == BATCHING_ON:
+        return BatchingChoice(mode, True, reason="set on")
+    if mode == BATCHING_OFF:
+        return BatchingChoice(mode, False, reason="set off")
+    if mode != BATCHING_AUTO:
+        raise ValueError(f"unknown batching mode {mode!r}")
+    if measure is None:
+        def measure() -> Probe:
+            call, job_rows = rows_call(runtime)
+            return probe(call, job_rows, max(2, min(8, max_batch // job_rows)))
+    try:
+        p = measure()
+    except Exception as err:  # noqa: BLE001 - a failed measurement keeps the behaviour of before: batching on
+        log.warning("batching probe failed (%s): batching stays on", err)
+        return BatchingChoice(mode, True, reason=f"probe failed: {err}")
+    on = p.gain >= GAIN_TO_BATCH
+    reason = (f"{p.jobs} jobs of {p.job_rows} rows: one call {p.one_call_rows_per_s:.0f} rows/s, side by side "
+              f"{p.side_by_side_rows_per_s:.0f} rows/s, gain {p.gain:.2f}x {'>=' if on else '<'} {GAIN_TO_BATCH}")
+    return BatchingChoice(mode, on, p, reason)
+
+
+def choice_for(modes: str, runtime, max_batch: int) -> BatchingChoice:
+    """The choice for a loaded runtime under the ``ATELIER_BATCHING`` value `modes`."""
+    return choose(batching_mode(modes, runtime.info.name), runtime, max_batch)
