@@ -10,8 +10,10 @@ one image with the model's defaults (sampler, steps, guidance: classifier-free g
 it two UNet rows a step), PNG output, progress events and artifacts written to Redis.
 
   on   every job's sampler calls the shared BatchingDenoiser (services/worker/batching.py),
-       exactly as the worker's ModelRegistry wires it
-  off  every job's sampler calls the runtime's denoiser itself, concurrently
+       exactly as the worker's ModelRegistry wires it (ATELIER_BATCHING=on)
+  off  every job's sampler calls the runtime's denoiser itself, concurrently (ATELIER_BATCHING=off)
+  auto the worker's default: its load-time probe (services/worker/batching_choice.py) picks on
+       or off for the model on this machine; the log and the JSON say which and why
   on_wait<W>ms  like "on" with another batching wait (--extra-wait-ms): how long the owner
        holds a call open for jobs that have not sent their next step yet
 
@@ -65,42 +67,71 @@ def prepare_model(root: Path, opts: argparse.Namespace) -> tuple[Path, str, str]
 
 
 class Worker:
-    """The worker's job path for one mode: JobExecutor over a registry holding the shared runtime."""
+    """The worker's job path for one mode: JobExecutor over a registry holding the shared runtimes
+    (the base model's; an upscaler's too for cascades and UPSCALE jobs, bench/upscale.py).
 
-    def __init__(self, store, runtime, settings, batching: bool, wait_ms: float | None = None, name: str = ""):
+    `batching` is a mode of ATELIER_BATCHING for every model: "on", "off" (each job calls the
+    runtime's denoiser itself) or "auto" (the worker's load-time probe decides, per model)."""
+
+    def __init__(self, store, runtime, settings, batching: str, wait_ms: float | None = None, name: str = "",
+                 upscaler=None):
+        from services.worker.batching_choice import choose
         from services.worker.executor import JobExecutor
         from services.worker.models import LoadedModel
 
-        class Unbatched(LoadedModel):
-            def denoiser(self, tiling, latent_shape):
-                return self.runtime.denoiser(tiling)   # each job calls ORT itself
-
-        kind = LoadedModel if batching else Unbatched
         wait = settings.batch_wait_ms if wait_ms is None else wait_ms
-        self.loaded = kind(runtime, settings.max_batch, wait)
-        loaded = self.loaded
+        self.models = {}
+        for rt in (runtime, upscaler):
+            if rt is not None:
+                self.models[rt.info.name] = LoadedModel(rt, settings.max_batch, wait,
+                                                        choose(batching, rt, settings.max_batch))
+        self.loaded = self.models[(runtime or upscaler).info.name]
+        models = self.models
 
-        class Registry:   # the ModelRegistry interface JobExecutor uses, over one loaded model
+        class Registry:   # the ModelRegistry interface JobExecutor uses, over the loaded models
             def get(self, model: str, version: str = ""):
-                return loaded
+                return models[model]
 
         self.executor = JobExecutor(store, Registry(), settings, name=f"bench-{name}")
         self.store = store
 
+    def choices(self) -> dict[str, dict]:
+        """Per model: batching on or off, and why (auto's measurement)."""
+        return {name: {"batching": m.batching.batching, "mode": m.batching.mode, "reason": m.batching.reason,
+                       "gain": m.batching.probe.gain if m.batching.probe else None}
+                for name, m in self.models.items()}
+
+    def close(self) -> None:
+        for m in self.models.values():
+            m.close()
+
+    def model_seconds(self) -> float:
+        """Seconds spent inside the models' denoiser calls so far (the worker's own metric, which
+        both the batching denoiser and an unbatched model's calls report)."""
+        from prometheus_client import REGISTRY
+
+        return sum(REGISTRY.get_sample_value("atelier_denoiser_call_seconds_sum", {"model": m.key}) or 0.0
+                   for m in self.models.values())
+
     def denoiser_stats(self) -> tuple[int, int]:
         """(calls, rows) of the batching denoisers so far."""
-        ds = list(self.loaded._denoisers.values())
+        ds = [d for m in self.models.values() for d in m._denoisers.values()]
         return sum(d.stats.calls for d in ds), sum(d.stats.rows for d in ds)
 
-    def wave(self, n: int, seed0: int) -> dict:
-        from services.common.jobs import JobSpec, JobState, PromptSpec
+    def text_job(self, seed: int):
+        """A one-image job at the model's defaults, planned as the gateway would against the runtime."""
+        from services.common.jobs import JobSpec, PromptSpec
         from services.common.plan import resolve
 
-        ids = []
-        for i in range(n):
-            spec = JobSpec(prompts=(PromptSpec(PROMPTS[(seed0 + i) % len(PROMPTS)]),), seeds=(seed0 + i,))
-            # Planned as the gateway would, against the one runtime every job runs on.
-            ids.append(self.store.create(TENANT, spec.with_(plan=resolve(spec, self.loaded.runtime.info)))[0])
+        spec = JobSpec(prompts=(PromptSpec(PROMPTS[seed % len(PROMPTS)]),), seeds=(seed,))
+        return spec.with_(plan=resolve(spec, self.loaded.runtime.info))
+
+    def wave(self, n: int, seed0: int, job=None) -> dict:
+        """n jobs at once (`job(seed)` -> a planned JobSpec; default text_job), timed to the last one."""
+        from services.common.jobs import JobState
+
+        job = job or self.text_job
+        ids = [self.store.create(TENANT, job(seed0 + i))[0] for i in range(n)]
         barrier = threading.Barrier(n + 1)
         finished: dict[str, float] = {}
         states: dict[str, str | None] = {}
@@ -111,6 +142,7 @@ class Worker:
             finished[job_id] = time.perf_counter()
 
         calls0, rows0 = self.denoiser_stats()
+        model0 = self.model_seconds()
         threads = [threading.Thread(target=run, args=(j,), daemon=True) for j in ids]
         for t in threads:
             t.start()
@@ -123,8 +155,8 @@ class Worker:
         if bad:
             raise RuntimeError(f"jobs did not succeed: {bad} ({self.store.get(next(iter(bad))).error_message!r})")
         calls, rows = self.denoiser_stats()
-        return {"wall_s": wall, "images": n, "latency_s": [finished[j] - start for j in ids],
-                "calls": calls - calls0, "rows": rows - rows0}
+        return {"wall_s": wall, "images": n, "latency_s": [finished[j] - start for j in ids], "ids": ids,
+                "calls": calls - calls0, "rows": rows - rows0, "model_s": self.model_seconds() - model0}
 
 
 def _rotated(modes: list[str], k: int) -> list[str]:
@@ -147,6 +179,7 @@ def measure(workers: dict[str, Worker], opts: argparse.Namespace) -> dict:
                 seed += c
                 waves[mode][c].append(res)
                 batch = f", mean batch {res['rows'] / res['calls']:.1f} rows" if res["calls"] else ""
+                batch += f", in model calls {res['model_s'] / res['wall_s']:.2f} s/s"
                 _log(f"[wave {w + 1}] {c:2d} concurrent jobs, batching {mode:12s}: {res['wall_s']:.2f} s, "
                      f"{c / res['wall_s']:.2f} images/s{batch}")
     single: dict = {m: [] for m in modes}
@@ -171,6 +204,10 @@ def summarise(raw: dict, opts: argparse.Namespace) -> dict:
         rates = {str(c): [w["images"] / w["wall_s"] for w in ws] for c, ws in waves.items()}
         figures["images_per_s"][mode] = {c: statistics.median(r) for c, r in rates.items()}
         figures["images_per_s_best"][mode] = {c: max(r) for c, r in rates.items()}
+        # Seconds inside model calls per second of wall time: with batching, the share of the wave
+        # the one owner thread spent in ORT; without, the mean number of calls running at once.
+        figures.setdefault("model_call_s_per_wall_s", {})[mode] = {
+            str(c): statistics.median(w["model_s"] / w["wall_s"] for w in ws) for c, ws in waves.items()}
     off_lat = statistics.median(raw["single"]["off"])
     for mode, times in raw["single"].items():
         figures["single_job_latency_s"][mode] = {"median": statistics.median(times), "min": min(times),
@@ -236,12 +273,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--waves", type=int, default=3)
     p.add_argument("--single-runs", type=int, default=12)
     p.add_argument("--threads", type=int, default=None, help="ORT intra-op threads (default: the worker's setting)")
-    p.add_argument("--extra-wait-ms", type=float, nargs="*", default=[6.0],
+    p.add_argument("--modes", nargs="+", default=["off", "on", "auto"], choices=["off", "on", "auto"],
+                   help="ATELIER_BATCHING modes to compare (off first: the speed-ups are over it)")
+    p.add_argument("--extra-wait-ms", type=float, nargs="*", default=[],
                    help="also measure batching with these waits (ms) besides the worker's setting")
     p.add_argument("--plot", type=Path, default=Path("docs/batching.png"), help="'' for no plot")
     opts = p.parse_args(argv)
     if opts.quick:
         opts.concurrency, opts.waves, opts.single_runs, opts.extra_wait_ms = [1, 2], 1, 2, []
+        opts.modes = [m for m in opts.modes if m != "auto"]
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
     from services.common.settings import Settings
@@ -265,18 +305,21 @@ def main(argv: list[str] | None = None) -> int:
                  f"max batch {settings.max_batch} rows, wait {settings.batch_wait_ms} ms; redis {url}")
             client = redis.Redis.from_url(url)
             store = JobStore(client, PREFIX, result_ttl_seconds=600)
-            workers = {"off": Worker(store, runtime, settings, False, name="off"),
-                       "on": Worker(store, runtime, settings, True, name="on")}
+            workers = {mode: Worker(store, runtime, settings, mode, name=mode) for mode in opts.modes}
             for wait in opts.extra_wait_ms:   # the same worker with another batching wait, for comparison
-                workers[f"on_wait{wait:g}ms"] = Worker(store, runtime, settings, True, wait, name=f"wait{wait:g}")
+                workers[f"on_wait{wait:g}ms"] = Worker(store, runtime, settings, "on", wait, name=f"wait{wait:g}")
+            for mode, worker in workers.items():
+                for name, c in worker.choices().items():
+                    _log(f"batching {mode}: {name} {'on' if c['batching'] else 'off'} ({c['reason']})")
             try:
                 raw = measure(workers, opts)
             finally:
                 for worker in workers.values():
-                    worker.loaded.close()
+                    worker.close()
                 client.close()
     figures = summarise(raw, opts)
-    figures.update(model_source=f"{model}: {source}", steps=m.defaults.steps, sampler=m.defaults.sampler,
+    figures.update(batching_choices={mode: w.choices() for mode, w in workers.items()},
+                   model_source=f"{model}: {source}", steps=m.defaults.steps, sampler=m.defaults.sampler,
                    guidance_scale=m.defaults.guidance_scale, max_batch=settings.max_batch,
                    batch_wait_ms=settings.batch_wait_ms, intra_op_threads=settings.onnx_intra_op_threads,
                    wall_s=time.perf_counter() - started)
