@@ -331,6 +331,9 @@ def _models(args) -> int:
             print(f"    default: {sampler_name(m.default_sampler)}, {m.default_steps} steps, "
                   f"guidance {m.default_guidance_scale:g}; tiling {'yes' if m.supports_tiling else 'no'}, "
                   f"image-to-image {'yes' if m.supports_init_image else 'no'}")
+            if m.fast:
+                print(f"    fast: consistency-distilled, 1-{m.default_steps} steps, one row a step, guidance built in "
+                      f"({m.guidance_min:g} to {m.guidance_max:g}, no negative prompt)")
         return 0
 
     return _run(args, action)

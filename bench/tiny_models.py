@@ -179,3 +179,36 @@ def sd_pipeline(folder: Path):
     pipe.set_progress_bar_config(disable=True)
     pipe.save_pretrained(folder, safe_serialization=True)
     return pipe
+
+
+# --- a tiny consistency-distilled ("fast") model ------------------------------------------------
+
+
+def fast_checkpoint(folder: Path, teacher: Path) -> Path:
+    """A random student of the tiny checkpoint `teacher` as `atelier train package-fast` lays one
+    out: the teacher's VAE and text encoder, a UNet with the guidance input, a `consistency` section
+    and fast-mode defaults (docs/MODEL.md, "Fast mode")."""
+    folder.mkdir(parents=True, exist_ok=True)
+    data = json.loads((teacher / "config.json").read_text())
+    data["unet"] = {**data["unet"], "guidance_embed": True}
+    data["consistency"] = {"sigma_min": 0.002, "guidance_range": [2.0, 8.0], "sample_sigma_min": 0.5}
+    data["defaults"] = {"sampler": "lcm", "steps": 4, "guidance_scale": 5.0, "schedule": "karras"}
+    (folder / "config.json").write_text(json.dumps(data))
+    shutil.copy(teacher / "vae.safetensors", folder / "vae.safetensors")
+    shutil.copytree(teacher / "text_encoder", folder / "text_encoder", dirs_exist_ok=True)
+    torch.manual_seed(0)
+    save_file(_perturb(UNet(UNetConfig.from_dict(data["unet"])), 7).state_dict(), str(folder / "unet_ema.safetensors"))
+    return folder
+
+
+def tiny_fast_repository(root: Path, *flags: str) -> Path:
+    """A model repository under `root/models` holding `tiny/1` and its random student `tiny-fast/1`,
+    exported with `--reuse-from` the teacher's version (and the `atelier export` flags given)."""
+    from atelier_cli.main import main as atelier
+
+    models = tiny_repository(root, *flags)
+    student = fast_checkpoint(root / "fast-ckpt", root / "ckpt")
+    if atelier(["export", str(student), "--name", "tiny-fast", "--version", "1", "--out", str(models),
+                "--reuse-from", str(models / "tiny" / "1"), *flags]) != 0:
+        raise RuntimeError("exporting the tiny student failed")
+    return models

@@ -20,7 +20,7 @@ import numpy as np
 
 from diffusion.defaults import DEFAULT_GUIDANCE
 
-__all__ = ["ClassifierFreeGuidance", "guided", "split_cond", "stack_cond"]
+__all__ = ["ClassifierFreeGuidance", "EmbeddedGuidance", "embedded_guidance", "guided", "split_cond", "stack_cond"]
 
 
 def stack_cond(a: Any, b: Any) -> Any:
@@ -90,3 +90,27 @@ def guided(denoise, cond, uncond, scale: float | np.ndarray = DEFAULT_GUIDANCE,
            rescale: float = 0.0) -> ClassifierFreeGuidance:
     """Shorthand for :class:`ClassifierFreeGuidance`."""
     return ClassifierFreeGuidance(denoise, cond, uncond, scale, rescale)
+
+
+GUIDANCE_INPUT = "guidance"  # the conditioning key (and ONNX input) of a guidance-embedded network
+
+
+@dataclass(frozen=True)
+class EmbeddedGuidance:
+    """Guided two-argument denoiser for a network that takes the guidance scale as an input
+    (guidance distillation, Meng et al. 2023; the LCM student of docs/MODEL.md "Fast mode"): one
+    call of B rows with ``cond["guidance"] = w``, no unconditional branch. ``scale`` is a float or
+    a ``[B]`` array."""
+
+    denoise: Callable[[np.ndarray, np.ndarray, Any], np.ndarray]
+    cond: dict
+    scale: float | np.ndarray = DEFAULT_GUIDANCE
+
+    def __call__(self, x: np.ndarray, sigma: np.ndarray) -> np.ndarray:
+        w = np.broadcast_to(np.asarray(self.scale, dtype=np.float32), (x.shape[0],))
+        return self.denoise(x, sigma, {**self.cond, GUIDANCE_INPUT: np.ascontiguousarray(w)})
+
+
+def embedded_guidance(denoise, cond: dict, scale: float | np.ndarray = DEFAULT_GUIDANCE) -> EmbeddedGuidance:
+    """Shorthand for :class:`EmbeddedGuidance`."""
+    return EmbeddedGuidance(denoise, dict(cond), scale)

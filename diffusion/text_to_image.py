@@ -16,7 +16,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from diffusion.defaults import DEFAULT_GUIDANCE, DEFAULT_SAMPLER, DEFAULT_STEPS
-from diffusion.guidance import guided
+from diffusion.guidance import embedded_guidance, guided
 from diffusion.noise import SeededNoise, initial_noise
 from diffusion.samplers import get_sampler
 from diffusion.schedules import karras_sigmas
@@ -40,6 +40,8 @@ class LatentModel(Protocol):
     def decode(self, latents: np.ndarray) -> np.ndarray:
         """Latents [B,C,h,w] -> uint8 premultiplied RGBA images [B,H,W,4]."""
 
+    # Optional: guidance_input (True for a consistency-distilled student: the scale is fed as
+    # cond["guidance"], one row per image, no unconditional branch).
     # Optional: reconstruct(images) -> images, real images through the autoencoder; when present,
     # the report adds them as a set (the autoencoder's floor).
 
@@ -62,7 +64,10 @@ def generate(model: LatentModel, captions: Sequence[str], style_ids: Sequence[in
         rows = slice(start, min(n, start + batch_size))
         batch_seeds = [int(s) for s in seeds[rows]]
         cond = model.condition(list(captions[rows]), np.asarray(style_ids[rows], dtype=np.int64))
-        denoise = guided(model.denoise, cond, model.unconditional(len(batch_seeds)), guidance)
+        if getattr(model, "guidance_input", False):
+            denoise = embedded_guidance(model.denoise, cond, guidance)
+        else:
+            denoise = guided(model.denoise, cond, model.unconditional(len(batch_seeds)), guidance)
         x = initial_noise(batch_seeds, model.latent_shape, np.float32) * np.float32(sigmas[0])
         noise = SeededNoise(tuple(batch_seeds), model.latent_shape, "float32")
         latents = sample(denoise, x, sigmas, noise=noise)

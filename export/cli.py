@@ -24,6 +24,10 @@ def register(parser: argparse.ArgumentParser, name: str = "export") -> None:
     parser.add_argument("--include-source", action="store_true",
                         help="copy the checkpoint's own files (weights, config, cards, pictures) into the version "
                              "and list them in the manifest: one self-contained, hash-checked folder")
+    parser.add_argument("--reuse-from", type=Path,
+                        help="a shipped version folder whose VAE and text encoder this source shares (a distilled "
+                             "student's teacher): its files are copied byte for byte and parity-checked against "
+                             "this source instead of exported again")
     parser.set_defaults(func=run)
 
 
@@ -40,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
         name=args.name, version=str(args.version), out=args.out, tiling=args.tiling, fp16=args.fp16,
         optimize=args.optimize, exporter=args.exporter,
         max_file_bytes=int(args.max_file_mb * 1e6), overwrite=args.overwrite,
-        include_source=args.include_source,
+        include_source=args.include_source, reuse_from=args.reuse_from,
     )
     bar = tqdm(desc="export", unit="step", leave=True, file=sys.stderr, bar_format="{desc}: {n} steps {elapsed}")
 

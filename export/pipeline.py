@@ -28,6 +28,7 @@ from export.fp16 import to_fp16
 from export.onnx_files import check_onnx, save_onnx, store_weights_fp16
 from export.optimize import optimize_offline
 from export.repository_writer import MAX_FILE_BYTES, write_manifest
+from export.reuse import REUSABLE_ROLES, ReuseError, copy_checked, files_of, same_tokenizer, shipped_version
 from export.source import Source, UpscalerSource
 from export.sources import load_source
 from export.torch_export import OPSET, export_component
@@ -52,6 +53,7 @@ class ExportOptions:
     overwrite: bool = False
     text_fp16: bool | None = None      # None: fp16-stored weights for big text encoders
     include_source: bool = False       # copy the checkpoint's files in, listed with role "source"
+    reuse_from: Path | None = None     # a shipped version whose VAE and text encoder files are copied (export/reuse.py)
 
 
 class ExportError(RuntimeError):
@@ -160,10 +162,31 @@ def _copy_source_files(source_path: Path, folder: Path, writer: _Writer, progres
         writer.entries[path.name] = FileEntry("0" * 64, 0, "source")
 
 
+def _reuse_component(component: Component, writer: _Writer, options: ExportOptions, progress: Progress) -> None:
+    """The component as the --reuse-from version's files (default and the twins asked for)."""
+    manifest = shipped_version(options.reuse_from)
+    wanted = tuple(v for v, on in (("fp16", options.fp16), ("optimized", options.optimize)) if on)
+    tolerances = {"default": component.tolerance, "fp16": component.fp16_tolerance or FP16, "optimized": OPTIMIZED}
+    for reused in files_of(manifest, component.role, wanted):
+        progress(f"copying {reused.file} from {options.reuse_from}, parity against this source")
+        writer.parity[reused.file] = copy_checked(options.reuse_from, writer.folder, reused, component,
+                                                  tolerances[reused.variant], parity.check)
+        writer.entries[reused.file] = FileEntry("0" * 64, 0, component.role, reused.variant, reused.precision)
+        for extra in reused.external:
+            writer.entries[extra] = FileEntry("0" * 64, 0, "external_data", reused.variant, reused.precision)
+        if reused.variant == "default":
+            writer.components[component.role] = reused.file
+        else:
+            writer.variants.setdefault(reused.variant, {})[component.role] = reused.file
+
+
 def _export_components(source: Source | UpscalerSource, writer: _Writer, options: ExportOptions,
                        progress: Progress) -> None:
     folder = writer.folder
     for component in source.components:
+        if options.reuse_from is not None and component.role in REUSABLE_ROLES and component.variant == "default":
+            _reuse_component(component, writer, options, progress)
+            continue
         file = f"{component.file_stem}.onnx"
         progress(f"exporting {file}")
         model = export_component(component, options.exporter)
@@ -223,11 +246,20 @@ def _export_into(source_path: Path, folder: Path, options: ExportOptions, progre
     except ValueError as exc:
         raise ExportError(str(exc)) from None
     writer = _Writer(folder, options.max_file_bytes)
-    _export_components(source, writer, options, progress)
+    try:
+        _export_components(source, writer, options, progress)
+    except ReuseError as exc:
+        raise ExportError(str(exc)) from None
     if isinstance(source, UpscalerSource):
         return _write_version(source, source_path, writer, options, progress, "upscaler", source="atelier",
                               unet=UNetSpec(cond_inputs=()), upscaler=source.upscaler)
-    (folder / "tokenizer.json").write_text(source.tokenizer_json, encoding="utf-8")
+    if options.reuse_from is not None:
+        shipped = shipped_version(options.reuse_from)
+        if not same_tokenizer(options.reuse_from, shipped, source.tokenizer_json):
+            raise ExportError(f"--reuse-from {options.reuse_from}: its tokenizer differs from this source's")
+        shutil.copyfile(Path(options.reuse_from) / shipped.components["tokenizer"], folder / "tokenizer.json")
+    else:
+        (folder / "tokenizer.json").write_text(source.tokenizer_json, encoding="utf-8")
     writer.entries["tokenizer.json"] = FileEntry("0" * 64, 0, "tokenizer")
     writer.components["tokenizer"] = "tokenizer.json"
     latent = LatentSpec(**{**source.latent.to_dict(), "preview_rgb": _preview_factors(source)})

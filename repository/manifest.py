@@ -159,6 +159,16 @@ class UNetSpec(_Json):
     max_batch: int = 16                    # largest batch the TensorRT profiles cover
     padding_modes: tuple[str, ...] = ("zeros",)   # ("zeros", "circular") when a tiling file exists
     latent_multiple: int = 1               # latent sides must be multiples of this (2 ** downsamplings)
+    # A consistency-distilled network (docs/MODEL.md, "Fast mode"): its x0 output is the end point
+    # of the sampling ODE, so only consistency samplers (`lcm`) draw with it, and ONLY they do.
+    # A `guidance` cond input takes the guidance scale: one row a step, no unconditional rows.
+    consistency: bool = False
+    guidance_range: tuple[float, ...] = ()  # [low, high] of the scales a `guidance` input was trained on
+
+    @property
+    def guidance_input(self) -> bool:
+        """The network takes the guidance scale as its `guidance` input [B] f32 (guidance built in)."""
+        return "guidance" in self.cond_inputs
 
 
 @dataclass(frozen=True)
@@ -346,6 +356,12 @@ class Manifest(_Json):
             raise ManifestError(f"{where}: schedule.kind must be one of {SCHEDULE_KINDS}")
         if self.schedule.kind == "discrete" and not (self.schedule.beta_schedule and self.schedule.num_train_timesteps):
             raise ManifestError(f"{where}: a discrete schedule needs beta_schedule and num_train_timesteps")
+        if self.unet.consistency and (self.unet.prediction, self.unet.time_input) != ("x0", "sigma"):
+            raise ManifestError(f"{where}: a consistency unet maps (sample, sigma) to x0: "
+                                "prediction x0, time_input sigma")
+        if self.unet.guidance_range and (len(self.unet.guidance_range) != 2 or not self.unet.guidance_input
+                                         or self.unet.guidance_range[0] > self.unet.guidance_range[1]):
+            raise ManifestError(f"{where}: unet.guidance_range is [low, high] of a network with a `guidance` input")
         if self.unet.time_input == "timestep" and self.schedule.kind != "discrete":
             raise ManifestError(f"{where}: a timestep input needs a discrete schedule")
         if self.image.channels not in (3, 4):

@@ -91,6 +91,9 @@ class ModelInfo(_message.Message):
     UPSCALE_FACTOR_FIELD_NUMBER: _builtins.int
     MAX_INPUT_SIDE_FIELD_NUMBER: _builtins.int
     FAST_UPSCALER_FIELD_NUMBER: _builtins.int
+    FAST_FIELD_NUMBER: _builtins.int
+    GUIDANCE_MIN_FIELD_NUMBER: _builtins.int
+    GUIDANCE_MAX_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Model name."""
     version: _builtins.str
@@ -151,6 +154,16 @@ class ModelInfo(_message.Message):
     """
     fast_upscaler: _builtins.bool
     """For an upscaler: it also has a deterministic one-pass network (GenerateRequest.upscale_fast)."""
+    fast: _builtins.bool
+    """A consistency-distilled fast model (for interactive clients): it draws in 1 to 4 steps
+    (default_steps) with a consistency sampler (SAMPLER_LCM, the only one in `samplers`), one
+    network row a step: guidance_scale is an input of the network (from guidance_min to
+    guidance_max), so there is no unconditional branch and no negative_prompt.
+    """
+    guidance_min: _builtins.float
+    """For a fast model: the lowest guidance_scale it learned; 0 otherwise."""
+    guidance_max: _builtins.float
+    """For a fast model: the highest guidance_scale it learned; 0 otherwise."""
     @_builtins.property
     def styles(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Art styles the model was trained on (GenerateRequest.style)."""
@@ -187,10 +200,13 @@ class ModelInfo(_message.Message):
         upscale_factor: _builtins.int = ...,
         max_input_side: _builtins.int = ...,
         fast_upscaler: _builtins.bool = ...,
+        fast: _builtins.bool = ...,
+        guidance_min: _builtins.float = ...,
+        guidance_max: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["default_guidance_scale", b"default_guidance_scale", "default_sampler", b"default_sampler", "default_steps", b"default_steps", "description", b"description", "fast_upscaler", b"fast_upscaler", "height", b"height", "latent_channels", b"latent_channels", "latent_factor", b"latent_factor", "latent_height", b"latent_height", "latent_width", b"latent_width", "max_input_side", b"max_input_side", "max_size", b"max_size", "min_size", b"min_size", "name", b"name", "other_sizes", b"other_sizes", "ready", b"ready", "samplers", b"samplers", "sha256", b"sha256", "size_step", b"size_step", "styles", b"styles", "supports_init_image", b"supports_init_image", "supports_tiling", b"supports_tiling", "upscale_factor", b"upscale_factor", "version", b"version", "width", b"width"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["default_guidance_scale", b"default_guidance_scale", "default_sampler", b"default_sampler", "default_steps", b"default_steps", "description", b"description", "fast", b"fast", "fast_upscaler", b"fast_upscaler", "guidance_max", b"guidance_max", "guidance_min", b"guidance_min", "height", b"height", "latent_channels", b"latent_channels", "latent_factor", b"latent_factor", "latent_height", b"latent_height", "latent_width", b"latent_width", "max_input_side", b"max_input_side", "max_size", b"max_size", "min_size", b"min_size", "name", b"name", "other_sizes", b"other_sizes", "ready", b"ready", "samplers", b"samplers", "sha256", b"sha256", "size_step", b"size_step", "styles", b"styles", "supports_init_image", b"supports_init_image", "supports_tiling", b"supports_tiling", "upscale_factor", b"upscale_factor", "version", b"version", "width", b"width"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -72,6 +72,7 @@ def evaluate(model: LatentModel, classifier: DomainClassifier, ds: ImageDataset,
     report = {
         "generation": {"split": split, "prompts": len(rows), "seeds_per_prompt": k, "images": len(images),
                        "sampler": sampler, "steps": steps, "guidance": guidance, "seed": seed,
+                       "sigma_min": model.sigma_min, "guidance_input": bool(getattr(model, "guidance_input", False)),
                        "seconds": round(seconds, 1)},
         "reference": {"split": "train", "images": len(reference)},
         "sets": {name: set_figures(s, reference, kid_subsets=kid_subsets) for name, s in sets.items()},

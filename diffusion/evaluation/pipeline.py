@@ -43,8 +43,11 @@ def load_shipped_model(folder: str | Path, *, text: TextFn | None = None) -> tup
 
     m = load_shipped(folder)
     provenance = m.raw.get("provenance", {})
+    fast = m.consistency or {}
     model = TorchLatentModel(m.denoiser, m.vae, text or _text_encoder(m.text), m.latent,
-                             EDMConfig.from_dict(m.config.edm), tuple(m.config.styles))
+                             EDMConfig.from_dict(m.config.edm), tuple(m.config.styles),
+                             guidance_input=bool(fast),
+                             ramp_sigma_min=float(fast["sample_sigma_min"]) if "sample_sigma_min" in fast else None)
     meta = {"kind": "shipped", "checkpoint": str(folder), "step": provenance.get("unet_stats", {}).get("steps"),
             "train": {"steps": provenance.get("unet_train", {}).get("steps")},
             "defaults": m.raw.get("defaults", {})}

@@ -1,4 +1,4 @@
-"""`atelier train vae|unet|finetune|distill|distill-data|package`."""
+"""`atelier train vae|unet|finetune|distill|distill-data|package|package-fast`."""
 
 from __future__ import annotations
 
@@ -134,6 +134,24 @@ def _package(args: argparse.Namespace) -> int:
     return 0
 
 
+def _package_fast(args: argparse.Namespace) -> int:
+    from diffusion.training.package_fast import package_student
+
+    if len(args.run_command) not in (0, len(args.run_metrics)):
+        raise SystemExit("atelier train package-fast: give one --run-command per --run-metrics (or none)")
+    commands = args.run_command or [""] * len(args.run_metrics)
+    runs = [(Path(m), f"run {i + 1}", c) for i, (m, c) in enumerate(zip(args.run_metrics, commands, strict=True))]
+    try:
+        files = package_student(Path(args.run), Path(args.teacher), Path(args.out), runs=runs,
+                                guidance_scale=args.guidance, steps=args.steps, ramp_sigma_min=args.ramp_sigma_min,
+                                command=args.command_line, overwrite=args.overwrite)
+    except ValueError as exc:
+        raise SystemExit(f"atelier train package-fast: {exc}") from None
+    for k, p in files.items():
+        print(f"{k}: {p}")
+    return 0
+
+
 def _common(p: argparse.ArgumentParser, steps: int, batch: int, lr: float, channels: list[int]) -> None:
     p.add_argument("--data", required=True, help="dataset .npz from `atelier data`")
     p.add_argument("--run-dir", required=True, help="logs, samples and checkpoints (resumes if present)")
@@ -228,3 +246,19 @@ def register(parser: argparse.ArgumentParser, name: str = "train") -> None:
     p.add_argument("--contact", help="the dataset's contact sheet PNG")
     p.add_argument("--command-line", default="", help="training command recorded in the model card")
     p.set_defaults(func=_package)
+
+    pf = sub.add_parser("package-fast", help="package a distilled student (atelier train distill) as a fast model "
+                                             "folder, with its teacher's VAE")
+    pf.add_argument("--run", required=True, help="the final distillation run (config.json, unet_ema.safetensors)")
+    pf.add_argument("--teacher", required=True, help="the packaged teacher folder (models/atelier-emoji/2)")
+    pf.add_argument("--out", required=True, help="folder to write (then: atelier export OUT --include-source)")
+    pf.add_argument("--run-metrics", nargs="+", required=True,
+                    help="metrics.jsonl of every run that led to the weights, oldest first")
+    pf.add_argument("--run-command", action="append", default=[], help="each run's command, in the same order")
+    pf.add_argument("--steps", type=int, default=4, help="default steps (default 4)")
+    pf.add_argument("--guidance", type=float, help="default guidance scale (default: the teacher's)")
+    pf.add_argument("--ramp-sigma-min", type=float, default=0.5,
+                    help="where the sampling ramp ends (default 0.5, docs/MODEL.md \"Fast mode\")")
+    pf.add_argument("--command-line", default="", help="the packaging command, for the provenance")
+    pf.add_argument("--overwrite", action="store_true")
+    pf.set_defaults(func=_package_fast)

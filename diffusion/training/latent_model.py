@@ -38,6 +38,11 @@ class TorchLatentModel:
     styles: tuple[str, ...] = ("none",)
     uncond_caption: str = ""
     uncond_style: int = 0
+    # A consistency-distilled student (docs/MODEL.md, "Fast mode") takes the guidance scale as an
+    # input (``cond["guidance"]``, one row per image) and ends its sampling ramp above the
+    # boundary sigma: ``ramp_sigma_min`` replaces ``edm.sigma_min`` as the schedule's end.
+    guidance_input: bool = False
+    ramp_sigma_min: float | None = None
     _uncond: tuple[np.ndarray, np.ndarray] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
@@ -50,7 +55,7 @@ class TorchLatentModel:
 
     @property
     def sigma_min(self) -> float:
-        return float(self.edm.sigma_min)
+        return float(self.edm.sigma_min if self.ramp_sigma_min is None else self.ramp_sigma_min)
 
     @property
     def sigma_max(self) -> float:
@@ -72,7 +77,9 @@ class TorchLatentModel:
         out = self.denoiser(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)),
                             torch.from_numpy(np.asarray(sigma, dtype=np.float32)),
                             torch.from_numpy(cond["context"]).float(), torch.from_numpy(cond["mask"]).float(),
-                            torch.from_numpy(cond["style"]))
+                            torch.from_numpy(cond["style"]),
+                            *((torch.from_numpy(np.asarray(cond["guidance"], dtype=np.float32)),)
+                              if "guidance" in cond else ()))
         return out.numpy().astype(x.dtype, copy=False)
 
     @torch.no_grad()

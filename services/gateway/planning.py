@@ -16,7 +16,8 @@ def facts_of(entry: ModelEntry) -> ModelFacts:
     schedule = {k: v for k, v in m.schedule.to_dict().items() if v is not None}
     schedule["spacing"] = m.defaults.schedule
     return ModelFacts(entry.name, entry.version, entry.sha256, m.image.width, m.image.height,
-                      m.defaults.sampler, m.defaults.steps, m.defaults.guidance_scale, schedule)
+                      m.defaults.sampler, m.defaults.steps, m.defaults.guidance_scale, schedule,
+                      consistency=m.unet.consistency, guidance_input=m.unet.guidance_input)
 
 
 def planned(spec: JobSpec, entry: ModelEntry | None, upscaler: ModelEntry | None = None) -> JobSpec:

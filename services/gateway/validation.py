@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import re
 
+from diffusion.sampler_catalog import CATALOG
 from services.common.jobs import JobSpec
 from services.common.uploads import UnusableImage
 from services.gateway import upscaling
@@ -136,7 +137,7 @@ def _sampling(spec: JobSpec, model: ModelEntry | None, limits: Limits, bulk: boo
     if spec.steps > limits.max_steps:
         out.append(("steps", f"{spec.steps} is over the limit of {limits.max_steps}"))
     if model and spec.sampler and spec.sampler not in model.samplers:
-        out.append(("sampler", f"{spec.sampler!r} is not run for model {model.key}"))
+        out.append(("sampler", _sampler_problem(spec.sampler, model)))
     if spec.guidance_scale is not None and not _finite_in(spec.guidance_scale, 0.0, limits.max_guidance_scale):
         out.append(("guidance_scale", f"must be between 0 and {limits.max_guidance_scale}"))
     if not _finite_in(spec.guidance_rescale, 0.0, 1.0):
@@ -153,6 +154,38 @@ def _sampling(spec: JobSpec, model: ModelEntry | None, limits: Limits, bulk: boo
                 out.append((where, f"unknown style {p.style!r} for model {model.key} (known: {styles})"))
     if model and spec.tiling and not model.supports_tiling:
         out.append(("tiling", f"model {model.key} cannot make seamless tiles"))
+    if model and model.manifest.unet.guidance_input:
+        out += _built_in_guidance(spec, model, bulk)
+    return out
+
+
+def _sampler_problem(sampler: str, model: ModelEntry) -> str:
+    known = ", ".join(model.samplers)
+    if sampler in CATALOG and CATALOG[sampler].consistency:
+        return (f"{sampler!r} is a consistency sampler: it draws only with a consistency-distilled (fast) model, "
+                f"and {model.key} is not one (its samplers: {known})")
+    if sampler in CATALOG and model.fast:
+        return (f"{sampler!r} cannot draw with {model.key}: a consistency-distilled (fast) model draws with a "
+                f"consistency sampler only ({known})")
+    return f"{sampler!r} is not run for model {model.key} (its samplers: {known})"
+
+
+def _built_in_guidance(spec: JobSpec, model: ModelEntry, bulk: bool) -> list[Violation]:
+    """A model whose network takes the guidance scale has no unconditional branch to steer with."""
+    out: list[Violation] = []
+    low, high = model.manifest.unet.guidance_range or (0.0, math.inf)
+    w = spec.guidance_scale
+    if w is not None and math.isfinite(w) and not low <= w <= high:
+        out.append(("guidance_scale", f"model {model.key} has guidance built in, learned for scales {low:g} to "
+                                      f"{high:g}; {spec.guidance_scale:g} is outside"))
+    if spec.guidance_rescale:
+        out.append(("guidance_rescale", f"model {model.key} has guidance built in: there is no unconditional "
+                                        "branch to rescale against"))
+    for i, p in enumerate(spec.prompts):
+        if p.negative_prompt:
+            where = f"prompts[{i}].negative_prompt" if bulk else "negative_prompt"
+            out.append((where, f"model {model.key} has guidance built in: it has no unconditional branch for a "
+                               "negative prompt to replace"))
     return out
 
 

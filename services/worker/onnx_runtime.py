@@ -26,6 +26,7 @@ import onnxruntime as ort
 from tokenizers import Tokenizer
 
 from diffusion.denoisers import VPDenoiser
+from diffusion.guidance import GUIDANCE_INPUT
 from diffusion.schedules import alphas_cumprod_from_betas, betas_for, karras_sigmas, sampling_sigmas, vp_sigmas
 from repository import providers as prov
 from repository.manifest import Manifest
@@ -82,6 +83,7 @@ class OnnxModelRuntime:
             styles=tuple(m.styles), default_sampler=m.defaults.sampler, default_steps=m.defaults.steps,
             default_guidance_scale=m.defaults.guidance_scale, supports_tiling="tiling" in m.variants,
             supports_init_image="vae_encoder" in m.components, dynamic_size=m.latent.dynamic_size,
+            consistency=m.unet.consistency, guidance_input=m.unet.guidance_input,
         )
         for role in ("text_encoder", "unet", "vae_decoder"):
             if role in m.components:
@@ -118,7 +120,7 @@ class OnnxModelRuntime:
         shapes = {
             "unet": lambda b: ",".join([f"sample:{b}x{c}x{h}x{w}", f"sigma:{b}", f"timestep:{b}",
                                         f"encoder_hidden_states:{b}x{L}x{m.text_encoder.hidden_size}",
-                                        f"encoder_attention_mask:{b}x{L}", f"style:{b}"]),
+                                        f"encoder_attention_mask:{b}x{L}", f"style:{b}", f"guidance:{b}"]),
             "vae_decoder": lambda b: f"latent:{b}x{c}x{h}x{w}",
             "vae_encoder": lambda b: f"image:{b}x{m.image.channels}x{m.image.height}x{m.image.width}",
             "text_encoder": lambda b: f"input_ids:{b}x{L},attention_mask:{b}x{L}",
@@ -183,6 +185,8 @@ class OnnxModelRuntime:
         allocations, kernel choices and fixed-shape sessions happen here, not in a user's job."""
         start = time.perf_counter()
         cond = self.encode_text([""], [])
+        if self.info.guidance_input:
+            cond = {**cond, GUIDANCE_INPUT: np.full(1, self.info.default_guidance_scale, np.float32)}
         x = np.zeros((1, *self.info.latent_shape(self.info.width, self.info.height)), np.float32)
         x0 = self.denoise(x, np.ones(1), cond)
         for b in STATIC_BATCHES:

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from diffusion.editing import composite as composite_pixels
-from diffusion.guidance import ClassifierFreeGuidance
+from diffusion.guidance import ClassifierFreeGuidance, EmbeddedGuidance
 from diffusion.noise import SeededNoise, initial_noise
 from diffusion.samplers import SAMPLERS, SamplerStep
 from services.common import events as ev
@@ -108,7 +108,8 @@ class Chunk:
 def condition(chunk: Chunk) -> None:
     picks = chunk.picks
     chunk.cond = chunk.job.texts.encode([(pr.prompt, pr.style) for _, pr, _ in picks])
-    chunk.uncond = chunk.job.texts.encode([(pr.negative_prompt, pr.style) for _, pr, _ in picks])
+    if not chunk.job.plan.guidance_input:  # guidance built into the network: no unconditional branch
+        chunk.uncond = chunk.job.texts.encode([(pr.negative_prompt, pr.style) for _, pr, _ in picks])
 
 
 def _on_step(chunk: Chunk):
@@ -137,8 +138,11 @@ def sample(chunk: Chunk) -> None:
     job, plan = chunk.job, chunk.job.plan
     picks = chunk.picks
     seeds = tuple(seed for _, _, seed in picks)
-    guided = ClassifierFreeGuidance(job.denoise, chunk.cond, chunk.uncond, plan.guidance_scale,
-                                    plan.guidance_rescale)
+    if plan.guidance_input:  # the network takes the scale: one row an image (docs/MODEL.md, "Fast mode")
+        guided = EmbeddedGuidance(job.denoise, chunk.cond, plan.guidance_scale)
+    else:
+        guided = ClassifierFreeGuidance(job.denoise, chunk.cond, chunk.uncond, plan.guidance_scale,
+                                        plan.guidance_rescale)
     start = KINDS[plan.kind](job, guided, initial_noise(seeds, job.latent_shape, dtype=np.float32))
     noise = SeededNoise(seeds, job.latent_shape, "float32")
     # A batching denoiser counts this job as active only while it samples, so it never waits for it in vain.
