@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from diffusion.guidance import GUIDANCE_INPUT
 from services.common.settings import BATCHING_AUTO, BATCHING_OFF, BATCHING_ON, batching_mode
 from services.worker.runtime import AUG_LEVEL, LOW_RES, UpscalerInfo
 
@@ -104,7 +105,8 @@ def probe(call: RowsCall, job_rows: int, jobs: int, rounds: int = PROBE_ROUNDS, 
 def rows_call(runtime) -> tuple[RowsCall, int]:
     """A call of the runtime's denoiser on n typical rows, and the rows one job sends per step:
     the base model's latents at its default size with prompt states (two rows a step under
-    classifier-free guidance), or the upscaler's 128² rows with their upsampled input."""
+    classifier-free guidance; one for a fast model, whose guidance scale is an input), or the
+    upscaler's 128² rows with their upsampled input."""
     info = runtime.info
     den = runtime.denoiser(False)
     rng = np.random.default_rng(0)
@@ -116,7 +118,12 @@ def rows_call(runtime) -> tuple[RowsCall, int]:
     else:
         one_x = rng.standard_normal((1, *info.latent_shape(info.width, info.height))).astype(np.float32)
         one_cond = dict(runtime.encode_text(["a red apple"], [""]))
-        job_rows = 1 if info.default_guidance_scale == 1.0 else 2
+        if getattr(info, "guidance_input", False):
+            # A fast (distilled) model takes the guidance scale as an input: one row a step, no CFG pair.
+            one_cond[GUIDANCE_INPUT] = np.full(1, info.default_guidance_scale, np.float32)
+            job_rows = 1
+        else:
+            job_rows = 1 if info.default_guidance_scale == 1.0 else 2
     cache: dict[int, tuple] = {}
 
     def call(n: int) -> object:

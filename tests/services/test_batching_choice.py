@@ -7,12 +7,14 @@ callers), where the two ways differ by 4x: behaviour, not a timing threshold."""
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 
 import numpy as np
 import pytest
 
+from diffusion.guidance import GUIDANCE_INPUT
 from services.common.jobs import JobSpec, JobState, PromptSpec
 from services.common.settings import Settings, SettingsError, batching_mode, batching_modes
 from services.common.store import JobStore
@@ -85,6 +87,22 @@ def test_rows_call_feeds_each_kind_of_model_its_typical_rows():
     assert call(3).shape == (3, *base.info.latent_shape(base.info.width, base.info.height))
     call, job_rows = rows_call(up)
     assert job_rows == 1 and call(2).shape == (2, 4, 128, 128)
+
+
+def test_a_fast_model_is_probed_with_its_guidance_input_and_one_row_a_job():
+    seen = []
+
+    class Fast(toy_runtime.ToyRuntime):
+        def denoiser(self, tiling: bool = False):
+            exact = super().denoiser(tiling)
+            return lambda x, sigma, cond: seen.append(dict(cond)) or exact(x, sigma, cond)
+
+    fast = Fast()
+    fast.info = dataclasses.replace(fast.info, guidance_input=True)
+    call, job_rows = rows_call(fast)
+    assert job_rows == 1
+    call(3)
+    assert seen[-1][GUIDANCE_INPUT].tolist() == [fast.info.default_guidance_scale] * 3
 
 
 class Contended(toy_runtime.ToyRuntime):
