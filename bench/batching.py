@@ -3,7 +3,8 @@
     python -m bench.batching                 # the default model, 1/4/8/16 concurrent jobs
     python -m bench.batching --quick         # tiny model, seconds (what tests/bench runs)
 
-One in-process worker: the worker's own ONNX Runtime runtime (loaded once and shared by both
+One in-process worker (in the environment `atelier worker` gives its process: bench/_worker_env.py):
+the worker's own ONNX Runtime runtime (loaded once and shared by both
 modes, so both run the same sessions), a JobStore on a real Redis (bench/_redis.py), and the
 worker's JobExecutor run from N threads at once, as Celery's thread pool runs it. Each job is
 one image with the model's defaults (sampler, steps, guidance: classifier-free guidance makes
@@ -36,6 +37,7 @@ from pathlib import Path
 
 from bench import _models
 from bench._redis import bench_redis
+from bench._worker_env import as_a_worker, blas_environment
 from bench.report import finish
 
 PREFIX = "bench-batching:"
@@ -279,6 +281,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="also measure batching with these waits (ms) besides the worker's setting")
     p.add_argument("--plot", type=Path, default=Path("docs/batching.png"), help="'' for no plot")
     opts = p.parse_args(argv)
+    as_a_worker("bench.batching", argv)
     if opts.quick:
         opts.concurrency, opts.waves, opts.single_runs, opts.extra_wait_ms = [1, 2], 1, 2, []
         opts.modes = [m for m in opts.modes if m != "auto"]
@@ -288,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
     from services.common.store import JobStore
     from services.worker.onnx_runtime import load_runtime
 
-    started = time.perf_counter()
+    started, load_before = time.perf_counter(), [round(v, 2) for v in os.getloadavg()]
     with tempfile.TemporaryDirectory(prefix="atelier-bench-batching-") as tmp:
         repo, model, source = prepare_model(Path(tmp), opts)
         with bench_redis(PREFIX) as url:
@@ -318,7 +321,9 @@ def main(argv: list[str] | None = None) -> int:
                     worker.close()
                 client.close()
     figures = summarise(raw, opts)
-    figures.update(batching_choices={mode: w.choices() for mode, w in workers.items()},
+    figures.update(blas_threads=blas_environment(), load_before=load_before,
+                   load_after=[round(v, 2) for v in os.getloadavg()],
+                   batching_choices={mode: w.choices() for mode, w in workers.items()},
                    model_source=f"{model}: {source}", steps=m.defaults.steps, sampler=m.defaults.sampler,
                    guidance_scale=m.defaults.guidance_scale, max_batch=settings.max_batch,
                    batch_wait_ms=settings.batch_wait_ms, intra_op_threads=settings.onnx_intra_op_threads,

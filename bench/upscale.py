@@ -13,8 +13,10 @@ sides alike:
     off and on, for the diffusion chain (default steps) and the fast CNN (`upscale_fast`); waves
     of the modes take turns; medians over waves.
 
-Prints progress and ends with one JSON line (bench.report), the machine's load average before
-and after included. --quick: tiny random models, seconds (a smoke run).
+Runs with numpy's BLAS on one thread, as `atelier worker` sets it (services/worker/cli.py; the
+bench starts itself again with that environment when it is not set). Prints progress and ends
+with one JSON line (bench.report), the machine's load average before and after included.
+--quick: tiny random models, seconds (a smoke run).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import time
 from pathlib import Path
 
 from bench._redis import bench_redis
+from bench._worker_env import as_a_worker, blas_environment
 from bench.batching import PROMPTS, Worker, _rotated
 from bench.report import finish
 
@@ -208,6 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batching", default=None, help="(a)'s ATELIER_BATCHING mode (default: the worker's setting)")
     p.add_argument("--plot", type=Path, default=None, help="accepted for the bench convention; no plot")
     opts = p.parse_args(argv)
+    as_a_worker("bench.upscale", argv)
     if opts.quick:
         opts.pairs, opts.concurrency, opts.waves = 2, [1, 2], 1
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -259,6 +263,7 @@ def main(argv: list[str] | None = None) -> int:
                "upscale_default_steps": up.default_steps, "cascade": cascade, "upscale_jobs": throughput,
                "batching_default_mode": default_mode, "batching_choices": choices,
                "intra_op_threads": settings.onnx_intra_op_threads, "load_before": load_before,
+               "blas_threads": blas_environment(),
                "load_after": loadavg(), "wall_s": time.perf_counter() - started}
     finish("upscale", figures)
     return 0
