@@ -91,8 +91,8 @@ class Settings:
     batch_wait_ms: float = _setting(6.0, "How long the batching denoiser waits for more rows before a call.")
     batching: str = _setting(
         "auto", "Step-level batching of each model's denoiser calls: `on`, `off`, or `auto` (measured when the model "
-        "loads: on only where one call of all jobs' rows beats their own calls side by side by 10 %); a default and "
-        "`model=mode` entries, comma-separated, e.g. `auto,atelier-upscale=off`."
+        "loads: on only where one call of all jobs' rows is at least as fast as their own calls side by side); a "
+        "default and `model=mode` entries, comma-separated, e.g. `auto,atelier-upscale=off`."
     )
     task_soft_time_limit: int = _setting(600, "Seconds after which a job is stopped and fails with a timeout.")
     task_time_limit: int = _setting(660, "Seconds after which the worker process running a job is killed.")

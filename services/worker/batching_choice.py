@@ -11,8 +11,9 @@ side by side use both, and the upscaler's 128² rows cost the same at any batch 
 So each model gets a mode (``ATELIER_BATCHING``, services/common/settings.py): ``on``, ``off``,
 or ``auto``, which measures the very choice once, when the model loads: rows/s of ``jobs``
 threads each calling the model with one job's rows at once, against one call of all those
-rows. Batching goes on only where the one call wins by GAIN_TO_BATCH; otherwise the model's
-jobs call its runtime directly, with no owner thread, no wait and no copy: off costs nothing.
+rows. Batching goes on only where the one call is at least as fast (GAIN_TO_BATCH); otherwise
+the model's jobs call its runtime directly, with no owner thread, no wait and no copy: off
+costs nothing.
 """
 
 from __future__ import annotations
@@ -32,15 +33,17 @@ from services.worker.runtime import AUG_LEVEL, LOW_RES, UpscalerInfo
 
 log = logging.getLogger(__name__)
 
-# One call of every job's rows must beat the same rows called side by side by this much for
-# auto to batch: below it the two are within this machine's run-to-run spread, and off is the
-# mode that adds nothing to a job alone.
-GAIN_TO_BATCH = 1.10
+# Auto batches where one call of every job's rows is at least as fast as the same rows called
+# side by side. The costs of a wrong choice are uneven: where the two tie (the base model on a
+# quiet 2-core CPU, 1.04x) batching costs a job nothing (single-job latency 1.00-1.03x of
+# unbatched), while leaving it off where it wins loses 1.2-1.5x (the same model on the same
+# CPU with busy neighbours); docs/BENCHMARKS.md, "Batching: why the gain went".
+GAIN_TO_BATCH = 1.0
 # The upscaler is probed on what the cascade gives it most: a 32² base image, 128² output rows.
 # Larger inputs run in tiles whose rows are larger still, where batching gains less.
 PROBE_LR_SIDE = 32
 PROBE_ROUNDS = 3
-PROBE_CALLS = 2
+PROBE_CALLS = 3
 
 RowsCall = Callable[[int], object]  # runs the model once on this many rows
 
