@@ -72,6 +72,8 @@ def _model(args: argparse.Namespace) -> int:
 
     torch.set_num_threads(args.threads)
     model, meta = load_latent_model(args.checkpoint, vae_run=args.vae_run, weights=args.weights)
+    if args.ramp_sigma_min is not None:
+        model.ramp_sigma_min = args.ramp_sigma_min
     data = Path(args.data) if args.data else Path(meta.get("dataset") or _default_data())
     ds = load_dataset(data)
     classifier = load_classifier(args.classifier)
@@ -187,6 +189,9 @@ def register(parser: argparse.ArgumentParser, name: str = "eval") -> None:
                    help=f"registered sampler (default {DEFAULT_SAMPLER})")
     m.add_argument("--guidance", type=float, help="classifier-free guidance scale (default: the model's own "
                                                    f"default for a shipped model, else {DEFAULT_GUIDANCE})")
+    m.add_argument("--ramp-sigma-min", type=float,
+                   help="end the Karras ramp at this sigma instead of the model's own (a consistency model's "
+                        "config names its own, docs/MODEL.md \"Fast mode\")")
     m.add_argument("--batch-size", type=int, default=32)
     m.add_argument("--baseline", action="append", default=[], metavar="LABEL=EVAL.JSON",
                    help="add another run's generated figures as a column (e.g. quarter=runs/quarter/eval.json)")

@@ -83,7 +83,7 @@ def package_student(run: Path, teacher: Path, out: Path, *, runs: list[tuple[Pat
         "teacher": {"model": f"models/{teacher_name}", "unet_sha256": _sha256(teacher / "unet_ema.safetensors"),
                     "vae_sha256": _sha256(vae), "provenance": teacher_cfg.get("provenance", {})},
         "distill_runs": stats,
-        "distill_steps": sum(s["logged_steps"] for s in stats),
+        "distill_steps_logged": sum(s["logged_steps"] for s in stats),  # to the last logged step of each run
         "weights_dtype": {"unet": "float16", "vae": "float32"},
         "student_sha256": _sha256(files["unet"]),
         "command": command,

@@ -81,6 +81,11 @@ def test_a_fast_job_draws_an_emoji_in_its_default_steps_and_its_provenance_remak
         # Another scale in the learned range is another image from the same seed, still one row a step.
         (other,) = finished(within(c.generate(**FAST_JOB, seeds=[7], guidance_scale=3.0), JOB_SECONDS))
         assert other.data != art.data and other.provenance.guidance_scale == 3.0
+        # Image-to-image runs the schedule's tail with the same sampler: strength 0.5 of 4 steps is 2.
+        events = within(c.generate(**FAST_JOB, seeds=[7], init_image=art.data, strength=0.5), JOB_SECONDS)
+        (edited,) = finished(events)
+        assert (edited.provenance.steps_run, edited.width) == (steps // 2, 32)
+        assert {e.progress.total_steps for e in events if e.HasField("progress")} == {steps // 2}
 
 
 def test_the_cascade_makes_a_128_pixel_image_in_fast_mode(fast_stack):
