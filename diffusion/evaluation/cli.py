@@ -117,6 +117,14 @@ def _model(args: argparse.Namespace) -> int:
     return 0
 
 
+def _shown(path: Path) -> str:
+    """A path as a report shows it: under the home folder as ~/..., so reports name no machine's layout."""
+    try:
+        return "~/" + str(Path(path).resolve().relative_to(Path.home().resolve()))
+    except ValueError:
+        return str(path)
+
+
 def _upscale(args: argparse.Namespace) -> int:
     import json
     import platform
@@ -138,13 +146,19 @@ def _upscale(args: argparse.Namespace) -> int:
         seed=args.seed, batch_size=args.batch_size, aug_levels=tuple(args.aug_levels),
         progress=lambda it: tqdm(list(it), desc="methods", unit="method"))
     label = args.label or Path(args.package).name
-    report.update(package=str(args.package), dataset=str(data), classifier=str(args.classifier), command=_command(),
-                  date=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                  machine=f"{platform.machine()}, {torch.get_num_threads()} torch thread(s), torch {torch.__version__}")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    generated_lines: list[str] = []
+    if args.base_model:
+        generated_lines = _upscale_generated(args, package, report, out)
+    report.update(package=str(args.package), dataset=_shown(data), classifier=str(args.classifier), command=_command(),
+                  date=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                  machine=f"{platform.machine()}, {torch.get_num_threads()} torch thread(s), torch {torch.__version__}")
     (out / "eval.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-    (out / "EVAL.md").write_text(markdown(report, label), encoding="utf-8")
+    text = markdown(report, label)
+    if generated_lines:
+        text = text.replace("\n## Tiles\n", "\n" + "\n".join(generated_lines) + "\n## Tiles\n", 1)
+    (out / "EVAL.md").write_text(text, encoding="utf-8")
     contact_sheet(outputs, f"diffusion-{report['default_steps']}").save(out / "contact_sheet.png")
     for name, row in report["methods"].items():
         print(f"{name}: PSNR {row['psnr']:.2f} dB, SSIM {row['ssim']:.4f}, alpha MAE {255 * row['alpha_mae']:.2f}, "
@@ -153,6 +167,43 @@ def _upscale(args: argparse.Namespace) -> int:
         print(f"{'met' if g['met'] else 'NOT met'}: {g['goal']} ({g['value']:.4g} vs {g['target']:.4g})")
     print(f"wrote {out / 'eval.json'}, {out / 'EVAL.md'}, {out / 'contact_sheet.png'}")
     return 0
+
+
+def _upscale_generated(args: argparse.Namespace, package, report: dict, out: Path) -> list[str]:
+    """The base model's generations upscaled (diffusion/evaluation/upscale_generated.py): adds the
+    report's `generated` section and goals, writes generated_sheet.png, returns EVAL.md's section."""
+    from tqdm import tqdm
+
+    from diffusion.data import load_dataset
+    from diffusion.evaluation.classifier import load_classifier
+    from diffusion.evaluation.pipeline import load_latent_model
+    from diffusion.evaluation.upscale_eval import contact_sheet
+    from diffusion.evaluation.upscale_generated import evaluate_generated, generated_markdown
+
+    model, meta = load_latent_model(args.base_model)
+    defaults = meta.get("defaults", {})
+    prompts = Path(args.base_data) if args.base_data else Path(meta.get("dataset") or _default_data(32))
+    hires = Path(args.data) if args.data else _default_data(128)
+    generated, images = evaluate_generated(
+        package, model, load_classifier(args.classifier), load_dataset(prompts), load_dataset(hires),
+        sampler=defaults.get("sampler", DEFAULT_SAMPLER), steps=int(defaults.get("steps", 20)),
+        guidance=float(defaults.get("guidance_scale", DEFAULT_GUIDANCE)), limit=args.base_limit, seed=args.seed,
+        batch_size=args.batch_size, progress=lambda it: tqdm(list(it), desc="generated, upscaled", unit="method"))
+    base_label = _default_label(meta) if meta.get("kind") == "shipped" else str(args.base_model)
+    generated.update(base_model=str(args.base_model), prompt_dataset=_shown(prompts))
+    report["generated"] = generated
+    report["goals"] = report["goals"] + generated["goals"]
+    sheet = {"lr": images["base"], **{k: v for k, v in images.items() if k != "base"}}
+    side = images["base"].shape[1]
+    contact_sheet(sheet, generated["shipped"], rows=12, lr_label=f"base {side}px, x4").save(out / "generated_sheet.png")
+    for name, row in generated["methods"].items():
+        print(f"generated {name}: category {row['category_adherence']:.3f}, style {row['style_adherence']:.3f}"
+              + (f", FID vs train {row['fid_vs_train']:.2f}, vs held-out {row['fid_vs_held_out']:.2f}"
+                 if "fid_vs_train" in row else ""))
+    return generated_markdown(generated, base_label) + [
+        "The sheet `generated_sheet.png`: 12 of these prompts in rows; columns the base model's generation "
+        "(nearest x4), "
+        "bicubic, the CNN and the shipped default.", ""]
 
 
 def register(parser: argparse.ArgumentParser, name: str = "eval") -> None:
@@ -213,5 +264,11 @@ def register(parser: argparse.ArgumentParser, name: str = "eval") -> None:
     u.add_argument("--limit", type=int, help="use an evenly spaced subset of N held-out images")
     u.add_argument("--seed", type=int, default=0, help="first seed; image i gets seed + i")
     u.add_argument("--batch-size", type=int, default=32)
+    u.add_argument("--base-model", help="also upscale this base model's generations for its validation prompts "
+                                        "(shipped folder, e.g. models/atelier-emoji/2, at its default sampler, "
+                                        "steps and guidance): adherence and FID at 128²")
+    u.add_argument("--base-data", help="the base model's 32² dataset, whose validation rows are the prompts "
+                                       "(default: the one it names, else <cache>/datasets/emoji-32.npz)")
+    u.add_argument("--base-limit", type=int, help="use an evenly spaced subset of N prompts")
     u.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: leave cores to training)")
     u.set_defaults(func=_upscale)

@@ -240,9 +240,12 @@ def markdown(report: dict, label: str) -> str:
     for g in report["goals"]:
         value = g["value"] * 255 if "alpha" in g["goal"] else g["value"]
         target = g["target"] * 255 if "alpha" in g["goal"] else g["target"]
-        lines.append(f"- {'met' if g['met'] else 'NOT met'}: {g['goal']} ({value:.4g} vs {target:.4g})")
-    lines += ["- not measured by this command: adherence of upscaled generations and FID at 128² "
-              "(they need the base model's outputs)", ""]
+        note = "; a gain: no adherence lost" if g.get("no_loss") and not g["met"] else ""
+        lines.append(f"- {'met' if g['met'] else 'NOT met'}: {g['goal']} ({value:.4g} vs {target:.4g}{note})")
+    if not report.get("generated"):
+        lines.append("- not measured by this run: adherence of upscaled generations and FID at 128² "
+                     "(they need the base model's outputs: `--base-model`)")
+    lines.append("")
     bicubic = report["methods"]["bicubic"]
     names = [g["goal"] for g in method_goals(bicubic, bicubic)]
     lines += ["Every method against the image-quality goals:", "",
@@ -274,8 +277,8 @@ def markdown(report: dict, label: str) -> str:
               "themselves. LPIPS' own backbone weights (AlexNet/VGG) cannot be downloaded here. The classifier was "
               "trained at 32², but the 32² version of an SR output is its input again, so a distance between 32² "
               "downsamples cannot see what SR adds; the 32² feature distance column shows it (penultimate "
-              "features of both images box-downsampled to 32²): it is a consistency figure, nearly equal for all "
-              "methods.",
+              "features of both images box-downsampled to 32²): a consistency figure, which follows the round-trip "
+              "PSNR (bicubic's is large because its output does not box-downsample back to its input).",
               "- Round-trip PSNR: the output box-downsampled x4 (the data pipeline's filter) against the input, "
               "premultiplied RGBA in [0, 1].",
               "- ms / image: this machine, PyTorch, the whole held-out set in batches.", ""]
@@ -285,13 +288,14 @@ def markdown(report: dict, label: str) -> str:
 
 
 def contact_sheet(outputs: dict[str, np.ndarray], diffusion: str, rows: int = 8, scale: int = 2,
-                  pad: int = 4) -> Image.Image:
-    """Held-out images in rows; columns LR (enlarged 4x, nearest) | bicubic | CNN | diffusion | truth,
-    each at the output size, over white, the whole sheet enlarged `scale` times without smoothing."""
-    columns = [("low-res x4", "lr"), ("bicubic", "bicubic"), ("CNN", "cnn"), (diffusion, diffusion),
+                  pad: int = 4, lr_label: str = "low-res x4") -> Image.Image:
+    """Images in rows; columns LR (enlarged 4x, nearest) | bicubic | CNN | diffusion | truth (those
+    `outputs` has), each at the output size, over white, the whole sheet enlarged `scale` times
+    without smoothing."""
+    columns = [(lr_label, "lr"), ("bicubic", "bicubic"), ("CNN", "cnn"), (diffusion, diffusion),
                ("ground truth", "truth")]
     columns = [(label, key) for label, key in columns if key in outputs]
-    truth = outputs["truth"]
+    truth = outputs.get("truth", outputs[diffusion])
     n = min(rows, len(truth))
     pick = np.linspace(0, len(truth) - 1, n).round().astype(int)
     h, w = truth.shape[1:3]
