@@ -28,7 +28,7 @@ import numpy as np
 from bench.report import finish
 from diffusion.defaults import DEFAULT_SAMPLER
 from diffusion.noise import SeededNoise, initial_noise
-from diffusion.sampler_catalog import nfe
+from diffusion.sampler_catalog import nfe, spec
 from diffusion.samplers import SAMPLERS
 from diffusion.schedules import (
     alphas_cumprod_from_betas,
@@ -156,6 +156,8 @@ def main(argv: list[str] | None = None) -> dict:
 
     curves: dict[str, dict[int, float]] = {}
     for name, sample in SAMPLERS.items():
+        if spec(name).consistency:  # it needs a consistency model's denoiser, not this exact one
+            continue
         curves[name] = {}
         t0 = time.perf_counter()
         for target in grid:
