@@ -3,6 +3,10 @@
     atelier gateway                                   # serve, configured by ATELIER_* variables
     atelier gateway add-key --tenant studio-a         # print a new key once; store only its hash
     atelier gateway revoke-key KEY_ID
+
+Both key commands use, without `--keys-file`, the file the gateway reads (`ATELIER_API_KEYS_FILE`)
+or else the one docker-compose mounts into it (`${ATELIER_KEYS_DIR:-deploy/compose/keys}/api_keys.json`,
+docs/DEPLOY.md), so a key is revoked from the same file it was added to.
 """
 
 from __future__ import annotations
@@ -17,6 +21,11 @@ from pathlib import Path
 
 from services.common.settings import Settings, SettingsError, env_name
 
+# docker-compose.yml mounts this folder (ATELIER_KEYS_DIR overrides it) as the gateway's keys folder.
+COMPOSE_KEYS_DIR = Path("deploy/compose/keys")
+KEYS_FILE_HELP = (f"keys file (default: {env_name('api_keys_file')}, else "
+                  f"${{ATELIER_KEYS_DIR:-{COMPOSE_KEYS_DIR}}}/api_keys.json, the file docker compose mounts)")
+
 
 def register(parser: argparse.ArgumentParser, name: str = "gateway") -> None:
     parser.add_argument("--listen", help=f"address to listen on (default: {env_name('grpc_listen')})")
@@ -27,19 +36,24 @@ def register(parser: argparse.ArgumentParser, name: str = "gateway") -> None:
     serve.set_defaults(func=_serve)
     add = sub.add_parser("add-key", help="create an API key for a tenant and print it once")
     add.add_argument("--tenant", required=True, help="tenant the key acts for")
-    add.add_argument("--keys-file", type=Path, help=f"keys file (default: {env_name('api_keys_file')})")
+    add.add_argument("--keys-file", type=Path, help=KEYS_FILE_HELP)
     add.set_defaults(func=_add_key)
     revoke = sub.add_parser("revoke-key", help="delete an API key by its id")
     revoke.add_argument("key_id")
-    revoke.add_argument("--keys-file", type=Path, help=f"keys file (default: {env_name('api_keys_file')})")
+    revoke.add_argument("--keys-file", type=Path, help=KEYS_FILE_HELP)
     revoke.set_defaults(func=_revoke_key)
 
 
 def _keys_file(args) -> Path:
-    path = args.keys_file or Settings.from_env().api_keys_file
-    if path is None:
-        raise SystemExit(f"atelier gateway: give --keys-file or set {env_name('api_keys_file')}")
-    return Path(path)
+    if args.keys_file is not None:
+        return args.keys_file
+    try:
+        configured = Settings.from_env().api_keys_file
+    except SettingsError as exc:
+        raise SystemExit(f"atelier gateway: {exc}") from None
+    if configured is not None:
+        return Path(configured)
+    return Path(os.environ.get("ATELIER_KEYS_DIR") or COMPOSE_KEYS_DIR) / "api_keys.json"
 
 
 def _add_key(args) -> int:

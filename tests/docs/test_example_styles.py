@@ -1,0 +1,58 @@
+"""Every style an example in README or docs/ asks for is one the shipped models have.
+
+`unknown style` is the first error a user copying an example would meet; the examples are checked
+against the manifests under models/, never against a test model's styles.
+"""
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+# `--style NAME` on a command line, `style="NAME"` in Python, `style: "NAME"` / `"style": "NAME"` in JS or JSON.
+STYLE = re.compile(
+    r"""--style[ =]([A-Za-z0-9_.-]+)"""
+    r"""|\bstyle\s*=\s*["']([^"']+)["']"""
+    r"""|["']?\bstyle["']?\s*:\s*["']([^"']+)["']"""
+)
+
+
+def _shipped_styles() -> set[str]:
+    styles = set()
+    for manifest in (ROOT / "models").glob("*/*/manifest.json"):
+        styles.update(json.loads(manifest.read_text()).get("styles", []))
+    return styles
+
+
+def _examples(path: Path):
+    """(line number, style) for each style in the file's fenced code blocks and inline code."""
+    fenced = False
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if line.lstrip().startswith("```"):
+            fenced = not fenced
+            continue
+        spans = [line] if fenced else re.findall(r"`([^`]+)`", line)
+        for span in spans:
+            for match in STYLE.finditer(span):
+                yield number, next(g for g in match.groups() if g)
+
+
+def test_the_shipped_models_have_styles():
+    assert {"twemoji", "noto"} <= _shipped_styles()
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_style_in_the_examples_is_a_shipped_style(doc):
+    shipped = _shipped_styles()
+    wrong = [f"{doc.relative_to(ROOT)}:{n}: {style}" for n, style in _examples(doc)
+             if style not in shipped and style.upper() != "NAME"]
+    assert not wrong, f"styles the shipped models do not have ({sorted(shipped)}): {wrong}"
+
+
+def test_the_check_finds_an_unknown_style(tmp_path):
+    doc = tmp_path / "X.md"
+    doc.write_text('```python\nc.generate("a fox", style="google")\n```\nor `atelier generate x --style twitter`\n')
+    assert [s for _, s in _examples(doc)] == ["google", "twitter"]
