@@ -35,6 +35,7 @@ def test_generation_service_has_every_rpc():
         "Watch": ("atelier.v1.WatchRequest", "atelier.v1.JobEvent", True),
         "GetJob": ("atelier.v1.GetJobRequest", "atelier.v1.Job", False),
         "CancelJob": ("atelier.v1.CancelJobRequest", "atelier.v1.CancelJobResponse", False),
+        "ListJobs": ("atelier.v1.ListJobsRequest", "atelier.v1.ListJobsResponse", False),
     }
 
 

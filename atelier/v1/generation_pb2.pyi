@@ -395,6 +395,88 @@ class CancelJobRequest(_message.Message):
 Global___CancelJobRequest: _TypeAlias = CancelJobRequest  # noqa: Y015
 
 @_typing.final
+class ListJobsRequest(_message.Message):
+    """Ask for a page of the caller's jobs (AIP-158 pagination)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    STATES_FIELD_NUMBER: _builtins.int
+    KINDS_FIELD_NUMBER: _builtins.int
+    CREATED_AFTER_FIELD_NUMBER: _builtins.int
+    CREATED_BEFORE_FIELD_NUMBER: _builtins.int
+    page_size: _builtins.int
+    """Jobs per page at most: 0 means 50, more than 1000 means 1000, negative is
+    INVALID_ARGUMENT. A page may hold fewer (even none) while next_page_token is set.
+    """
+    page_token: _builtins.str
+    """ListJobsResponse.next_page_token of the previous page, with the same filters; empty:
+    the first page. Opaque: anything else is INVALID_ARGUMENT.
+    """
+    @_builtins.property
+    def states(self) -> _containers.RepeatedScalarFieldContainer[_types_pb2.JobState.ValueType]:
+        """Only jobs in one of these states. Empty: any state."""
+
+    @_builtins.property
+    def kinds(self) -> _containers.RepeatedScalarFieldContainer[_types_pb2.JobKind.ValueType]:
+        """Only jobs of one of these kinds. Empty: any kind."""
+
+    @_builtins.property
+    def created_after(self) -> _timestamp_pb2.Timestamp:
+        """Only jobs created at or after this time. Unset: no lower bound."""
+
+    @_builtins.property
+    def created_before(self) -> _timestamp_pb2.Timestamp:
+        """Only jobs created before this time. Unset: no upper bound."""
+
+    def __init__(
+        self,
+        *,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+        states: _abc.Iterable[_types_pb2.JobState.ValueType] | None = ...,
+        kinds: _abc.Iterable[_types_pb2.JobKind.ValueType] | None = ...,
+        created_after: _timestamp_pb2.Timestamp | None = ...,
+        created_before: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["created_after", b"created_after", "created_before", b"created_before"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_after", b"created_after", "created_before", b"created_before", "kinds", b"kinds", "page_size", b"page_size", "page_token", b"page_token", "states", b"states"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListJobsRequest: _TypeAlias = ListJobsRequest  # noqa: Y015
+
+@_typing.final
+class ListJobsResponse(_message.Message):
+    """A page of jobs."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JOBS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Pass as ListJobsRequest.page_token for the next page; empty on the last page."""
+    @_builtins.property
+    def jobs(self) -> _containers.RepeatedCompositeFieldContainer[Global___Job]:
+        """The jobs, newest first (by created_at, then job_id)."""
+
+    def __init__(
+        self,
+        *,
+        jobs: _abc.Iterable[Global___Job] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["jobs", b"jobs", "next_page_token", b"next_page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListJobsResponse: _TypeAlias = ListJobsResponse  # noqa: Y015
+
+@_typing.final
 class CancelJobResponse(_message.Message):
     """What CancelJob returns."""
 
@@ -465,6 +547,7 @@ class Job(_message.Message):
     REQUEST_ID_FIELD_NUMBER: _builtins.int
     DEADLINE_FIELD_NUMBER: _builtins.int
     LAST_EVENT_ID_FIELD_NUMBER: _builtins.int
+    KIND_FIELD_NUMBER: _builtins.int
     job_id: _builtins.str
     """The job's id."""
     state: _types_pb2.JobState.ValueType
@@ -491,6 +574,8 @@ class Job(_message.Message):
     """The request's idempotency key."""
     last_event_id: _builtins.str
     """Id of the job's latest event: Watch from here to follow only what comes next."""
+    kind: _types_pb2.JobKind.ValueType
+    """What the job makes."""
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp:
         """When it was accepted."""
@@ -537,10 +622,11 @@ class Job(_message.Message):
         request_id: _builtins.str = ...,
         deadline: _timestamp_pb2.Timestamp | None = ...,
         last_event_id: _builtins.str = ...,
+        kind: _types_pb2.JobKind.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "deadline", b"deadline", "finished_at", b"finished_at", "started_at", b"started_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "deadline", b"deadline", "error_code", b"error_code", "error_message", b"error_message", "finished_at", b"finished_at", "images_done", b"images_done", "images_total", b"images_total", "job_id", b"job_id", "labels", b"labels", "last_event_id", b"last_event_id", "model", b"model", "model_version", b"model_version", "priority", b"priority", "request_id", b"request_id", "seeds", b"seeds", "started_at", b"started_at", "state", b"state", "steps_done", b"steps_done", "steps_total", b"steps_total"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "deadline", b"deadline", "error_code", b"error_code", "error_message", b"error_message", "finished_at", b"finished_at", "images_done", b"images_done", "images_total", b"images_total", "job_id", b"job_id", "kind", b"kind", "labels", b"labels", "last_event_id", b"last_event_id", "model", b"model", "model_version", b"model_version", "priority", b"priority", "request_id", b"request_id", "seeds", b"seeds", "started_at", b"started_at", "state", b"state", "steps_done", b"steps_done", "steps_total", b"steps_total"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -61,6 +61,11 @@ class GenerationStub:
                 request_serializer=atelier_dot_v1_dot_generation__pb2.CancelJobRequest.SerializeToString,
                 response_deserializer=atelier_dot_v1_dot_generation__pb2.CancelJobResponse.FromString,
                 _registered_method=True)
+        self.ListJobs = channel.unary_unary(
+                '/atelier.v1.Generation/ListJobs',
+                request_serializer=atelier_dot_v1_dot_generation__pb2.ListJobsRequest.SerializeToString,
+                response_deserializer=atelier_dot_v1_dot_generation__pb2.ListJobsResponse.FromString,
+                _registered_method=True)
 
 
 class GenerationServicer:
@@ -110,6 +115,17 @@ class GenerationServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListJobs(self, request, context):
+        """The caller's tenant's jobs, newest first, a page at a time (AIP-158), filtered by state,
+        kind and creation time. Another tenant's jobs never appear. A job is listed until its
+        record expires (a finished job's keys expire after the service's result TTL).
+        INVALID_ARGUMENT for a negative page_size, a page_token that is not this call's, or
+        an unknown filter value.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_GenerationServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -137,6 +153,11 @@ def add_GenerationServicer_to_server(servicer, server):
                     servicer.CancelJob,
                     request_deserializer=atelier_dot_v1_dot_generation__pb2.CancelJobRequest.FromString,
                     response_serializer=atelier_dot_v1_dot_generation__pb2.CancelJobResponse.SerializeToString,
+            ),
+            'ListJobs': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListJobs,
+                    request_deserializer=atelier_dot_v1_dot_generation__pb2.ListJobsRequest.FromString,
+                    response_serializer=atelier_dot_v1_dot_generation__pb2.ListJobsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -276,6 +297,33 @@ class Generation:
             '/atelier.v1.Generation/CancelJob',
             atelier_dot_v1_dot_generation__pb2.CancelJobRequest.SerializeToString,
             atelier_dot_v1_dot_generation__pb2.CancelJobResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListJobs(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/atelier.v1.Generation/ListJobs',
+            atelier_dot_v1_dot_generation__pb2.ListJobsRequest.SerializeToString,
+            atelier_dot_v1_dot_generation__pb2.ListJobsResponse.FromString,
             options,
             channel_credentials,
             insecure,

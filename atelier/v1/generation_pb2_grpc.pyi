@@ -56,6 +56,13 @@ class GenerationStub:
     """Cancels a job; it stops within one sampler step. Cancelling a finished job is not an
     error: the response carries its final state.
     """
+    ListJobs: _grpc.UnaryUnaryMultiCallable[_generation_pb2.ListJobsRequest, _generation_pb2.ListJobsResponse]
+    """The caller's tenant's jobs, newest first, a page at a time (AIP-158), filtered by state,
+    kind and creation time. Another tenant's jobs never appear. A job is listed until its
+    record expires (a finished job's keys expire after the service's result TTL).
+    INVALID_ARGUMENT for a negative page_size, a page_token that is not this call's, or
+    an unknown filter value.
+    """
 
 @_typing.type_check_only
 class GenerationAsyncStub(GenerationStub):
@@ -84,6 +91,13 @@ class GenerationAsyncStub(GenerationStub):
     CancelJob: _aio.UnaryUnaryMultiCallable[_generation_pb2.CancelJobRequest, _generation_pb2.CancelJobResponse]  # type: ignore[assignment]
     """Cancels a job; it stops within one sampler step. Cancelling a finished job is not an
     error: the response carries its final state.
+    """
+    ListJobs: _aio.UnaryUnaryMultiCallable[_generation_pb2.ListJobsRequest, _generation_pb2.ListJobsResponse]  # type: ignore[assignment]
+    """The caller's tenant's jobs, newest first, a page at a time (AIP-158), filtered by state,
+    kind and creation time. Another tenant's jobs never appear. A job is listed until its
+    record expires (a finished job's keys expire after the service's result TTL).
+    INVALID_ARGUMENT for a negative page_size, a page_token that is not this call's, or
+    an unknown filter value.
     """
 
 class GenerationServicer(metaclass=_abc_1.ABCMeta):
@@ -140,6 +154,19 @@ class GenerationServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_generation_pb2.CancelJobResponse, _abc.Awaitable[_generation_pb2.CancelJobResponse]]:
         """Cancels a job; it stops within one sampler step. Cancelling a finished job is not an
         error: the response carries its final state.
+        """
+
+    @_abc_1.abstractmethod
+    def ListJobs(
+        self,
+        request: _generation_pb2.ListJobsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_generation_pb2.ListJobsResponse, _abc.Awaitable[_generation_pb2.ListJobsResponse]]:
+        """The caller's tenant's jobs, newest first, a page at a time (AIP-158), filtered by state,
+        kind and creation time. Another tenant's jobs never appear. A job is listed until its
+        record expires (a finished job's keys expire after the service's result TTL).
+        INVALID_ARGUMENT for a negative page_size, a page_token that is not this call's, or
+        an unknown filter value.
         """
 
 def add_GenerationServicer_to_server(servicer: GenerationServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -175,6 +175,40 @@ JOB_STATE_EXPIRED: JobState.ValueType  # 6
 """Its deadline passed before it could finish. Final."""
 Global___JobState: _TypeAlias = JobState  # noqa: Y015
 
+class _JobKind:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _JobKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_JobKind.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    JOB_KIND_UNSPECIFIED: _JobKind.ValueType  # 0
+    """Not known (a job stored before kinds were recorded); never a filter value."""
+    JOB_KIND_TXT2IMG: _JobKind.ValueType  # 1
+    """Text to image: sampling starts from pure noise."""
+    JOB_KIND_IMG2IMG: _JobKind.ValueType  # 2
+    """Image to image: sampling starts from GenerateRequest.init_image."""
+    JOB_KIND_INPAINT: _JobKind.ValueType  # 3
+    """Inpainting: init_image with a mask."""
+    JOB_KIND_UPSCALE: _JobKind.ValueType  # 4
+    """An uploaded image through the upscaler alone (GenerateRequest.upscale_image)."""
+
+class JobKind(_JobKind, metaclass=_JobKindEnumTypeWrapper):
+    """What a job makes (its plan's kind). A client must accept numbers it does not know: new
+    kinds are added.
+    """
+
+JOB_KIND_UNSPECIFIED: JobKind.ValueType  # 0
+"""Not known (a job stored before kinds were recorded); never a filter value."""
+JOB_KIND_TXT2IMG: JobKind.ValueType  # 1
+"""Text to image: sampling starts from pure noise."""
+JOB_KIND_IMG2IMG: JobKind.ValueType  # 2
+"""Image to image: sampling starts from GenerateRequest.init_image."""
+JOB_KIND_INPAINT: JobKind.ValueType  # 3
+"""Inpainting: init_image with a mask."""
+JOB_KIND_UPSCALE: JobKind.ValueType  # 4
+"""An uploaded image through the upscaler alone (GenerateRequest.upscale_image)."""
+Global___JobKind: _TypeAlias = JobKind  # noqa: Y015
+
 class _ErrorCode:
     ValueType = _typing.NewType("ValueType", _builtins.int)
     V: _TypeAlias = ValueType  # noqa: Y015
