@@ -11,6 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from atelier_cli.arguments import consecutive_seeds, existing_file, number, seed, size, whole
 from atelier_cli.config import default_api_key, default_gateway
 from diffusion.sampler_catalog import SAMPLER_NAMES
 
@@ -23,18 +24,10 @@ def _connection_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--gateway", default=None, help="gateway address host:port (env ATELIER_GATEWAY)")
     g.add_argument("--api-key", default=None, help="API key (env ATELIER_API_KEY, or the key file of `atelier up`)")
     g.add_argument("--tls", action="store_true", help="connect with TLS")
-    g.add_argument("--ca-cert", type=Path, help="PEM CA to verify the gateway (implies --tls)")
-    g.add_argument("--client-cert", type=Path, help="PEM client certificate for mutual TLS")
-    g.add_argument("--client-key", type=Path, help="PEM client key for mutual TLS")
-    g.add_argument("--timeout", type=float, default=30.0, help="seconds for unary calls (default 30)")
-
-
-def _size(text: str) -> tuple[int, int]:
-    try:
-        w, h = text.lower().split("x")
-        return int(w), int(h)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected WIDTHxHEIGHT, e.g. 64x64") from None
+    g.add_argument("--ca-cert", type=existing_file, help="PEM CA to verify the gateway (implies --tls)")
+    g.add_argument("--client-cert", type=existing_file, help="PEM client certificate for mutual TLS")
+    g.add_argument("--client-key", type=existing_file, help="PEM client key for mutual TLS")
+    g.add_argument("--timeout", type=number(0, above=True), default=30.0, help="seconds for unary calls (default 30)")
 
 
 def register(parser: argparse.ArgumentParser, name: str) -> None:
@@ -67,37 +60,41 @@ def _register_generate(p: argparse.ArgumentParser) -> None:
     p.add_argument("prompt", help="what to draw")
     p.add_argument("--style", default="", help="art style (see `atelier models`)")
     p.add_argument("--negative", default="", help="what to steer away from")
-    p.add_argument("--seed", type=int, action="append", default=[], help="seed of one image (repeatable)")
-    p.add_argument("--count", type=int, default=0, help="images with service-drawn seeds (without --seed)")
-    p.add_argument("--steps", type=int, default=0, help="sampler steps (default: the model's)")
+    p.add_argument("--seed", type=seed, action="append", default=[], help="seed of one image (repeatable)")
+    p.add_argument("--count", type=whole(1), default=0,
+                   help="number of images: seeds drawn by the service, or with one --seed S: S, S+1, ... S+N-1")
+    p.add_argument("--steps", type=whole(1), default=0, help="sampler steps (default: the model's)")
     p.add_argument("--sampler", default="", choices=SAMPLER_NAMES, metavar="SAMPLER",
                    help=f"one of {', '.join(SAMPLER_NAMES)} (default: the model's)")
-    p.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale")
-    p.add_argument("--size", type=_size, default=None, help="WIDTHxHEIGHT in pixels (default: native)")
-    p.add_argument("--init", type=Path, default=None, help="init image for image-to-image")
-    p.add_argument("--strength", type=float, default=0.0, help="image-to-image strength in (0, 1]")
-    p.add_argument("--mask", type=Path, default=None, help="inpainting mask (white = repaint)")
+    p.add_argument("--guidance", type=number(0), default=None, help="classifier-free guidance scale")
+    p.add_argument("--size", type=size, default=None, help="WIDTHxHEIGHT in pixels (default: native)")
+    p.add_argument("--init", type=existing_file, default=None, help="init image for image-to-image")
+    p.add_argument("--strength", type=number(0, 1, above=True), default=0.0,
+                   help="image-to-image strength in (0, 1]")
+    p.add_argument("--mask", type=existing_file, default=None, help="inpainting mask (white = repaint)")
     p.add_argument("--tile", action="store_true", help="seamless tile")
-    p.add_argument("--upscale", type=int, default=0, metavar="FACTOR",
+    p.add_argument("--upscale", type=whole(1), default=0, metavar="FACTOR",
                    help="then upscale every image by FACTOR (4) in the same job (default: none)")
     _upscaler_args(p)
     p.add_argument("--format", default="png", choices=["png", "jpeg", "webp", "raw"], help="image encoding")
-    p.add_argument("--quality", type=int, default=0, help="JPEG/WEBP quality 1-100")
+    p.add_argument("--quality", type=whole(1, 100), default=0, help="JPEG/WEBP quality 1-100")
     p.add_argument("--out", type=Path, default=Path("out"), help="folder for images (default out/)")
     p.add_argument("--priority", default="interactive", choices=["interactive", "batch"])
-    p.add_argument("--deadline", type=float, default=None, help="seconds from now by which the job must finish")
-    p.add_argument("--preview-every", type=int, default=2, help="preview every N steps (0: none)")
+    p.add_argument("--deadline", type=number(0, above=True), default=None,
+                   help="seconds from now by which the job must finish")
+    p.add_argument("--preview-every", type=whole(0), default=2, help="preview every N steps (0: none)")
     p.add_argument("--model", default="", help="model name (default: the service's)")
     p.add_argument("--model-version", default="", help="model version (default: newest ready)")
     p.add_argument("--request-id", default="", help="idempotency key")
-    p.add_argument("--cancel-on-exit", action="store_true", help="cancel the job if this command is interrupted")
+    p.add_argument("--cancel-on-exit", action="store_true",
+                   help="cancel the job if this command is interrupted (nothing to resume then)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     _connection_args(p)
     p.set_defaults(func=_generate)
 
 
 def _upscaler_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--upscale-steps", type=int, default=0, help="upscaler steps (default: the upscaler's)")
+    p.add_argument("--upscale-steps", type=whole(1), default=0, help="upscaler steps (default: the upscaler's)")
     p.add_argument("--upscaler", default="", help="upscaler model (default: the service's)")
     p.add_argument("--upscaler-version", default="", help="upscaler version (default: newest ready)")
     p.add_argument("--upscale-fast", action="store_true", help="the upscaler's one-pass network instead of its steps")
@@ -108,20 +105,20 @@ OUT_FORMATS = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".webp": "webp"}
 
 
 def _register_upscale(p: argparse.ArgumentParser) -> None:
-    p.add_argument("image", type=Path, help="the image to upscale (PNG, JPEG or WEBP)")
+    p.add_argument("image", type=existing_file, help="the image to upscale (PNG, JPEG or WEBP)")
     p.add_argument("--out", type=Path, default=None,
                    help="the upscaled image: .png, .jpg or .webp (default: IMAGE's name with -x4, beside it)")
-    p.add_argument("--factor", type=int, default=4, help="upscale factor: the upscaler's, 4 (default 4)")
-    p.add_argument("--seed", type=int, default=None, help="seed of the upscaler's noise (default: drawn)")
-    p.add_argument("--steps", dest="upscale_steps", type=int, default=0, metavar="N",
+    p.add_argument("--factor", type=whole(1), default=4, help="upscale factor: the upscaler's, 4 (default 4)")
+    p.add_argument("--seed", type=seed, default=None, help="seed of the upscaler's noise (default: drawn)")
+    p.add_argument("--steps", dest="upscale_steps", type=whole(1), default=0, metavar="N",
                    help="upscaler steps (default: its own)")
     p.add_argument("--fast", dest="upscale_fast", action="store_true",
                    help="the upscaler's one-pass network instead of its steps")
     p.add_argument("--upscaler", default="", help="upscaler model (default: the service's)")
     p.add_argument("--upscaler-version", default="", help="upscaler version (default: newest ready)")
-    p.add_argument("--quality", type=int, default=0, help="JPEG/WEBP quality 1-100")
+    p.add_argument("--quality", type=whole(1, 100), default=0, help="JPEG/WEBP quality 1-100")
     p.add_argument("--priority", default="interactive", choices=["interactive", "batch"])
-    p.add_argument("--preview-every", type=int, default=0, help="preview every N steps (0: none)")
+    p.add_argument("--preview-every", type=whole(0), default=0, help="preview every N steps (0: none)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     _connection_args(p)
     p.set_defaults(func=_upscale)
@@ -223,9 +220,7 @@ def _follow(events, args, out_dir: Path | None = None, path_for=None) -> int:
             writer.handle(event)
     except KeyboardInterrupt:
         writer.close()
-        job = writer.last_event_id and getattr(args, "_job_id", "")
-        hint = f" `atelier jobs watch {job} --after {writer.last_event_id}` resumes" if job else ""
-        print(f"\natelier: interrupted;{hint}", file=sys.stderr)
+        print(f"\natelier: interrupted; {_after_interrupt(args, writer.last_event_id)}", file=sys.stderr)
         return 130
     finally:
         writer.close()
@@ -236,15 +231,32 @@ def _follow(events, args, out_dir: Path | None = None, path_for=None) -> int:
     return 0 if writer.succeeded else 1
 
 
+def _after_interrupt(args, last_event_id: str) -> str:
+    """What became of the job: with --cancel-on-exit the gateway cancels it when the stream drops."""
+    job = getattr(args, "_job_id", "")
+    if getattr(args, "cancel_on_exit", False):
+        return f"job {job} is cancelled (--cancel-on-exit)" if job else "no job was started"
+    if job and last_event_id:
+        return f"the job goes on; `atelier jobs watch {job} --after {last_event_id}` resumes"
+    if job:
+        return f"the job goes on; `atelier jobs watch {job}` follows it"
+    return "no job was started"
+
+
 def _generate(args) -> int:
     def action(args) -> int:
         from clients.requests import build_request
 
+        try:
+            seeds = consecutive_seeds(args.seed, args.count)
+        except ValueError as err:
+            print(f"atelier generate: {err}", file=sys.stderr)
+            return 2
         width, height = args.size or (0, 0)
         request = build_request(
             args.prompt, negative_prompt=args.negative, style=args.style, model=args.model,
             model_version=args.model_version, width=width, height=height, steps=args.steps,
-            sampler=args.sampler or None, guidance_scale=args.guidance, seeds=args.seed, count=args.count,
+            sampler=args.sampler or None, guidance_scale=args.guidance, seeds=seeds, count=0 if seeds else args.count,
             init_image=args.init, strength=args.strength, mask=args.mask, tiling=args.tile,
             output_format=args.format, output_quality=args.quality, priority=args.priority,
             deadline=args.deadline, preview_every_steps=args.preview_every, request_id=args.request_id,

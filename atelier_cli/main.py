@@ -12,6 +12,8 @@ import argparse
 import importlib
 import sys
 
+from atelier_cli.arguments import Parser
+
 # subcommand -> (module, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "data": ("diffusion.data.cli", "build training datasets (emoji sets, a studio's image folder)"),
@@ -33,7 +35,7 @@ def _available(module: str) -> bool:
 
 
 def build_parser(argv: list[str]) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="atelier", description="Atelier diffusion image generation")
+    parser = Parser(prog="atelier", description="Atelier diffusion image generation")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     wanted = argv[0] if argv else None
     for name, (module, help_text) in SUBCOMMANDS.items():
@@ -54,7 +56,10 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(argv)
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as done:  # --help, or a bad argument already reported in one line: its status
+        return done.code if isinstance(done.code, int) else 2
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

@@ -76,7 +76,7 @@ ERRORS = {
     "another factor": (lambda p: p.write_bytes(png_bytes(8, 8)), ["--factor", "2"], 2, "upscale: must be 0 or 4"),
     "an output name that says no format": (lambda p: p.write_bytes(png_bytes(8, 8)), ["--out", "x.gif"], 2,
                                            "must end in .png, .jpg, .jpeg, .webp"),
-    "a missing input": (lambda p: None, [], 1, "No such file"),
+    "a missing input": (lambda p: None, [], 2, "argument image: in.png: no such file"),
 }
 
 
