@@ -203,6 +203,7 @@ class JobRecord:
     error_code: str = ErrorCode.NONE
     error_message: str = ""
     last_event_id: str = ""
+    kind: str = ""  # a services.common.plan.JobKind; "" for a record stored before kinds were
 
     @property
     def images_total(self) -> int:

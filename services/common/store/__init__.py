@@ -1,5 +1,5 @@
 """Job records, their event logs and their images in Redis: :class:`JobStore`, assembled from
-one module per concern (keys, admission, outbox, reading, attempts, finishing), each with the Lua
+one module per concern (keys, admission, outbox, reading, history, attempts, finishing), each with the Lua
 scripts it runs.
 
 Every change of state is one Lua script, i.e. one atomic compare-and-set: a job leaves
@@ -19,6 +19,8 @@ Keys (all under `Settings.key_prefix`):
     queue:<q>:waiting            set     keys (job:<id>) of the jobs admitted to queue <q> that no
                                          attempt has begun yet: what the queue cap counts
     tenant:<t>:request:<rid>     string  idempotency key -> job id
+    tenant:<t>:jobs              zset    the tenant's job ids scored by creation time in ms: its
+                                         history, newest first (ListJobs; store/history.py)
     outbox                       zset    ids of jobs stored but not yet handed to the broker,
                                          scored by creation time (see :meth:`JobStore.unsent`)
     leases                       zset    ids of jobs a worker holds, scored by when the hold
@@ -35,11 +37,13 @@ from services.common.store import admission, attempts, finishing, outbox
 from services.common.store.admission import Admitted, Admitting, DuplicateJob, Quota, QuotaExceeded, new_job_id
 from services.common.store.attempts import Attempts
 from services.common.store.finishing import Finishing
+from services.common.store.history import History, HistoryFilter, HistoryPage, Position
 from services.common.store.keys import KeyNames
 from services.common.store.outbox import Outbox
 from services.common.store.reading import JobNotFound, Reading
 
-__all__ = ["Admitted", "DuplicateJob", "JobNotFound", "JobStore", "Quota", "QuotaExceeded", "new_job_id"]
+__all__ = ["Admitted", "DuplicateJob", "HistoryFilter", "HistoryPage", "JobNotFound", "JobStore", "Position", "Quota",
+           "QuotaExceeded", "new_job_id"]
 
 # attribute -> the Lua script it runs, registered once per store
 _SCRIPTS = {
@@ -52,7 +56,7 @@ _SCRIPTS = {
 }
 
 
-class JobStore(KeyNames, Admitting, Outbox, Reading, Attempts, Finishing):
+class JobStore(KeyNames, Admitting, Outbox, Reading, History, Attempts, Finishing):
     """All reads and writes of job records and events. Thread-safe (redis-py pools connections)."""
 
     def __init__(self, client: redis.Redis, key_prefix: str = "atelier:", result_ttl_seconds: int = 24 * 3600):

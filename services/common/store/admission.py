@@ -13,7 +13,9 @@ import redis
 
 from services.common import events as ev
 from services.common.jobs import UPLOADS, JobSpec, JobState, Priority
+from services.common.plan import job_kind
 from services.common.queues import broker_lists
+from services.common.store import history
 
 
 class DuplicateJob(ValueError):
@@ -64,11 +66,15 @@ def new_job_id() -> str:
 # hold more: jobs the broker redelivers were admitted long ago), and the tenant's counter of
 # this minute, which only an admitted job increments.
 #
+# The job also joins its tenant's history (ListJobs, services/common/store/history.py), scored
+# by its creation time in ms; the oldest entries whose record has expired leave it here, a few
+# per new job, so the index follows the records' TTL without a sweeper.
+#
 # KEYS: 1 job, 2 events, 3 the tenant's in-flight set, 4 outbox, 5 the job's queue's waiting
-#       set, 6 the idempotency key (used only when ARGV[4], the request id, is set); with a
-#       quota also 7 the tenant's rate counter, 8 the interactive queue's waiting set, then
-#       the broker lists of the job's queue and, for a batch job, those of the interactive
-#       queue (quota.lists of each).
+#       set, 6 the idempotency key (used only when ARGV[4], the request id, is set), 7 the
+#       tenant's history; with a quota also 8 the tenant's rate counter, 9 the interactive
+#       queue's waiting set, then the broker lists of the job's queue and, for a batch job,
+#       those of the interactive queue (quota.lists of each).
 # ARGV: 1 job id, 2 time, 3 the queued event's data, 4 request id, 5 quota JSON or '',
 #       6 the names the queued event's position and ETA go under (events.store_filled),
 #       7... the record's fields.
@@ -89,13 +95,13 @@ if ARGV[5] ~= '' then
   end
   local in_flight = redis.call('SCARD', KEYS[3])
   if in_flight >= quota.max_in_flight then return {-1, 'tenant_in_flight', in_flight} end
-  local depth = waiting(5, 9)
+  local depth = waiting(5, 10)
   if depth >= quota.max_waiting then return {-1, 'queue_full', depth} end
-  local used = tonumber(redis.call('GET', KEYS[7]) or '0')
+  local used = tonumber(redis.call('GET', KEYS[8]) or '0')
   if used >= quota.per_minute then return {-1, 'tenant_rate', used} end
-  if redis.call('INCR', KEYS[7]) == 1 then redis.call('EXPIRE', KEYS[7], quota.window_ttl) end
+  if redis.call('INCR', KEYS[8]) == 1 then redis.call('EXPIRE', KEYS[8], quota.window_ttl) end
   position = depth
-  if KEYS[8] ~= KEYS[5] then position = position + waiting(8, 9 + quota.lists) end
+  if KEYS[9] ~= KEYS[5] then position = position + waiting(9, 10 + quota.lists) end
   local data, filled = cjson.decode(queued), cjson.decode(ARGV[6])
   -- Each job ahead holds one of the workers' slots for about one job time; this one runs after them.
   local eta_seconds = (math.floor(position / quota.slots) + 1) * quota.job_seconds
@@ -107,7 +113,7 @@ redis.call('SADD', KEYS[3], ARGV[1])
 redis.call('SADD', KEYS[5], KEYS[1])
 redis.call('ZADD', KEYS[4], ARGV[2], ARGV[1])
 if ARGV[4] ~= '' then redis.call('SET', KEYS[6], ARGV[1]) end
-redis.call('XADD', KEYS[2], '*', 'kind', 'queued', 'time', ARGV[2], 'data', queued)
+""" + history.ADD_AND_TRIM + """redis.call('XADD', KEYS[2], '*', 'kind', 'queued', 'time', ARGV[2], 'data', queued)
 return {1, ARGV[1], position, eta}
 """
 
@@ -174,6 +180,7 @@ class Admitting:
             self.outbox_key,
             self.waiting_key(spec.priority),
             self.request_key(tenant, spec.request_id),
+            self.history_key(tenant),
         ]
         quota_json = ""
         if quota is not None:
@@ -186,6 +193,8 @@ class Admitting:
         record: dict[str, Any] = {
             "tenant": tenant,
             "state": JobState.QUEUED,
+            "kind": spec.plan.kind if spec.plan is not None else job_kind(
+                bool(spec.init_image), bool(spec.mask), bool(spec.upscale_image)),
             "spec": spec.to_json(),
             "created_at": repr(now),
             "attempt": 0,

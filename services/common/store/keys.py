@@ -26,6 +26,9 @@ class KeyNames:
     def request_key(self, tenant: str, request_id: str) -> str:
         return f"{self.prefix}tenant:{tenant}:request:{request_id}"
 
+    def history_key(self, tenant: str) -> str:
+        return f"{self.prefix}tenant:{tenant}:jobs"
+
     def rate_key(self, tenant: str, window: int) -> str:
         return f"{self.prefix}tenant:{tenant}:rate:{window}"
 

@@ -23,9 +23,7 @@ class Reading:
         pipe.hgetall(self.job_key(job_id))
         pipe.xrevrange(self.events_key(job_id), count=1)
         fields, last = pipe.execute()
-        if not fields or (tenant is not None and fields[b"tenant"].decode() != tenant):
-            raise JobNotFound(job_id)
-        return _record(job_id, fields, last[0][0].decode() if last else "")
+        return record_of(job_id, fields, last[0][0].decode() if last else "", tenant)
 
     def artifact_bytes(self, job_id: str, index: int) -> bytes | None:
         return self.client.hget(self.artifacts_key(job_id), str(index))
@@ -74,6 +72,14 @@ class Reading:
         return event
 
 
+def record_of(job_id: str, fields: dict[bytes, bytes], last_event_id: str, tenant: str | None = None) -> JobRecord:
+    """The record read as `fields`, or JobNotFound when there is none (it expired) or, with
+    `tenant`, when another tenant owns it."""
+    if not fields or (tenant is not None and fields[b"tenant"].decode() != tenant):
+        raise JobNotFound(job_id)
+    return _record(job_id, fields, last_event_id)
+
+
 def _record(job_id: str, f: dict[bytes, bytes], last_event_id: str) -> JobRecord:
     def text(name: str) -> str:
         return f.get(name.encode(), b"").decode()
@@ -88,6 +94,8 @@ def _record(job_id: str, f: dict[bytes, bytes], last_event_id: str) -> JobRecord
         tenant=text("tenant"),
         spec=spec,
         state=text("state"),
+        # Stored since job history; a record from before takes its plan's (a plan-less one: unknown).
+        kind=text("kind") or (spec.plan.kind if spec.plan else ""),
         created_at=number("created_at") or 0.0,
         started_at=number("started_at"),
         finished_at=number("finished_at"),
