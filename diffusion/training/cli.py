@@ -236,7 +236,8 @@ def register(parser: argparse.ArgumentParser, name: str = "train") -> None:
     add_arguments(s)
     s.set_defaults(func=_upscale)
     p = sub.add_parser("package", help="copy a finished run's EMA weights, configs and figures into a model folder")
-    p.add_argument("--root", required=True, help="pipeline run root holding vae/ and unet/")
+    p.add_argument("--root", required=True, help="pipeline run root holding vae/ and unet/, or a UNet run on a "
+                                                 "packaged model's VAE (a `train finetune` --run-dir)")
     p.add_argument("--out", required=True, help="the new version's folder, e.g. models/atelier-emoji/3")
     p.add_argument("--vae-from", help="a packaged model folder whose VAE the UNet run was trained on "
                                       "(`train unet --vae-from`); its weights and provenance are reused")

@@ -71,13 +71,32 @@ def _vae_source(vae_from: Path, unet_config: dict) -> dict:
             "sha256": hashlib.sha256((vae_from / "vae_ema.safetensors").read_bytes()).hexdigest()}
 
 
+def _is_unet_run(folder: Path) -> bool:
+    return (folder / "model_config.json").is_file() and (folder / "unet_ema.safetensors").is_file()
+
+
+def _trained_on(unet_run: Path) -> Path:
+    """The packaged model whose frozen VAE a UNet run encoded its latents with (its checkpoint says)."""
+    source = _json(unet_run / "checkpoints" / "latest.json").get("vae_run")
+    if not source or not (Path(source) / "vae_ema.safetensors").is_file() or \
+            not (Path(source) / "config.json").is_file():
+        raise ValueError(f"{unet_run}: a UNet run whose VAE is not a packaged model's ({source or 'not recorded'}); "
+                         "pass --vae-from MODEL")
+    return Path(source)
+
+
 def package_model(root: Path, out: Path, data_card: Path | None = None, contact: Path | None = None,
                   command: str = "", vae_from: Path | None = None, notes: Path | None = None,
                   overwrite: bool = False) -> dict[str, Path]:
     """``root`` holds the run's ``unet/`` (and ``vae/`` unless ``vae_from`` names a packaged
-    model whose VAE the UNet was trained on). Everything is checked before anything is written."""
+    model whose VAE the UNet was trained on), or is itself a UNet run on a packaged model's VAE
+    (`atelier train finetune`'s run folder, `train unet --vae-from`'s), whose VAE is then that
+    model's unless ``vae_from`` says otherwise. Everything is checked before anything is written."""
     root, out = Path(root), Path(out)
     vae_run, unet_run = root / "vae", root / "unet"
+    if _is_unet_run(root) and not _is_unet_run(unet_run):
+        unet_run = root
+        vae_from = vae_from if vae_from is not None else _trained_on(root)
     model_cfg = _json(unet_run / "model_config.json")
     if not model_cfg or not (unet_run / "unet_ema.safetensors").is_file():
         raise ValueError(f"{unet_run}: no finished UNet run (model_config.json + unet_ema.safetensors)")
