@@ -13,6 +13,7 @@ from pathlib import Path
 
 from atelier_cli.arguments import consecutive_seeds, existing_file, number, seed, size, whole
 from atelier_cli.config import default_api_key, default_gateway
+from atelier_cli.history import print_jobs, register_list
 from diffusion.sampler_catalog import SAMPLER_NAMES
 
 EXIT = {"INVALID_ARGUMENT": 2, "UNAUTHENTICATED": 3, "PERMISSION_DENIED": 3, "NOT_FOUND": 4,
@@ -46,7 +47,9 @@ def register(parser: argparse.ArgumentParser, name: str) -> None:
         watch.add_argument("--no-progress", action="store_true", help="no progress bar")
         cancel = sub.add_parser("cancel", help="cancel a job")
         cancel.add_argument("job_id")
-        for p in (get, watch, cancel):
+        listing = sub.add_parser("list", help="this tenant's jobs, newest first")
+        register_list(listing)
+        for p in (get, watch, cancel, listing):
             _connection_args(p)
         parser.set_defaults(func=_jobs)
     elif name == "models":
@@ -278,6 +281,8 @@ def _generate(args) -> int:
 def _jobs(args) -> int:
     def action(args) -> int:
         with _client(args) as client:
+            if args.jobs_command == "list":
+                return print_jobs(client, args)
             if args.jobs_command == "get":
                 _print_job(client.get(args.job_id))
                 return 0

@@ -25,7 +25,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "up": ("atelier_cli.up", "run the whole stack on this machine"),
     "generate": ("atelier_cli.commands", "generate images through a gateway"),
     "upscale": ("atelier_cli.commands", "upscale an image x4 through a gateway"),
-    "jobs": ("atelier_cli.commands", "get, watch or cancel jobs"),
+    "jobs": ("atelier_cli.commands", "list, get, watch or cancel jobs"),
     "models": ("atelier_cli.commands", "list the models a gateway serves"),
 }
 

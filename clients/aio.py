@@ -18,6 +18,7 @@ from atelier.v1 import generation_pb2 as gen
 from atelier.v1 import models_pb2
 from clients.client import RETRYABLE, Client, Connection, backoff
 from clients.errors import AtelierError, from_rpc_error
+from clients.history import Pages, build_list_request
 
 
 class AsyncClient(Connection):
@@ -85,6 +86,14 @@ class AsyncClient(Connection):
 
     async def cancel(self, job_id: str) -> gen.CancelJobResponse:
         return await self._unary(self._gen.CancelJob, gen.CancelJobRequest(job_id=job_id))
+
+    async def list_jobs(self, *, limit: int | None = None, page_size: int = 0,
+                        **filters) -> AsyncIterator[gen.Job]:
+        """This tenant's jobs, newest first, a page at a time (Client.list_jobs)."""
+        pages = Pages(build_list_request(page_size=page_size, **filters), limit)
+        while (request := pages.next_request()) is not None:
+            for job in pages.jobs(await self._unary(self._gen.ListJobs, request)):
+                yield job
 
     async def list_models(self) -> list[models_pb2.ModelInfo]:
         return list((await self._unary(self._models.ListModels, models_pb2.ListModelsRequest())).models)

@@ -7,6 +7,8 @@
                 open("fox.png", "wb").write(event.artifact.data)
         big = c.generate("a red fox", upscale=4)       # 128x128: the base image, then the x4 upscaler
         larger = c.upscale("sprite.png", seeds=[7])    # a studio's own image, x4
+        for job in c.list_jobs(states=["succeeded"], limit=20):  # this tenant's history, newest first
+            print(job.job_id, job.created_at.ToDatetime())
 
 Every method raises an :class:`~clients.errors.AtelierError` subclass on failure. Streams
 resume by themselves after a dropped connection: the client remembers the id of the
@@ -26,6 +28,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from atelier.v1 import generation_pb2 as gen
 from atelier.v1 import generation_pb2_grpc, models_pb2, models_pb2_grpc
 from clients.errors import AtelierError, from_rpc_error
+from clients.history import Pages, build_list_request
 from clients.requests import build_request
 
 DEFAULT_ADDRESS = "127.0.0.1:50051"
@@ -169,6 +172,14 @@ class Client(Connection):
 
     def cancel(self, job_id: str) -> gen.CancelJobResponse:
         return self._unary(self._gen.CancelJob, gen.CancelJobRequest(job_id=job_id), retry=True)
+
+    def list_jobs(self, *, limit: int | None = None, page_size: int = 0, **filters) -> Iterator[gen.Job]:
+        """This tenant's jobs, newest first, fetched a page at a time (ListJobs) as the iterator
+        is consumed; at most `limit`. Filters: `states` and `kinds` (names such as "succeeded",
+        "txt2img"), `created_after` and `created_before` (datetimes or Unix seconds)."""
+        pages = Pages(build_list_request(page_size=page_size, **filters), limit)
+        while (request := pages.next_request()) is not None:
+            yield from pages.jobs(self._unary(self._gen.ListJobs, request, retry=True))
 
     def list_models(self) -> list[models_pb2.ModelInfo]:
         return list(self._unary(self._models.ListModels, models_pb2.ListModelsRequest(), retry=True).models)

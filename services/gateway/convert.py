@@ -18,8 +18,10 @@ from atelier.v1 import models_pb2, types_pb2
 from services.common import events as ev
 from services.common.events import JobEvent
 from services.common.jobs import JobRecord, JobSpec, OutputFormat, Priority, PromptSpec
+from services.common.store import HistoryFilter
 from services.gateway import metrics
 from services.gateway.catalog import ModelEntry
+from services.gateway.history import HistoryQuery, page_size
 from services.gateway.validation import Violation
 
 log = logging.getLogger(__name__)
@@ -76,6 +78,16 @@ def state_to_pb(state: str) -> int:
 
 def error_code_to_pb(code: str) -> int:
     return types_pb2.ErrorCode.Value("ERROR_CODE_" + code) if code else types_pb2.ERROR_CODE_UNSPECIFIED
+
+
+def kind_to_pb(kind: str) -> int:
+    """A job kind's number; a kind the contract lacks (a newer gateway's) is UNSPECIFIED."""
+    if not kind:
+        return types_pb2.JOB_KIND_UNSPECIFIED
+    try:
+        return types_pb2.JobKind.Value("JOB_KIND_" + kind.upper())
+    except ValueError:
+        return types_pb2.JOB_KIND_UNSPECIFIED
 
 
 def finish_reason_to_pb(reason: str) -> int:
@@ -246,6 +258,7 @@ def job_to_pb(r: JobRecord) -> gen.Job:
         labels=r.spec.labels,
         request_id=r.spec.request_id,
         last_event_id=r.last_event_id,
+        kind=kind_to_pb(r.kind),
     )
     if r.started_at is not None:
         job.started_at.CopyFrom(timestamp(r.started_at))
@@ -417,3 +430,44 @@ def upscaler_to_pb(e: ModelEntry) -> models_pb2.ModelInfo:
         max_input_side=u.max_input_side,
         fast_upscaler=e.fast_upscaler,
     )
+
+
+# --- job history
+
+
+def _filter_values(enum, prefix: str, field: str, values, out: list[Violation]) -> list[str]:
+    """The names (without `prefix`) of a repeated enum filter; UNSPECIFIED and unknown numbers are violations."""
+    names = []
+    for i, value in enumerate(values):
+        name = _enum_name(enum, value)
+        if name is None or value == 0:
+            out.append((f"{field}[{i}]", f"not a job {field[:-1]}: {value}"))
+        else:
+            names.append(name.removeprefix(prefix))
+    return names
+
+
+def history_query_from_pb(req: gen.ListJobsRequest) -> tuple[HistoryQuery, list[Violation]]:
+    """The query and every bad field of a ListJobs request (numbers the contract lacks,
+    UNSPECIFIED as a filter value, bounds out of order)."""
+    out: list[Violation] = []
+    # JobState names are the store's as they are ("RUNNING"); JobKind's are lower case ("txt2img").
+    states = {name for name in _filter_values(types_pb2.JobState, "JOB_STATE_", "states", req.states, out)}
+    kinds = {name.lower() for name in _filter_values(types_pb2.JobKind, "JOB_KIND_", "kinds", req.kinds, out)}
+    bounds = {}
+    for name in ("created_after", "created_before"):
+        if req.HasField(name):
+            ts = getattr(req, name)
+            if not TIMESTAMP_SECONDS[0] <= ts.seconds <= TIMESTAMP_SECONDS[1] or not 0 <= ts.nanos < 10**9:
+                out.append((name, "not a valid timestamp"))
+            else:
+                bounds[name] = ts.seconds + ts.nanos / 1e9
+    after, before = bounds.get("created_after"), bounds.get("created_before")
+    if after is not None and before is not None and before <= after:
+        out.append(("created_before", "must be later than created_after"))
+    where = HistoryFilter(frozenset(states), frozenset(kinds), after, before)
+    return HistoryQuery(page_size(req.page_size, out), req.page_token, where), out
+
+
+def jobs_page_to_pb(records: list[JobRecord], next_page_token: str) -> gen.ListJobsResponse:
+    return gen.ListJobsResponse(jobs=[job_to_pb(r) for r in records], next_page_token=next_page_token)

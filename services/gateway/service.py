@@ -2,7 +2,7 @@
 
 Submit: validate -> idempotency -> admit and store (one atomic step, with the `queued`
 event) -> enqueue. Watch: the job's event log from any position, following it until the
-job's final event. Get and Cancel: the job store, scoped to the caller's tenant.
+job's final event. Get, Cancel and List: the job store, scoped to the caller's tenant.
 Every call answers Unavailable (gRPC UNAVAILABLE with RetryInfo) while Redis does not.
 """
 
@@ -22,11 +22,12 @@ from kombu.exceptions import OperationalError
 from services.common.events import JobEvent
 from services.common.jobs import ErrorCode, JobRecord, JobSpec, JobState
 from services.common.store import JobNotFound, JobStore
-from services.gateway import metrics
+from services.gateway import history, metrics
 from services.gateway.admission import Admission
 from services.gateway.catalog import ModelCatalog
 from services.gateway.enqueue import Enqueue
 from services.gateway.errors import InvalidRequest, Overloaded, Unavailable
+from services.gateway.history import HistoryQuery
 from services.gateway.planning import planned
 from services.gateway.upscaling import upscales
 from services.gateway.validation import Limits, Violation, event_id, validate
@@ -143,6 +144,18 @@ class JobService:
     @_unavailable_without_redis
     def cancel(self, tenant: str, job_id: str) -> tuple[str, bool]:
         return self.store.cancel(job_id, tenant, now=self.clock())
+
+    @_unavailable_without_redis
+    def list_jobs(
+        self, tenant: str, query: HistoryQuery, violations: list[Violation] = ()
+    ) -> tuple[list[JobRecord], str]:
+        """A page of the tenant's jobs, newest first, and the token of the next page ("" after the last)."""
+        if violations:
+            raise InvalidRequest(list(violations))
+        after = history.decode_token(tenant, query.where, query.page_token) if query.page_token else None
+        page = self.store.history(tenant, query.page_size, query.where, after)
+        token = history.encode_token(tenant, query.where, page.next) if page.next is not None else ""
+        return page.records, token
 
     @_unavailable_without_redis
     def watch(

@@ -97,6 +97,12 @@ class GenerationServicer(generation_pb2_grpc.GenerationServicer):
         with refusals(context):
             return convert.cancel_to_pb(*self.jobs.cancel(tenant, request.job_id))
 
+    def ListJobs(self, request, context):
+        tenant = authenticate(self.keys, context)
+        query, violations = convert.history_query_from_pb(request)
+        with refusals(context):
+            return convert.jobs_page_to_pb(*self.jobs.list_jobs(tenant, query, violations))
+
 
 def _observe(event, queue: str) -> None:
     if event.kind == EventKind.STARTED and event.data.get("attempt", 1) <= 1:
