@@ -7,7 +7,10 @@ Lua script, under no quota) where a test needs many jobs or chosen creation time
 from __future__ import annotations
 
 import asyncio
+import re
+import shlex
 import time
+from pathlib import Path
 
 import grpc
 import pytest
@@ -305,3 +308,30 @@ def test_async_sdk_iterates_over_pages(stack):
             return [j.job_id async for j in client.list_jobs(page_size=2, limit=5, states=["queued"])]
 
     assert asyncio.run(asyncio.wait_for(listed(), 30)) == list(reversed(ids))[:5]
+
+
+def _history_section() -> str:
+    text = (Path(__file__).resolve().parents[2] / "docs" / "API.md").read_text()
+    return text.split("### Job history\n", 1)[1].split("\n## ", 1)[0]
+
+
+def test_the_api_docs_examples_run(stack, capsys):
+    """docs/API.md, "Job history": its Python block and its command, as written, against a gateway."""
+    ids = make_jobs(stack.store, "alice", [time.time() - 60 * i for i in range(3)])
+    stack.store.finish(ids[0], None, JobState.FAILED, "INTERNAL", "broken")
+    stack.store.finish(ids[2], None, JobState.FAILED, "INTERNAL", "broken")
+    python, command = re.findall(r"```(python)?\n(.*?)```", _history_section(), re.S)[:2]
+    assert python[0] == "python" and command[0] == ""
+    code = python[1].replace('"127.0.0.1:50051"', repr(stack.address))
+    exec(compile(code, "docs/API.md", "exec"), {"api_key": stack.keys.alice})  # noqa: S102 - our own docs
+    assert [line.split()[0] for line in capsys.readouterr().out.splitlines()] == [ids[0], ids[2]]
+
+    argv = shlex.split(command[1].strip())
+    assert argv[0] == "atelier"
+    assert cli_main([*argv[1:], "--gateway", stack.address, "--api-key", stack.keys.alice]) == 0
+    assert [line.split()[:3] for line in capsys.readouterr().out.splitlines()[1:]] == \
+        [[ids[0], "failed", "txt2img"], [ids[2], "failed", "txt2img"]]
+    stack.store.cancel(ids[1], "alice")
+    assert cli_main(["jobs", "list", "--state", "cancelled", "--state", "failed", "--kind", "txt2img", "--since",
+                     "1h", "--gateway", stack.address, "--api-key", stack.keys.alice]) == 0
+    assert [line.split()[0] for line in capsys.readouterr().out.splitlines()[1:]] == ids
