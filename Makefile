@@ -10,12 +10,17 @@ PROTOS := $(wildcard proto/atelier/v1/*.proto)
 
 setup: $(STAMP) deploy-tools
 
+# The worker's ONNX Runtime: the CPU build (`worker`), unless this venv already holds
+# onnxruntime-gpu (`worker-gpu`; the two must never be installed side by side).
+# `make setup WORKER_EXTRA=worker-gpu` asks for the GPU build.
+WORKER_EXTRA ?= $(shell test -x $(PY) && $(PY) -m pip show -q onnxruntime-gpu >/dev/null 2>&1 && echo worker-gpu || echo worker)
+
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	# The CPU build of torch, pinned: an unpinned torch pulls a multi-GB CUDA build.
 	$(PIP) install -q torch==2.13.0
-	$(PIP) install -q -e '.[train,worker,dev]'
+	$(PIP) install -q -e '.[train,$(WORKER_EXTRA),dev]'
 	touch $(STAMP)
 
 # The stubs under atelier/v1 are committed; regenerate them after editing proto/.

@@ -30,6 +30,12 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
+# The pyproject extra each server-side subcommand needs; a bare `pip install atelier` has the client ones.
+EXTRAS: dict[str, str] = {"data": "train", "train": "train", "eval": "train", "export": "train",
+                          "worker": "worker", "gateway": "server", "up": "server"}
+PROJECT_PACKAGES = {"atelier", "atelier_cli", "clients", "diffusion", "export", "repository", "services", "bench"}
+
+
 def _available(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
 
@@ -49,16 +55,24 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
         # Import the module only for the subcommand being run: keeps `atelier --help` fast
         # and lets each area keep its heavy imports (torch, onnxruntime) to itself.
         if name == wanted:
-            importlib.import_module(module).register(sp, name)
+            try:
+                area = importlib.import_module(module)
+            except ModuleNotFoundError as missing:
+                if (missing.name or "").partition(".")[0] in PROJECT_PACKAGES:
+                    raise  # the project's own module: a bug, not an install without an extra
+                extra = EXTRAS.get(name, "server")
+                parser.exit(2, f"atelier {name}: needs the `{extra}` extra (missing module {missing.name!r}): "
+                               f"pip install 'atelier[{extra}]'\n")
+            area.register(sp, name)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser(argv)
     try:
+        parser = build_parser(argv)
         args = parser.parse_args(argv)
-    except SystemExit as done:  # --help, or a bad argument already reported in one line: its status
+    except SystemExit as done:  # --help, a bad argument or a missing extra, already said in one line
         return done.code if isinstance(done.code, int) else 2
     if not getattr(args, "func", None):
         parser.print_help()

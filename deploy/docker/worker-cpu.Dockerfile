@@ -19,8 +19,8 @@ COPY clients ./clients
 COPY atelier_cli ./atelier_cli
 COPY bench ./bench
 COPY deploy/docker/requirements-cpu.txt ./
-# Not the worker extra (it is onnxruntime-gpu on Linux x86_64): the plain onnxruntime wheel instead.
-RUN pip install --no-cache-dir . -r requirements-cpu.txt
+# The worker extra is the plain CPU onnxruntime wheel; requirements-cpu.txt pins its version.
+RUN pip install --no-cache-dir ".[worker]" -r requirements-cpu.txt
 
 FROM ${PYTHON_IMAGE}
 LABEL org.opencontainers.image.title="atelier-worker-cpu" \

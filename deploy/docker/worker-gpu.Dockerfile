@@ -28,8 +28,8 @@ COPY clients ./clients
 COPY atelier_cli ./atelier_cli
 COPY bench ./bench
 COPY deploy/docker/requirements-gpu.txt ./
-# The worker extra is onnxruntime-gpu on Linux x86_64; no torch.
-RUN pip install --no-cache-dir ".[worker]" -r requirements-gpu.txt \
+# The worker-gpu extra is onnxruntime-gpu on Linux x86_64; no torch.
+RUN pip install --no-cache-dir ".[worker-gpu]" -r requirements-gpu.txt \
     && ln -s "$(python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/tensorrt_libs" /opt/tensorrt_libs
 
 FROM ${CUDA_IMAGE}
