@@ -44,6 +44,10 @@ GAIN_TO_BATCH = 1.0
 PROBE_LR_SIDE = 32
 PROBE_ROUNDS = 3
 PROBE_CALLS = 3
+# The probe delays the job that loaded the model, and a runtime whose calls hang (a hung kernel)
+# would hang it for good, before any job time limit or watchdog is armed: past this many seconds
+# (or the worker's soft job time limit, if shorter) the measurement is abandoned and batching stays on.
+PROBE_TIMEOUT_S = 20.0
 
 RowsCall = Callable[[int], object]  # runs the model once on this many rows
 
@@ -139,9 +143,31 @@ def rows_call(runtime) -> tuple[RowsCall, int]:
     return call, job_rows
 
 
-def choose(mode: str, runtime, max_batch: int, measure: Callable[[], Probe] | None = None) -> BatchingChoice:
+def _bounded(measure: Callable[[], Probe], timeout_s: float) -> Probe:
+    """`measure()` in a thread of its own, given up on after `timeout_s` (the thread, stuck in the
+    runtime, is a daemon and is left behind)."""
+    out: list = []
+
+    def run() -> None:
+        try:
+            out.append(measure())
+        except Exception as err:  # noqa: BLE001 - handed to the caller
+            out.append(err)
+
+    thread = threading.Thread(target=run, daemon=True, name="batching-probe")
+    thread.start()
+    thread.join(timeout_s)
+    if not out:
+        raise TimeoutError(f"no answer within {timeout_s:g} s")
+    if isinstance(out[0], Exception):
+        raise out[0]
+    return out[0]
+
+
+def choose(mode: str, runtime, max_batch: int, measure: Callable[[], Probe] | None = None,
+           timeout_s: float = PROBE_TIMEOUT_S) -> BatchingChoice:
     """The choice for one loaded model. `measure` (default: probe the runtime with as many jobs
-    as fill one call of `max_batch` rows, at most 8) runs only in auto mode."""
+    as fill one call of `max_batch` rows, at most 8) runs only in auto mode, for at most `timeout_s`."""
     if mode == BATCHING_ON:
         return BatchingChoice(mode, True, reason="set on")
     if mode == BATCHING_OFF:
@@ -153,7 +179,7 @@ def choose(mode: str, runtime, max_batch: int, measure: Callable[[], Probe] | No
             call, job_rows = rows_call(runtime)
             return probe(call, job_rows, max(2, min(8, max_batch // job_rows)))
     try:
-        p = measure()
+        p = _bounded(measure, timeout_s)
     except Exception as err:  # noqa: BLE001 - a failed measurement keeps the behaviour of before: batching on
         log.warning("batching probe failed (%s): batching stays on", err)
         return BatchingChoice(mode, True, reason=f"probe failed: {err}")
@@ -163,6 +189,6 @@ def choose(mode: str, runtime, max_batch: int, measure: Callable[[], Probe] | No
     return BatchingChoice(mode, on, p, reason)
 
 
-def choice_for(modes: str, runtime, max_batch: int) -> BatchingChoice:
+def choice_for(modes: str, runtime, max_batch: int, timeout_s: float = PROBE_TIMEOUT_S) -> BatchingChoice:
     """The choice for a loaded runtime under the ``ATELIER_BATCHING`` value `modes`."""
-    return choose(batching_mode(modes, runtime.info.name), runtime, max_batch)
+    return choose(batching_mode(modes, runtime.info.name), runtime, max_batch, timeout_s=timeout_s)

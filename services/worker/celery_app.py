@@ -20,6 +20,7 @@ from services.common import metrics, readiness
 from services.common.queues import QUEUES, celery_config, enqueue
 from services.common.settings import Settings
 from services.common.store import JobStore
+from services.worker.batching_choice import PROBE_TIMEOUT_S
 from services.worker.cancellations import CancelListener
 from services.worker.executor import JobExecutor, worker_name
 from services.worker.leases import LeaseKeeper, Reaper
@@ -55,6 +56,7 @@ class WorkerContext:
             max_batch=settings.max_batch,
             wait_ms=settings.batch_wait_ms,
             batching=settings.batching,
+            probe_timeout_s=min(PROBE_TIMEOUT_S, settings.task_soft_time_limit),
         )
         self.executor = JobExecutor(self.store, self.models, settings, name=self.name)
         # Set when the worker begins to shut down: running jobs hand themselves back.

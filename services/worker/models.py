@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from services.common import metrics
 from services.worker.batching import BatchingDenoiser
-from services.worker.batching_choice import BatchingChoice, choice_for
+from services.worker.batching_choice import PROBE_TIMEOUT_S, BatchingChoice, choice_for
 from services.worker.runtime import ModelRuntime
 
 log = logging.getLogger(__name__)
@@ -85,8 +85,9 @@ class ModelRegistry:
     """Loads model versions on first use through `loader(model, version) -> ModelRuntime`."""
 
     def __init__(self, loader: Callable[[str, str], ModelRuntime], *, max_batch: int = 16, wait_ms: float = 2.0,
-                 batching: str = "on"):
+                 batching: str = "on", probe_timeout_s: float = PROBE_TIMEOUT_S):
         self.loader = loader
+        self.probe_timeout_s = probe_timeout_s  # the longest a batching probe may delay a load
         self.max_batch, self.wait_ms = max_batch, wait_ms
         self.batching = batching  # ATELIER_BATCHING: a mode, or a default and model=mode entries
         self._models: dict[tuple[str, str], LoadedModel] = {}
@@ -117,7 +118,7 @@ class ModelRegistry:
                 log.warning("cannot load model %s/%s: %s", model, version or "newest", err)
                 raise ModelUnavailable(f"model {model}/{version or 'newest'} is unavailable: {err}") from err
             metrics.MODEL_LOAD.labels(model=runtime.info.name).observe(time.perf_counter() - started)
-            choice = choice_for(self.batching, runtime, self.max_batch)
+            choice = choice_for(self.batching, runtime, self.max_batch, self.probe_timeout_s)
             loaded = LoadedModel(runtime, self.max_batch, self.wait_ms, choice)
             self._models[(model, version)] = loaded
             log.info("loaded model %s on %s; batching %s (%s: %s)", loaded.key, runtime.execution_provider,

@@ -80,6 +80,21 @@ def test_set_modes_never_measure_and_a_failed_probe_keeps_batching_on():
         probe(many_cores(0.0), job_rows=1, jobs=1)
 
 
+def test_a_probe_whose_calls_hang_is_abandoned_and_batching_stays_on():
+    # A runtime that hangs (a stuck kernel) must not hang the load before any job limit is armed.
+    released = threading.Event()
+
+    def hangs():
+        released.wait(30)
+        raise AssertionError("released")
+
+    try:
+        kept = choose("auto", None, 16, measure=hangs, timeout_s=0.2)
+    finally:
+        released.set()
+    assert kept.batching and kept.probe is None and "within 0.2 s" in kept.reason
+
+
 def test_rows_call_feeds_each_kind_of_model_its_typical_rows():
     base, up = toy_runtime.ToyRuntime(), toy_runtime.ToyUpscaler()
     call, job_rows = rows_call(base)
