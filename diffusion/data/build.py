@@ -24,6 +24,14 @@ def default_cache() -> Path:
     return Path(os.environ.get("ATELIER_DATA_DIR", Path.home() / ".cache" / "atelier"))
 
 
+def shown_path(path: str | Path) -> str:
+    """A path as reports and cards record it: under the home folder as ~/..., so they name no machine's layout."""
+    try:
+        return "~/" + str(Path(path).resolve().relative_to(Path.home().resolve()))
+    except ValueError:
+        return str(path)
+
+
 def _assemble(rows: list[tuple[str, str, str, str, np.ndarray]], styles: list[str],
               validation_fraction: float) -> ImageDataset:
     """rows: (emoji_id, caption, style, category, image) -> dataset; style 0 is 'none'."""

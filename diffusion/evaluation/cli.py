@@ -64,6 +64,7 @@ def _model(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from diffusion.data import load_dataset
+    from diffusion.data.build import shown_path
     from diffusion.data.images import grid
     from diffusion.evaluation.classifier import load_classifier
     from diffusion.evaluation.evaluate import evaluate, model_contact_sheet
@@ -74,7 +75,7 @@ def _model(args: argparse.Namespace) -> int:
     model, meta = load_latent_model(args.checkpoint, vae_run=args.vae_run, weights=args.weights)
     if args.ramp_sigma_min is not None:
         model.ramp_sigma_min = args.ramp_sigma_min
-    data = Path(args.data) if args.data else Path(meta.get("dataset") or _default_data())
+    data = Path(args.data) if args.data else Path(meta.get("dataset") or _default_data()).expanduser()
     ds = load_dataset(data)
     classifier = load_classifier(args.classifier)
     baselines = {}
@@ -95,7 +96,7 @@ def _model(args: argparse.Namespace) -> int:
     report = {
         "model": {"label": args.label or _default_label(meta),
                   "checkpoint": meta["checkpoint"], "weights": args.weights, "step": meta.get("step"),
-                  "planned_steps": planned, "dataset": str(data)},
+                  "planned_steps": planned, "dataset": shown_path(data)},
         **report,
         "classifier": {"path": str(args.classifier), "train": clf_accuracy["train"],
                        "validation": clf_accuracy["validation"]},
@@ -117,14 +118,6 @@ def _model(args: argparse.Namespace) -> int:
     return 0
 
 
-def _shown(path: Path) -> str:
-    """A path as a report shows it: under the home folder as ~/..., so reports name no machine's layout."""
-    try:
-        return "~/" + str(Path(path).resolve().relative_to(Path.home().resolve()))
-    except ValueError:
-        return str(path)
-
-
 def _upscale(args: argparse.Namespace) -> int:
     import json
     import platform
@@ -134,6 +127,7 @@ def _upscale(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from diffusion.data import load_dataset
+    from diffusion.data.build import shown_path
     from diffusion.evaluation.classifier import load_classifier
     from diffusion.evaluation.upscale_eval import contact_sheet, evaluate_upscaler, markdown
     from diffusion.nets.upscaler_package import load_package
@@ -151,7 +145,8 @@ def _upscale(args: argparse.Namespace) -> int:
     generated_lines: list[str] = []
     if args.base_model:
         generated_lines = _upscale_generated(args, package, report, out)
-    report.update(package=str(args.package), dataset=_shown(data), classifier=str(args.classifier), command=_command(),
+    report.update(package=str(args.package), dataset=shown_path(data), classifier=str(args.classifier),
+                  command=_command(),
                   date=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                   machine=f"{platform.machine()}, {torch.get_num_threads()} torch thread(s), torch {torch.__version__}")
     (out / "eval.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
@@ -175,6 +170,7 @@ def _upscale_generated(args: argparse.Namespace, package, report: dict, out: Pat
     from tqdm import tqdm
 
     from diffusion.data import load_dataset
+    from diffusion.data.build import shown_path
     from diffusion.evaluation.classifier import load_classifier
     from diffusion.evaluation.pipeline import load_latent_model
     from diffusion.evaluation.upscale_eval import contact_sheet
@@ -182,7 +178,7 @@ def _upscale_generated(args: argparse.Namespace, package, report: dict, out: Pat
 
     model, meta = load_latent_model(args.base_model)
     defaults = meta.get("defaults", {})
-    prompts = Path(args.base_data) if args.base_data else Path(meta.get("dataset") or _default_data(32))
+    prompts = Path(args.base_data) if args.base_data else Path(meta.get("dataset") or _default_data(32)).expanduser()
     hires = Path(args.data) if args.data else _default_data(128)
     generated, images = evaluate_generated(
         package, model, load_classifier(args.classifier), load_dataset(prompts), load_dataset(hires),
@@ -190,7 +186,7 @@ def _upscale_generated(args: argparse.Namespace, package, report: dict, out: Pat
         guidance=float(defaults.get("guidance_scale", DEFAULT_GUIDANCE)), limit=args.base_limit, seed=args.seed,
         batch_size=args.batch_size, progress=lambda it: tqdm(list(it), desc="generated, upscaled", unit="method"))
     base_label = _default_label(meta) if meta.get("kind") == "shipped" else str(args.base_model)
-    generated.update(base_model=str(args.base_model), prompt_dataset=_shown(prompts))
+    generated.update(base_model=str(args.base_model), prompt_dataset=shown_path(prompts))
     report["generated"] = generated
     report["goals"] = report["goals"] + generated["goals"]
     sheet = {"lr": images["base"], **{k: v for k, v in images.items() if k != "base"}}

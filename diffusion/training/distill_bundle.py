@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from diffusion.data.build import shown_path
 from diffusion.nets.config import LatentConfig, ModelConfig, VAEConfig
 
 BUNDLE_VERSION = 1
@@ -86,7 +87,7 @@ def build_bundle(teacher: Path, dataset: Path, out: Path, extra_prompts: list[st
     unique = [""] + sorted(set(captions + list(extra_prompts)) - {""})
     meta = {"version": BUNDLE_VERSION, "captions": unique, "max_length": int(mask.shape[1]), "styles": styles,
             "latent": latent_cfg.to_dict(), "train_images": len(captions),
-            "sources": {"teacher": str(teacher), "dataset": str(dataset),
+            "sources": {"teacher": str(teacher), "dataset": shown_path(dataset),
                         "teacher_unet_sha256": _sha256(teacher / "unet_ema.safetensors"),
                         "teacher_vae_sha256": _sha256(teacher / "vae_ema.safetensors"),
                         "dataset_sha256": _sha256(dataset)}}
