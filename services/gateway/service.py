@@ -21,6 +21,7 @@ from kombu.exceptions import OperationalError
 
 from services.common.events import JobEvent
 from services.common.jobs import ErrorCode, JobRecord, JobSpec, JobState
+from services.common.plan import wants_upscale
 from services.common.store import JobNotFound, JobStore
 from services.gateway import history, metrics
 from services.gateway.admission import Admission
@@ -29,7 +30,6 @@ from services.gateway.enqueue import Enqueue
 from services.gateway.errors import InvalidRequest, Overloaded, Unavailable
 from services.gateway.history import HistoryQuery
 from services.gateway.planning import planned
-from services.gateway.upscaling import upscales
 from services.gateway.validation import Limits, Violation, event_id, validate
 
 log = logging.getLogger(__name__)
@@ -97,7 +97,7 @@ class JobService:
             metrics.REJECTED.labels(reason="invalid").inc()
             raise InvalidRequest(found)
         model = None if spec.upscale_image is not None else self.catalog.resolve(spec.model, spec.model_version)
-        upscaler = self.catalog.resolve_upscaler(spec.upscaler, spec.upscaler_version) if upscales(spec) else None
+        upscaler = self.catalog.resolve_upscaler(spec.upscaler, spec.upscaler_version) if wants_upscale(spec) else None
         # Resolved once, against the versions validated against: the worker runs this plan.
         spec = planned(spec, model, upscaler)
 

@@ -11,7 +11,7 @@ file is refused at Submit rather than failing its job (docs/API.md, "Upscaling")
 from __future__ import annotations
 
 from services.common.jobs import JobSpec
-from services.common.plan import UpscalerFacts
+from services.common.plan import UpscalerFacts, wants_upscale
 from services.common.uploads import UnusableImage
 from services.gateway.catalog import ModelCatalog, ModelEntry
 from services.gateway.images import ImageHeader, inspect
@@ -20,10 +20,6 @@ from services.gateway.limits import Limits, Violation
 # Colour modes an image to upscale may have: all become RGBA without loss.
 MODES = ("1", "L", "LA", "P", "PA", "RGB", "RGBA")
 _ONLY_WHEN_UPSCALING = "is only used when upscaling (upscale 4, or an upscale_image)"
-
-
-def upscales(spec: JobSpec) -> bool:
-    return spec.upscale_image is not None or spec.upscale > 1
 
 
 def facts_of(entry: ModelEntry) -> UpscalerFacts:
@@ -39,7 +35,7 @@ def facts_of(entry: ModelEntry) -> UpscalerFacts:
 
 def violations(spec: JobSpec, model: ModelEntry | None, catalog: ModelCatalog, limits: Limits) -> list[Violation]:
     """Every problem with the request's upscaling fields (none when it does not upscale and sets none)."""
-    if not upscales(spec):
+    if not wants_upscale(spec):
         named = [("upscale_steps", spec.upscale_steps), ("upscaler", spec.upscaler),
                  ("upscaler_version", spec.upscaler_version), ("upscale_fast", spec.upscale_fast)]
         return [(name, _ONLY_WHEN_UPSCALING) for name, value in named if value]

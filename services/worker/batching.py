@@ -20,7 +20,7 @@ import collections
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -231,3 +231,11 @@ class BatchingDenoiser:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+def sampling(denoise):
+    """A job's sampling stage against `denoise`: a batching denoiser's session (the job counts as
+    active, so the owner never waits for it while it is elsewhere); nothing for a plain denoiser
+    (batching off, or a runtime's own)."""
+    session = getattr(denoise, "session", None)
+    return session() if session is not None else nullcontext()

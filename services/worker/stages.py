@@ -10,7 +10,6 @@ uploads) are on ``chunk.job``.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -24,7 +23,7 @@ from diffusion.samplers import SAMPLERS, SamplerStep
 from services.common import events as ev
 from services.common.jobs import FinishReason
 from services.common.plan import JobPlan
-from services.worker import images
+from services.worker import batching, images
 from services.worker.batching import NonFiniteOutput
 from services.worker.kinds import KINDS
 from services.worker.provenance import provenance
@@ -146,8 +145,7 @@ def sample(chunk: Chunk) -> None:
     start = KINDS[plan.kind](job, guided, initial_noise(seeds, job.latent_shape, dtype=np.float32))
     noise = SeededNoise(seeds, job.latent_shape, "float32")
     # A batching denoiser counts this job as active only while it samples, so it never waits for it in vain.
-    session = getattr(job.denoise, "session", None)
-    with session() if session is not None else contextlib.nullcontext():
+    with batching.sampling(job.denoise):
         x = SAMPLERS[plan.sampler](start.model, start.x.astype(np.float32), start.sigmas, noise=noise,
                                    callback=_on_step(chunk), **plan.sampler_options)
     if not np.isfinite(x).all():

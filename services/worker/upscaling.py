@@ -15,7 +15,6 @@ high-resolution estimate follow ``preview_every_steps`` on that count.
 
 from __future__ import annotations
 
-import contextlib
 import time
 from dataclasses import dataclass
 
@@ -24,7 +23,7 @@ import numpy as np
 from diffusion.upscale import UpscaleParams, upscale_fast
 from diffusion.upscale import upscale as sample_upscale
 from services.common.plan import JobKind
-from services.worker import images
+from services.worker import batching, images
 from services.worker.batching import NonFiniteOutput
 from services.worker.runtime import DenoiseFn, UpscalerRuntime, sr_denoise
 from services.worker.stages import Chunk, JobContext
@@ -84,8 +83,7 @@ def upscale(chunk: Chunk) -> None:
         job.reporter.progress(made * job.plan.steps_per_image + (job.plan.steps_run + 1) * n, job.steps_total, made)
     else:
         seeds = [seed for _, _, seed in chunk.picks]
-        session = getattr(job.upscaler.denoise, "session", None)
-        with session() if session is not None else contextlib.nullcontext():
+        with batching.sampling(job.upscaler.denoise):
             hr = sample_upscale(lr, sr_denoise(job.upscaler.denoise), params, steps=u.steps, seeds=seeds,
                                 callback=_on_step(chunk))
     job.upscale_seconds += time.perf_counter() - started
