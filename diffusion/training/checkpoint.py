@@ -8,6 +8,7 @@ mid-write leaves the previous checkpoint intact."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -15,6 +16,15 @@ from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
+
+
+def sha256_of(path: str | Path) -> str:
+    """Hex sha256 of a file, read in chunks (weights files are tens of MB)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def optimizer_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], list[dict]]:

@@ -68,11 +68,6 @@ def jpeg_roundtrip(lr: np.ndarray, quality: int) -> np.ndarray:
     return np.concatenate([np.minimum(rgb, lr[..., 3:4]), lr[..., 3:4]], axis=-1)
 
 
-def to_unit(images: np.ndarray) -> torch.Tensor:
-    """uint8 [N,H,W,4] -> float32 [N,4,H,W] in [-1, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 127.5 - 1.0
-
-
 def jpeg_pool(hr: np.ndarray, cfg: DegradationConfig, seed: int) -> np.ndarray:
     """The JPEG pool: clean LR of every HR image (uint8, rounded as the base data were), JPEG'd at a
     quality drawn from ``cfg.jpeg_quality`` with ``seed``. uint8 [N, h, w, 4]."""

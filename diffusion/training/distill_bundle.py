@@ -23,7 +23,6 @@ so their values never reach the output."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from dataclasses import dataclass
@@ -35,12 +34,9 @@ from safetensors.torch import load_file, save_file
 
 from diffusion.data.build import shown_path
 from diffusion.nets.config import LatentConfig, ModelConfig, VAEConfig
+from diffusion.training.checkpoint import sha256_of
 
 BUNDLE_VERSION = 1
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def build_bundle(teacher: Path, dataset: Path, out: Path, extra_prompts: list[str]) -> Path:
@@ -88,9 +84,9 @@ def build_bundle(teacher: Path, dataset: Path, out: Path, extra_prompts: list[st
     meta = {"version": BUNDLE_VERSION, "captions": unique, "max_length": int(mask.shape[1]), "styles": styles,
             "latent": latent_cfg.to_dict(), "train_images": len(captions),
             "sources": {"teacher": str(teacher), "dataset": shown_path(dataset),
-                        "teacher_unet_sha256": _sha256(teacher / "unet_ema.safetensors"),
-                        "teacher_vae_sha256": _sha256(teacher / "vae_ema.safetensors"),
-                        "dataset_sha256": _sha256(dataset)}}
+                        "teacher_unet_sha256": sha256_of(teacher / "unet_ema.safetensors"),
+                        "teacher_vae_sha256": sha256_of(teacher / "vae_ema.safetensors"),
+                        "dataset_sha256": sha256_of(dataset)}}
     (out / "bundle.json").write_text(json.dumps(meta, indent=1) + "\n", encoding="utf-8")
     shutil.rmtree(work)
     return out

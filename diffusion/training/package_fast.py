@@ -10,21 +10,17 @@ the runs' curves and the trainer's sample grid. docs/MODEL.md, "Fast mode", says
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import time
 from pathlib import Path
 
+from diffusion.training.checkpoint import sha256_of
 from diffusion.training.logger import plot_curves, read_metrics
 
 # The student's defaults. 4 steps: the issue's budget (1 row a step, guidance built in); the
 # evaluation (the model's EVAL.md) measures 1, 2, 4 and 8.
 FAST_SAMPLER, FAST_STEPS = "lcm", 4
-
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _run_stats(metrics: Path, label: str, command: str) -> dict:
@@ -54,8 +50,9 @@ def package_student(run: Path, teacher: Path, out: Path, *, runs: list[tuple[Pat
         if cfg.get(key) != teacher_cfg.get(key):
             raise ValueError(f"{run}: its {key} differs from the teacher's {teacher}: that VAE cannot serve it")
     vae = teacher / "vae_ema.safetensors"
+    vae_sha256 = sha256_of(vae)
     bundle = cfg.get("distill", {}).get("bundle", {})
-    if bundle.get("teacher_vae_sha256") and bundle["teacher_vae_sha256"] != _sha256(vae):
+    if bundle.get("teacher_vae_sha256") and bundle["teacher_vae_sha256"] != vae_sha256:
         raise ValueError(f"{vae}: not the VAE the student was distilled with (sha256 differs from the bundle's)")
     lo, hi = cfg["consistency"]["guidance_range"]
     w = float(guidance_scale if guidance_scale is not None else teacher_cfg.get("defaults", {}).get("guidance_scale"))
@@ -80,12 +77,12 @@ def package_student(run: Path, teacher: Path, out: Path, *, runs: list[tuple[Pat
                               f"1-{steps} steps, one network row a step, guidance built in")
     config["defaults"] = {"sampler": FAST_SAMPLER, "steps": steps, "guidance_scale": w, "schedule": "karras"}
     config["provenance"] = {
-        "teacher": {"model": f"models/{teacher_name}", "unet_sha256": _sha256(teacher / "unet_ema.safetensors"),
-                    "vae_sha256": _sha256(vae), "provenance": teacher_cfg.get("provenance", {})},
+        "teacher": {"model": f"models/{teacher_name}", "unet_sha256": sha256_of(teacher / "unet_ema.safetensors"),
+                    "vae_sha256": vae_sha256, "provenance": teacher_cfg.get("provenance", {})},
         "distill_runs": stats,
         "distill_steps_logged": sum(s["logged_steps"] for s in stats),  # to the last logged step of each run
         "weights_dtype": {"unet": "float16", "vae": "float32"},
-        "student_sha256": _sha256(files["unet"]),
+        "student_sha256": sha256_of(files["unet"]),
         "command": command,
         "packaged": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }

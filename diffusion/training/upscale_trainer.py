@@ -36,6 +36,7 @@ from safetensors.torch import load_file  # noqa: E402
 from diffusion.data.dataset import TRAIN, VALIDATION, load_dataset  # noqa: E402
 from diffusion.data.images import grid  # noqa: E402
 from diffusion.nets.config import JsonConfig  # noqa: E402
+from diffusion.nets.edm import edm_loss_weight  # noqa: E402
 from diffusion.nets.upscaler import UpscalerConfig, build_upscaler  # noqa: E402
 from diffusion.resample import downsample_torch, upsample_torch  # noqa: E402
 from diffusion.schedules import karras_sigmas  # noqa: E402
@@ -51,6 +52,7 @@ from diffusion.training.degradations import (  # noqa: E402
 )
 from diffusion.training.logger import plot_curves  # noqa: E402
 from diffusion.training.loop import checkpoint_path, train_loop  # noqa: E402
+from diffusion.training.tensors import to_images  # noqa: E402
 from diffusion.training.upscale_args import add_arguments  # noqa: E402
 
 WEIGHTS = "upscaler_ema.safetensors"
@@ -183,7 +185,7 @@ def make_loss(model, batches: Batches, cfg: UpscalerConfig, deg: DegradationConf
         n = torch.randn(r.shape, generator=dg, device=device) * sigma[:, None, None, None]
         with autocast(tcfg, device):
             d = model(r + n, sigma, up, aug)
-        w = ((sigma**2 + cfg.sigma_data**2) / (sigma * cfg.sigma_data) ** 2)[:, None, None, None]
+        w = edm_loss_weight(sigma, cfg.sigma_data)[:, None, None, None]
         loss = (w * (d.float() - r).square()).mean()
         return loss, {}
 
@@ -218,13 +220,6 @@ def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
     return 10.0 * math.log10(4.0 / max(mse, 1e-12))
 
 
-def to_uint8(x: torch.Tensor) -> np.ndarray:
-    """[-1,1] float [B,4,H,W] -> premultiplied uint8 [B,H,W,4]."""
-    arr = ((x.float().cpu().clamp(-1, 1) + 1.0) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
-    arr[..., :3] = np.minimum(arr[..., :3], arr[..., 3:4])
-    return arr
-
-
 def make_sampler(opt: Optimization, cfg: UpscalerConfig, val_hr: np.ndarray, run_dir: Path, device: torch.device,
                  n_val: int):
     """The loop's sample step: the EMA net's grid of held-out subjects (rows: LR | bicubic | model |
@@ -252,7 +247,7 @@ def make_sampler(opt: Optimization, cfg: UpscalerConfig, val_hr: np.ndarray, run
         nearest = torch.nn.functional.interpolate(lr[rows], scale_factor=cfg.factor, mode="nearest")
         cells = torch.stack([nearest, bicubic[rows], out[rows], hr[rows]], dim=1).flatten(0, 1)
         (run_dir / "samples").mkdir(exist_ok=True)
-        grid(to_uint8(cells), cols=4, scale=2).save(run_dir / "samples" / "latest.png")
+        grid(to_images(cells.cpu()), cols=4, scale=2).save(run_dir / "samples" / "latest.png")
         opt.model.train()
 
     return sample_fn
