@@ -10,6 +10,7 @@ from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -20,6 +21,38 @@ else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class _WebhookEvent:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _WebhookEventEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_WebhookEvent.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    WEBHOOK_EVENT_UNSPECIFIED: _WebhookEvent.ValueType  # 0
+    """Never sent; refused in a request."""
+    WEBHOOK_EVENT_STARTED: _WebhookEvent.ValueType  # 1
+    """A worker began the job (again after a lost worker)."""
+    WEBHOOK_EVENT_PROGRESS: _WebhookEvent.ValueType  # 2
+    """Sampling moved on (throttled per endpoint)."""
+    WEBHOOK_EVENT_ARTIFACT: _WebhookEvent.ValueType  # 3
+    """An image is ready."""
+    WEBHOOK_EVENT_FINISHED: _WebhookEvent.ValueType  # 4
+    """The job reached its final state."""
+
+class WebhookEvent(_WebhookEvent, metaclass=_WebhookEventEnumTypeWrapper):
+    """The job events a webhook endpoint can receive."""
+
+WEBHOOK_EVENT_UNSPECIFIED: WebhookEvent.ValueType  # 0
+"""Never sent; refused in a request."""
+WEBHOOK_EVENT_STARTED: WebhookEvent.ValueType  # 1
+"""A worker began the job (again after a lost worker)."""
+WEBHOOK_EVENT_PROGRESS: WebhookEvent.ValueType  # 2
+"""Sampling moved on (throttled per endpoint)."""
+WEBHOOK_EVENT_ARTIFACT: WebhookEvent.ValueType  # 3
+"""An image is ready."""
+WEBHOOK_EVENT_FINISHED: WebhookEvent.ValueType  # 4
+"""The job reached its final state."""
+Global___WebhookEvent: _TypeAlias = WebhookEvent  # noqa: Y015
 
 @_typing.final
 class PromptVariant(_message.Message):
@@ -110,6 +143,7 @@ class GenerateRequest(_message.Message):
     UPSCALER_VERSION_FIELD_NUMBER: _builtins.int
     UPSCALE_FAST_FIELD_NUMBER: _builtins.int
     UPSCALE_IMAGE_FIELD_NUMBER: _builtins.int
+    WEBHOOK_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     """Idempotency key chosen by the client (at most 128 characters). Sending the same
     request_id again from the same tenant returns the job it created. Empty: no
@@ -220,6 +254,14 @@ class GenerateRequest(_message.Message):
         must be empty; `width` and `height` 0 or the image's own size.
         """
 
+    @_builtins.property
+    def webhook(self) -> Global___JobWebhook:
+        """Send this job's events to one more webhook endpoint, besides the tenant's own endpoints
+        (docs/API.md, "Webhooks"). Its url must start with one of the prefixes the operator allowed
+        for the tenant, and it is signed with the tenant's webhook secrets. Unset: the tenant's
+        endpoints only.
+        """
+
     def __init__(
         self,
         *,
@@ -256,10 +298,11 @@ class GenerateRequest(_message.Message):
         upscaler_version: _builtins.str = ...,
         upscale_fast: _builtins.bool = ...,
         upscale_image: _types_pb2.InputImage | None = ...,
+        webhook: Global___JobWebhook | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_eta", b"_eta", "_guidance_scale", b"_guidance_scale", "deadline", b"deadline", "eta", b"eta", "guidance_scale", b"guidance_scale", "init_image", b"init_image", "mask", b"mask", "upscale_image", b"upscale_image"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_eta", b"_eta", "_guidance_scale", b"_guidance_scale", "deadline", b"deadline", "eta", b"eta", "guidance_scale", b"guidance_scale", "init_image", b"init_image", "mask", b"mask", "upscale_image", b"upscale_image", "webhook", b"webhook"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_eta", b"_eta", "_guidance_scale", b"_guidance_scale", "cancel_on_disconnect", b"cancel_on_disconnect", "count", b"count", "deadline", b"deadline", "eta", b"eta", "guidance_rescale", b"guidance_rescale", "guidance_scale", b"guidance_scale", "height", b"height", "init_image", b"init_image", "labels", b"labels", "mask", b"mask", "model", b"model", "model_version", b"model_version", "negative_prompt", b"negative_prompt", "output_format", b"output_format", "output_quality", b"output_quality", "preview_every_steps", b"preview_every_steps", "priority", b"priority", "prompt", b"prompt", "prompts", b"prompts", "request_id", b"request_id", "sampler", b"sampler", "seeds", b"seeds", "steps", b"steps", "strength", b"strength", "style", b"style", "tiling", b"tiling", "upscale", b"upscale", "upscale_fast", b"upscale_fast", "upscale_image", b"upscale_image", "upscale_steps", b"upscale_steps", "upscaler", b"upscaler", "upscaler_version", b"upscaler_version", "width", b"width"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_eta", b"_eta", "_guidance_scale", b"_guidance_scale", "cancel_on_disconnect", b"cancel_on_disconnect", "count", b"count", "deadline", b"deadline", "eta", b"eta", "guidance_rescale", b"guidance_rescale", "guidance_scale", b"guidance_scale", "height", b"height", "init_image", b"init_image", "labels", b"labels", "mask", b"mask", "model", b"model", "model_version", b"model_version", "negative_prompt", b"negative_prompt", "output_format", b"output_format", "output_quality", b"output_quality", "preview_every_steps", b"preview_every_steps", "priority", b"priority", "prompt", b"prompt", "prompts", b"prompts", "request_id", b"request_id", "sampler", b"sampler", "seeds", b"seeds", "steps", b"steps", "strength", b"strength", "style", b"style", "tiling", b"tiling", "upscale", b"upscale", "upscale_fast", b"upscale_fast", "upscale_image", b"upscale_image", "upscale_steps", b"upscale_steps", "upscaler", b"upscaler", "upscaler_version", b"upscaler_version", "webhook", b"webhook", "width", b"width"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__eta: _TypeAlias = _typing.Literal["eta"]  # noqa: Y015
     _WhichOneofArgType__eta: _TypeAlias = _typing.Literal["_eta", b"_eta"]  # noqa: Y015
@@ -271,6 +314,38 @@ class GenerateRequest(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType__guidance_scale) -> _WhichOneofReturnType__guidance_scale | None: ...
 
 Global___GenerateRequest: _TypeAlias = GenerateRequest  # noqa: Y015
+
+@_typing.final
+class JobWebhook(_message.Message):
+    """A webhook endpoint for one job (GenerateRequest.webhook)."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    URL_FIELD_NUMBER: _builtins.int
+    EVENTS_FIELD_NUMBER: _builtins.int
+    PROGRESS_INTERVAL_SECONDS_FIELD_NUMBER: _builtins.int
+    url: _builtins.str
+    """The http(s) URL each event is POSTed to (at most 2048 characters)."""
+    progress_interval_seconds: _builtins.int
+    """With WEBHOOK_EVENT_PROGRESS: send progress at most once every this many seconds. 0: 5."""
+    @_builtins.property
+    def events(self) -> _containers.RepeatedScalarFieldContainer[Global___WebhookEvent.ValueType]:
+        """The events to send. Empty: started, artifact and finished."""
+
+    def __init__(
+        self,
+        *,
+        url: _builtins.str = ...,
+        events: _abc.Iterable[Global___WebhookEvent.ValueType] | None = ...,
+        progress_interval_seconds: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["events", b"events", "progress_interval_seconds", b"progress_interval_seconds", "url", b"url"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___JobWebhook: _TypeAlias = JobWebhook  # noqa: Y015
 
 @_typing.final
 class JobHandle(_message.Message):
