@@ -126,6 +126,30 @@ class Settings:
         64, "Open streams one tenant may hold on one gateway (calls without an API key share one such allowance); "
         "beyond: RESOURCE_EXHAUSTED with a retry delay."
     )
+    # --- webhooks (docs/API.md, "Webhooks")
+    webhooks_file: Path | None = _setting(
+        None, "JSON file of each tenant's webhook endpoints and signing secrets; unset: `webhooks.json` beside "
+        "the API keys file (no webhooks without either)."
+    )
+    webhooks_metrics_port: int = _setting(9466, "Prometheus metrics port of the webhook dispatcher (0: off).")
+    webhook_timeout_seconds: float = _setting(
+        10.0, "How long the dispatcher waits for an endpoint to answer one delivery before counting it failed."
+    )
+    webhook_max_attempts: int = _setting(
+        10, "Attempts of one delivery before it becomes a dead letter (`atelier webhooks dead-letters`)."
+    )
+    webhook_retry_base_seconds: float = _setting(
+        10.0, "Wait after a delivery's first failed attempt; each further failure doubles it, and every wait is "
+        "drawn at random from half to all of its value (jitter)."
+    )
+    webhook_retry_max_seconds: float = _setting(3600.0, "Longest wait between two attempts of one delivery.")
+    webhook_concurrency: int = _setting(8, "Deliveries one dispatcher sends at once.")
+    webhook_max_inline_image_bytes: int = _setting(
+        256 * 1024, "Largest image an `artifact` webhook carries inline (base64); larger ones are left to Watch."
+    )
+    webhook_claim_idle_seconds: float = _setting(
+        30.0, "Age at which a job event that a dispatcher took and never scheduled (it died) is taken by another."
+    )
     log_level: str = _setting("INFO", "Python logging level.")
 
     @classmethod
@@ -164,10 +188,15 @@ class Settings:
         if self.tls_client_ca is not None and self.tls_cert is None:
             raise SettingsError(f"{env_name('tls_client_ca')} needs {env_name('tls_cert')} and {env_name('tls_key')}")
         batching_modes(self.batching)
+        for name in ("webhook_timeout_seconds", "webhook_retry_base_seconds", "webhook_retry_max_seconds",
+                     "webhook_claim_idle_seconds"):
+            if getattr(self, name) <= 0:
+                raise SettingsError(f"{env_name(name)} must be positive")
         if self.job_lease_seconds <= 0:
             raise SettingsError(f"{env_name('job_lease_seconds')} must be positive")
         for name in ("max_batch", "worker_concurrency", "max_side", "max_steps", "max_images_per_job",
-                     "gateway_threads", "gateway_max_streams", "tenant_max_streams"):
+                     "gateway_threads", "gateway_max_streams", "tenant_max_streams", "webhook_max_attempts",
+                     "webhook_concurrency"):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{env_name(name)} must be at least 1")
 
