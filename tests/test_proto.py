@@ -36,6 +36,7 @@ def test_generation_service_has_every_rpc():
         "GetJob": ("atelier.v1.GetJobRequest", "atelier.v1.Job", False),
         "CancelJob": ("atelier.v1.CancelJobRequest", "atelier.v1.CancelJobResponse", False),
         "ListJobs": ("atelier.v1.ListJobsRequest", "atelier.v1.ListJobsResponse", False),
+        "GetContentPolicy": ("atelier.v1.GetContentPolicyRequest", "atelier.v1.ContentPolicy", False),
     }
 
 
@@ -60,7 +61,8 @@ def test_generate_request_carries_everything_a_studio_needs():
 def test_job_event_is_one_oneof_with_every_kind():
     d = generation_pb2.JobEvent.DESCRIPTOR
     assert [o.name for o in d.oneofs] == ["event"]
-    assert {f.name for f in d.oneofs[0].fields} == {"queued", "started", "progress", "preview", "artifact", "finished"}
+    assert {f.name for f in d.oneofs[0].fields} == {"queued", "started", "progress", "preview", "artifact", "finished",
+                                                  "policy"}
     assert {"id", "time", "job_id"} <= set(d.fields_by_name)
     provenance = set(types_pb2.Provenance.DESCRIPTOR.fields_by_name)
     assert {"model_name", "model_version", "model_sha256", "sampler", "steps", "guidance_scale", "seed"} <= provenance

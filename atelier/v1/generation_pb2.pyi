@@ -55,6 +55,23 @@ WEBHOOK_EVENT_FINISHED: WebhookEvent.ValueType  # 4
 Global___WebhookEvent: _TypeAlias = WebhookEvent  # noqa: Y015
 
 @_typing.final
+class GetContentPolicyRequest(_message.Message):
+    """Ask for the caller's content policy."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetContentPolicyRequest: _TypeAlias = GetContentPolicyRequest  # noqa: Y015
+
+@_typing.final
 class PromptVariant(_message.Message):
     """One prompt of a bulk job (GenerateRequest.prompts)."""
 
@@ -722,6 +739,7 @@ class JobEvent(_message.Message):
     PREVIEW_FIELD_NUMBER: _builtins.int
     ARTIFACT_FIELD_NUMBER: _builtins.int
     FINISHED_FIELD_NUMBER: _builtins.int
+    POLICY_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Position in the job's log; pass it as WatchRequest.after_event_id to resume."""
     job_id: _builtins.str
@@ -754,6 +772,10 @@ class JobEvent(_message.Message):
     def finished(self) -> Global___Finished:
         """The job reached a final state; the last event of every job."""
 
+    @_builtins.property
+    def policy(self) -> Global___PolicyDecision:
+        """The tenant's content policy filtered a prompt or an image of the job."""
+
     def __init__(
         self,
         *,
@@ -766,12 +788,13 @@ class JobEvent(_message.Message):
         preview: Global___Preview | None = ...,
         artifact: Global___Artifact | None = ...,
         finished: Global___Finished | None = ...,
+        policy: Global___PolicyDecision | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["artifact", b"artifact", "event", b"event", "finished", b"finished", "preview", b"preview", "progress", b"progress", "queued", b"queued", "started", b"started", "time", b"time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["artifact", b"artifact", "event", b"event", "finished", b"finished", "policy", b"policy", "preview", b"preview", "progress", b"progress", "queued", b"queued", "started", b"started", "time", b"time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["artifact", b"artifact", "event", b"event", "finished", b"finished", "id", b"id", "job_id", b"job_id", "preview", b"preview", "progress", b"progress", "queued", b"queued", "started", b"started", "time", b"time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["artifact", b"artifact", "event", b"event", "finished", b"finished", "id", b"id", "job_id", b"job_id", "policy", b"policy", "preview", b"preview", "progress", b"progress", "queued", b"queued", "started", b"started", "time", b"time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["queued", "started", "progress", "preview", "artifact", "finished"]  # noqa: Y015
+    _WhichOneofReturnType_event: _TypeAlias = _typing.Literal["queued", "started", "progress", "preview", "artifact", "finished", "policy"]  # noqa: Y015
     _WhichOneofArgType_event: _TypeAlias = _typing.Literal["event", b"event"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_event) -> _WhichOneofReturnType_event | None: ...
 
@@ -936,6 +959,7 @@ class Artifact(_message.Message):
     FINISH_REASON_FIELD_NUMBER: _builtins.int
     PROVENANCE_FIELD_NUMBER: _builtins.int
     PROMPT_INDEX_FIELD_NUMBER: _builtins.int
+    CONCEPT_FIELD_NUMBER: _builtins.int
     index: _builtins.int
     """Which image of the job (0-based, in seeds order; prompt-major for bulk jobs)."""
     data: _builtins.bytes
@@ -952,6 +976,10 @@ class Artifact(_message.Message):
     """Why the image is as it is."""
     prompt_index: _builtins.int
     """For bulk jobs: which of GenerateRequest.prompts it came from."""
+    concept: _builtins.str
+    """With FINISH_REASON_FILTERED or FINISH_REASON_PROMPT_FILTERED: the concept of the content
+    policy that filtered it (ContentPolicy.vocabulary); empty otherwise.
+    """
     @_builtins.property
     def provenance(self) -> _types_pb2.Provenance:
         """How to make it again."""
@@ -968,14 +996,61 @@ class Artifact(_message.Message):
         finish_reason: _types_pb2.FinishReason.ValueType = ...,
         provenance: _types_pb2.Provenance | None = ...,
         prompt_index: _builtins.int = ...,
+        concept: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["provenance", b"provenance"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["data", b"data", "finish_reason", b"finish_reason", "height", b"height", "index", b"index", "mime_type", b"mime_type", "prompt_index", b"prompt_index", "provenance", b"provenance", "seed", b"seed", "width", b"width"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["concept", b"concept", "data", b"data", "finish_reason", b"finish_reason", "height", b"height", "index", b"index", "mime_type", b"mime_type", "prompt_index", b"prompt_index", "provenance", b"provenance", "seed", b"seed", "width", b"width"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Artifact: _TypeAlias = Artifact  # noqa: Y015
+
+@_typing.final
+class PolicyDecision(_message.Message):
+    """The tenant's content policy filtered part of the job. Sent once per filtered prompt (before
+    its artifacts) and once per image the output check dropped.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CHECK_FIELD_NUMBER: _builtins.int
+    CONCEPT_FIELD_NUMBER: _builtins.int
+    ACTION_FIELD_NUMBER: _builtins.int
+    PROMPT_INDEX_FIELD_NUMBER: _builtins.int
+    INDICES_FIELD_NUMBER: _builtins.int
+    POLICY_FIELD_NUMBER: _builtins.int
+    check: _types_pb2.PolicyCheck.ValueType
+    """Which check decided."""
+    concept: _builtins.str
+    """The blocked concept it found (ContentPolicy.vocabulary); never the words that matched."""
+    action: _types_pb2.PolicyAction.ValueType
+    """The policy's action for the concept."""
+    prompt_index: _builtins.int
+    """The prompt (index into GenerateRequest.prompts; 0 for a single prompt)."""
+    policy: _builtins.str
+    """The name of the policy in force (ContentPolicy.name)."""
+    @_builtins.property
+    def indices(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """The images (Artifact.index) it withheld."""
+
+    def __init__(
+        self,
+        *,
+        check: _types_pb2.PolicyCheck.ValueType = ...,
+        concept: _builtins.str = ...,
+        action: _types_pb2.PolicyAction.ValueType = ...,
+        prompt_index: _builtins.int = ...,
+        indices: _abc.Iterable[_builtins.int] | None = ...,
+        policy: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "check", b"check", "concept", b"concept", "indices", b"indices", "policy", b"policy", "prompt_index", b"prompt_index"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PolicyDecision: _TypeAlias = PolicyDecision  # noqa: Y015
 
 @_typing.final
 class Finished(_message.Message):
@@ -988,6 +1063,7 @@ class Finished(_message.Message):
     ERROR_MESSAGE_FIELD_NUMBER: _builtins.int
     IMAGES_FIELD_NUMBER: _builtins.int
     ELAPSED_FIELD_NUMBER: _builtins.int
+    IMAGES_FILTERED_FIELD_NUMBER: _builtins.int
     state: _types_pb2.JobState.ValueType
     """SUCCEEDED, FAILED, CANCELLED or EXPIRED."""
     error_code: _types_pb2.ErrorCode.ValueType
@@ -995,7 +1071,11 @@ class Finished(_message.Message):
     error_message: _builtins.str
     """What went wrong, for people."""
     images: _builtins.int
-    """Images produced."""
+    """Artifacts reported, filtered ones included."""
+    images_filtered: _builtins.int
+    """Of `images`, the artifacts the content policy filtered (FINISH_REASON_FILTERED or
+    FINISH_REASON_PROMPT_FILTERED): they carry no image.
+    """
     @_builtins.property
     def elapsed(self) -> _duration_pb2.Duration:
         """Time from submission to the end."""
@@ -1008,10 +1088,11 @@ class Finished(_message.Message):
         error_message: _builtins.str = ...,
         images: _builtins.int = ...,
         elapsed: _duration_pb2.Duration | None = ...,
+        images_filtered: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["elapsed", b"elapsed"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["elapsed", b"elapsed", "error_code", b"error_code", "error_message", b"error_message", "images", b"images", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["elapsed", b"elapsed", "error_code", b"error_code", "error_message", b"error_message", "images", b"images", "images_filtered", b"images_filtered", "state", b"state"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

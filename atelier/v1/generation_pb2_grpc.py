@@ -4,6 +4,7 @@ import grpc
 import warnings
 
 from atelier.v1 import generation_pb2 as atelier_dot_v1_dot_generation__pb2
+from atelier.v1 import types_pb2 as atelier_dot_v1_dot_types__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
 GRPC_VERSION = grpc.__version__
@@ -66,6 +67,11 @@ class GenerationStub:
                 request_serializer=atelier_dot_v1_dot_generation__pb2.ListJobsRequest.SerializeToString,
                 response_deserializer=atelier_dot_v1_dot_generation__pb2.ListJobsResponse.FromString,
                 _registered_method=True)
+        self.GetContentPolicy = channel.unary_unary(
+                '/atelier.v1.Generation/GetContentPolicy',
+                request_serializer=atelier_dot_v1_dot_generation__pb2.GetContentPolicyRequest.SerializeToString,
+                response_deserializer=atelier_dot_v1_dot_types__pb2.ContentPolicy.FromString,
+                _registered_method=True)
 
 
 class GenerationServicer:
@@ -126,6 +132,14 @@ class GenerationServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetContentPolicy(self, request, context):
+        """The content policy in force for the caller's tenant: which concepts are blocked and with
+        which action (docs/API.md, "Content policy").
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_GenerationServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -158,6 +172,11 @@ def add_GenerationServicer_to_server(servicer, server):
                     servicer.ListJobs,
                     request_deserializer=atelier_dot_v1_dot_generation__pb2.ListJobsRequest.FromString,
                     response_serializer=atelier_dot_v1_dot_generation__pb2.ListJobsResponse.SerializeToString,
+            ),
+            'GetContentPolicy': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetContentPolicy,
+                    request_deserializer=atelier_dot_v1_dot_generation__pb2.GetContentPolicyRequest.FromString,
+                    response_serializer=atelier_dot_v1_dot_types__pb2.ContentPolicy.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -324,6 +343,33 @@ class Generation:
             '/atelier.v1.Generation/ListJobs',
             atelier_dot_v1_dot_generation__pb2.ListJobsRequest.SerializeToString,
             atelier_dot_v1_dot_generation__pb2.ListJobsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetContentPolicy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/atelier.v1.Generation/GetContentPolicy',
+            atelier_dot_v1_dot_generation__pb2.GetContentPolicyRequest.SerializeToString,
+            atelier_dot_v1_dot_types__pb2.ContentPolicy.FromString,
             options,
             channel_credentials,
             insecure,

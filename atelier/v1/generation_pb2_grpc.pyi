@@ -4,6 +4,7 @@ isort:skip_file
 The Generation service: submit image jobs, follow them, fetch their images."""
 
 from atelier.v1 import generation_pb2 as _generation_pb2
+from atelier.v1 import types_pb2 as _types_pb2
 from collections import abc as _abc
 from grpc import aio as _aio
 import abc as _abc_1
@@ -63,6 +64,10 @@ class GenerationStub:
     INVALID_ARGUMENT for a negative page_size, a page_token that is not this call's, or
     an unknown filter value.
     """
+    GetContentPolicy: _grpc.UnaryUnaryMultiCallable[_generation_pb2.GetContentPolicyRequest, _types_pb2.ContentPolicy]
+    """The content policy in force for the caller's tenant: which concepts are blocked and with
+    which action (docs/API.md, "Content policy").
+    """
 
 @_typing.type_check_only
 class GenerationAsyncStub(GenerationStub):
@@ -98,6 +103,10 @@ class GenerationAsyncStub(GenerationStub):
     record expires (a finished job's keys expire after the service's result TTL).
     INVALID_ARGUMENT for a negative page_size, a page_token that is not this call's, or
     an unknown filter value.
+    """
+    GetContentPolicy: _aio.UnaryUnaryMultiCallable[_generation_pb2.GetContentPolicyRequest, _types_pb2.ContentPolicy]  # type: ignore[assignment]
+    """The content policy in force for the caller's tenant: which concepts are blocked and with
+    which action (docs/API.md, "Content policy").
     """
 
 class GenerationServicer(metaclass=_abc_1.ABCMeta):
@@ -167,6 +176,16 @@ class GenerationServicer(metaclass=_abc_1.ABCMeta):
         record expires (a finished job's keys expire after the service's result TTL).
         INVALID_ARGUMENT for a negative page_size, a page_token that is not this call's, or
         an unknown filter value.
+        """
+
+    @_abc_1.abstractmethod
+    def GetContentPolicy(
+        self,
+        request: _generation_pb2.GetContentPolicyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_types_pb2.ContentPolicy, _abc.Awaitable[_types_pb2.ContentPolicy]]:
+        """The content policy in force for the caller's tenant: which concepts are blocked and with
+        which action (docs/API.md, "Content policy").
         """
 
 def add_GenerationServicer_to_server(servicer: GenerationServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x61telier/v1/types.proto\x12\natelier.v1\"\x1a\n\nInputImage\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\"\xcb\x04\n\nProvenance\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12\x14\n\x0cmodel_sha256\x18\x03 \x01(\t\x12$\n\x07sampler\x18\x04 \x01(\x0e\x32\x13.atelier.v1.Sampler\x12\r\n\x05steps\x18\x05 \x01(\r\x12\x16\n\x0eguidance_scale\x18\x06 \x01(\x02\x12\x0c\n\x04seed\x18\x07 \x01(\x04\x12\x0e\n\x06prompt\x18\x08 \x01(\t\x12\x17\n\x0fnegative_prompt\x18\t \x01(\t\x12\r\n\x05style\x18\n \x01(\t\x12\r\n\x05width\x18\x0b \x01(\r\x12\x0e\n\x06height\x18\x0c \x01(\r\x12\x10\n\x08strength\x18\r \x01(\x02\x12\x0e\n\x06tiling\x18\x0e \x01(\x08\x12\x19\n\x11init_image_sha256\x18\x0f \x01(\t\x12\x13\n\x0bmask_sha256\x18\x10 \x01(\t\x12\x18\n\x10software_version\x18\x11 \x01(\t\x12\x18\n\x10guidance_rescale\x18\x12 \x01(\x02\x12\x0b\n\x03\x65ta\x18\x13 \x01(\x02\x12\x11\n\tsteps_run\x18\x14 \x01(\r\x12\x0f\n\x07upscale\x18\x15 \x01(\r\x12\x15\n\rupscaler_name\x18\x16 \x01(\t\x12\x18\n\x10upscaler_version\x18\x17 \x01(\t\x12\x17\n\x0fupscaler_sha256\x18\x18 \x01(\t\x12\x15\n\rupscale_steps\x18\x19 \x01(\r\x12\x14\n\x0cupscale_fast\x18\x1a \x01(\x08\x12\x1c\n\x14upscale_image_sha256\x18\x1b \x01(\t*\xdc\x01\n\x07Sampler\x12\x17\n\x13SAMPLER_UNSPECIFIED\x10\x00\x12\x10\n\x0cSAMPLER_DDPM\x10\x01\x12\x10\n\x0cSAMPLER_DDIM\x10\x02\x12\x11\n\rSAMPLER_EULER\x10\x03\x12\x1b\n\x17SAMPLER_EULER_ANCESTRAL\x10\x04\x12\x10\n\x0cSAMPLER_HEUN\x10\x05\x12\x14\n\x10SAMPLER_DPMPP_2M\x10\x06\x12\x18\n\x14SAMPLER_DPMPP_2M_SDE\x10\x07\x12\x11\n\rSAMPLER_UNIPC\x10\x08\x12\x0f\n\x0bSAMPLER_LCM\x10\t*\x91\x01\n\x0cOutputFormat\x12\x1d\n\x19OUTPUT_FORMAT_UNSPECIFIED\x10\x00\x12\x15\n\x11OUTPUT_FORMAT_PNG\x10\x01\x12\x16\n\x12OUTPUT_FORMAT_JPEG\x10\x02\x12\x16\n\x12OUTPUT_FORMAT_WEBP\x10\x03\x12\x1b\n\x17OUTPUT_FORMAT_RAW_RGBA8\x10\x04*R\n\x08Priority\x12\x18\n\x14PRIORITY_UNSPECIFIED\x10\x00\x12\x18\n\x14PRIORITY_INTERACTIVE\x10\x01\x12\x12\n\x0ePRIORITY_BATCH\x10\x02*\xb1\x01\n\x08JobState\x12\x19\n\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x14\n\x10JOB_STATE_QUEUED\x10\x01\x12\x15\n\x11JOB_STATE_RUNNING\x10\x02\x12\x17\n\x13JOB_STATE_SUCCEEDED\x10\x03\x12\x14\n\x10JOB_STATE_FAILED\x10\x04\x12\x17\n\x13JOB_STATE_CANCELLED\x10\x05\x12\x15\n\x11JOB_STATE_EXPIRED\x10\x06*{\n\x07JobKind\x12\x18\n\x14JOB_KIND_UNSPECIFIED\x10\x00\x12\x14\n\x10JOB_KIND_TXT2IMG\x10\x01\x12\x14\n\x10JOB_KIND_IMG2IMG\x10\x02\x12\x14\n\x10JOB_KIND_INPAINT\x10\x03\x12\x14\n\x10JOB_KIND_UPSCALE\x10\x04*\xb2\x01\n\tErrorCode\x12\x1a\n\x16\x45RROR_CODE_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x45RROR_CODE_INVALID_INPUT\x10\x01\x12 \n\x1c\x45RROR_CODE_MODEL_UNAVAILABLE\x10\x02\x12\x18\n\x14\x45RROR_CODE_NUMERICAL\x10\x03\x12\x16\n\x12\x45RROR_CODE_TIMEOUT\x10\x04\x12\x17\n\x13\x45RROR_CODE_INTERNAL\x10\x05*f\n\x0c\x46inishReason\x12\x1d\n\x19\x46INISH_REASON_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x46INISH_REASON_COMPLETED\x10\x01\x12\x1a\n\x16\x46INISH_REASON_FILTERED\x10\x02\x42\x35\n\x0e\x64\x65v.atelier.v1P\x01Z\x14\x61telier/v1;atelierv1\xaa\x02\nAtelier.V1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16\x61telier/v1/types.proto\x12\natelier.v1\"]\n\x0b\x43onceptRule\x12\x0f\n\x07\x63oncept\x18\x01 \x01(\t\x12(\n\x06\x61\x63tion\x18\x02 \x01(\x0e\x32\x18.atelier.v1.PolicyAction\x12\x13\n\x0b\x64\x65scription\x18\x03 \x01(\t\"Y\n\rContentPolicy\x12\x0c\n\x04name\x18\x01 \x01(\t\x12&\n\x05rules\x18\x02 \x03(\x0b\x32\x17.atelier.v1.ConceptRule\x12\x12\n\nvocabulary\x18\x03 \x03(\t\"\x1a\n\nInputImage\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\"\xcb\x04\n\nProvenance\x12\x12\n\nmodel_name\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12\x14\n\x0cmodel_sha256\x18\x03 \x01(\t\x12$\n\x07sampler\x18\x04 \x01(\x0e\x32\x13.atelier.v1.Sampler\x12\r\n\x05steps\x18\x05 \x01(\r\x12\x16\n\x0eguidance_scale\x18\x06 \x01(\x02\x12\x0c\n\x04seed\x18\x07 \x01(\x04\x12\x0e\n\x06prompt\x18\x08 \x01(\t\x12\x17\n\x0fnegative_prompt\x18\t \x01(\t\x12\r\n\x05style\x18\n \x01(\t\x12\r\n\x05width\x18\x0b \x01(\r\x12\x0e\n\x06height\x18\x0c \x01(\r\x12\x10\n\x08strength\x18\r \x01(\x02\x12\x0e\n\x06tiling\x18\x0e \x01(\x08\x12\x19\n\x11init_image_sha256\x18\x0f \x01(\t\x12\x13\n\x0bmask_sha256\x18\x10 \x01(\t\x12\x18\n\x10software_version\x18\x11 \x01(\t\x12\x18\n\x10guidance_rescale\x18\x12 \x01(\x02\x12\x0b\n\x03\x65ta\x18\x13 \x01(\x02\x12\x11\n\tsteps_run\x18\x14 \x01(\r\x12\x0f\n\x07upscale\x18\x15 \x01(\r\x12\x15\n\rupscaler_name\x18\x16 \x01(\t\x12\x18\n\x10upscaler_version\x18\x17 \x01(\t\x12\x17\n\x0fupscaler_sha256\x18\x18 \x01(\t\x12\x15\n\rupscale_steps\x18\x19 \x01(\r\x12\x14\n\x0cupscale_fast\x18\x1a \x01(\x08\x12\x1c\n\x14upscale_image_sha256\x18\x1b \x01(\t*\xdc\x01\n\x07Sampler\x12\x17\n\x13SAMPLER_UNSPECIFIED\x10\x00\x12\x10\n\x0cSAMPLER_DDPM\x10\x01\x12\x10\n\x0cSAMPLER_DDIM\x10\x02\x12\x11\n\rSAMPLER_EULER\x10\x03\x12\x1b\n\x17SAMPLER_EULER_ANCESTRAL\x10\x04\x12\x10\n\x0cSAMPLER_HEUN\x10\x05\x12\x14\n\x10SAMPLER_DPMPP_2M\x10\x06\x12\x18\n\x14SAMPLER_DPMPP_2M_SDE\x10\x07\x12\x11\n\rSAMPLER_UNIPC\x10\x08\x12\x0f\n\x0bSAMPLER_LCM\x10\t*\x91\x01\n\x0cOutputFormat\x12\x1d\n\x19OUTPUT_FORMAT_UNSPECIFIED\x10\x00\x12\x15\n\x11OUTPUT_FORMAT_PNG\x10\x01\x12\x16\n\x12OUTPUT_FORMAT_JPEG\x10\x02\x12\x16\n\x12OUTPUT_FORMAT_WEBP\x10\x03\x12\x1b\n\x17OUTPUT_FORMAT_RAW_RGBA8\x10\x04*R\n\x08Priority\x12\x18\n\x14PRIORITY_UNSPECIFIED\x10\x00\x12\x18\n\x14PRIORITY_INTERACTIVE\x10\x01\x12\x12\n\x0ePRIORITY_BATCH\x10\x02*\xb1\x01\n\x08JobState\x12\x19\n\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x14\n\x10JOB_STATE_QUEUED\x10\x01\x12\x15\n\x11JOB_STATE_RUNNING\x10\x02\x12\x17\n\x13JOB_STATE_SUCCEEDED\x10\x03\x12\x14\n\x10JOB_STATE_FAILED\x10\x04\x12\x17\n\x13JOB_STATE_CANCELLED\x10\x05\x12\x15\n\x11JOB_STATE_EXPIRED\x10\x06*{\n\x07JobKind\x12\x18\n\x14JOB_KIND_UNSPECIFIED\x10\x00\x12\x14\n\x10JOB_KIND_TXT2IMG\x10\x01\x12\x14\n\x10JOB_KIND_IMG2IMG\x10\x02\x12\x14\n\x10JOB_KIND_INPAINT\x10\x03\x12\x14\n\x10JOB_KIND_UPSCALE\x10\x04*\xb2\x01\n\tErrorCode\x12\x1a\n\x16\x45RROR_CODE_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x45RROR_CODE_INVALID_INPUT\x10\x01\x12 \n\x1c\x45RROR_CODE_MODEL_UNAVAILABLE\x10\x02\x12\x18\n\x14\x45RROR_CODE_NUMERICAL\x10\x03\x12\x16\n\x12\x45RROR_CODE_TIMEOUT\x10\x04\x12\x17\n\x13\x45RROR_CODE_INTERNAL\x10\x05*\x89\x01\n\x0c\x46inishReason\x12\x1d\n\x19\x46INISH_REASON_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x46INISH_REASON_COMPLETED\x10\x01\x12\x1a\n\x16\x46INISH_REASON_FILTERED\x10\x02\x12!\n\x1d\x46INISH_REASON_PROMPT_FILTERED\x10\x03*_\n\x0cPolicyAction\x12\x1d\n\x19POLICY_ACTION_UNSPECIFIED\x10\x00\x12\x18\n\x14POLICY_ACTION_REFUSE\x10\x01\x12\x16\n\x12POLICY_ACTION_DROP\x10\x02*]\n\x0bPolicyCheck\x12\x1c\n\x18POLICY_CHECK_UNSPECIFIED\x10\x00\x12\x17\n\x13POLICY_CHECK_PROMPT\x10\x01\x12\x17\n\x13POLICY_CHECK_OUTPUT\x10\x02\x42\x35\n\x0e\x64\x65v.atelier.v1P\x01Z\x14\x61telier/v1;atelierv1\xaa\x02\nAtelier.V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,22 +32,30 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'atelier.v1.types_pb2', _glo
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\016dev.atelier.v1P\001Z\024atelier/v1;atelierv1\252\002\nAtelier.V1'
-  _globals['_SAMPLER']._serialized_start=657
-  _globals['_SAMPLER']._serialized_end=877
-  _globals['_OUTPUTFORMAT']._serialized_start=880
-  _globals['_OUTPUTFORMAT']._serialized_end=1025
-  _globals['_PRIORITY']._serialized_start=1027
-  _globals['_PRIORITY']._serialized_end=1109
-  _globals['_JOBSTATE']._serialized_start=1112
-  _globals['_JOBSTATE']._serialized_end=1289
-  _globals['_JOBKIND']._serialized_start=1291
-  _globals['_JOBKIND']._serialized_end=1414
-  _globals['_ERRORCODE']._serialized_start=1417
-  _globals['_ERRORCODE']._serialized_end=1595
-  _globals['_FINISHREASON']._serialized_start=1597
-  _globals['_FINISHREASON']._serialized_end=1699
-  _globals['_INPUTIMAGE']._serialized_start=38
-  _globals['_INPUTIMAGE']._serialized_end=64
-  _globals['_PROVENANCE']._serialized_start=67
-  _globals['_PROVENANCE']._serialized_end=654
+  _globals['_SAMPLER']._serialized_start=843
+  _globals['_SAMPLER']._serialized_end=1063
+  _globals['_OUTPUTFORMAT']._serialized_start=1066
+  _globals['_OUTPUTFORMAT']._serialized_end=1211
+  _globals['_PRIORITY']._serialized_start=1213
+  _globals['_PRIORITY']._serialized_end=1295
+  _globals['_JOBSTATE']._serialized_start=1298
+  _globals['_JOBSTATE']._serialized_end=1475
+  _globals['_JOBKIND']._serialized_start=1477
+  _globals['_JOBKIND']._serialized_end=1600
+  _globals['_ERRORCODE']._serialized_start=1603
+  _globals['_ERRORCODE']._serialized_end=1781
+  _globals['_FINISHREASON']._serialized_start=1784
+  _globals['_FINISHREASON']._serialized_end=1921
+  _globals['_POLICYACTION']._serialized_start=1923
+  _globals['_POLICYACTION']._serialized_end=2018
+  _globals['_POLICYCHECK']._serialized_start=2020
+  _globals['_POLICYCHECK']._serialized_end=2113
+  _globals['_CONCEPTRULE']._serialized_start=38
+  _globals['_CONCEPTRULE']._serialized_end=131
+  _globals['_CONTENTPOLICY']._serialized_start=133
+  _globals['_CONTENTPOLICY']._serialized_end=222
+  _globals['_INPUTIMAGE']._serialized_start=224
+  _globals['_INPUTIMAGE']._serialized_end=250
+  _globals['_PROVENANCE']._serialized_start=253
+  _globals['_PROVENANCE']._serialized_end=840
 # @@protoc_insertion_point(module_scope)

@@ -3,8 +3,10 @@
 isort:skip_file
 Types shared by Atelier's services. Field numbers are stable: never renumber or reuse."""
 
+from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
+from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 import builtins as _builtins
 import sys
@@ -260,8 +262,14 @@ class _FinishReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_FinishRe
     FINISH_REASON_COMPLETED: _FinishReason.ValueType  # 1
     """Sampling ran every step of the job's plan and every stage after it passed the image."""
     FINISH_REASON_FILTERED: _FinishReason.ValueType  # 2
-    """Reserved for a safety stage: the image was withheld or replaced because it was filtered.
-    Not sent yet.
+    """The output check (the worker's concept classifier) found a concept the tenant's content
+    policy drops in the image: the artifact carries no image (`data` empty) and names the
+    concept in Artifact.concept. Never a blank or blurred image in its place.
+    """
+    FINISH_REASON_PROMPT_FILTERED: _FinishReason.ValueType  # 3
+    """The prompt check refused the image's prompt (a variant of a bulk job) under the tenant's
+    content policy: nothing was generated for it (`data` empty); Artifact.concept names the
+    concept. The job's other prompts proceed.
     """
 
 class FinishReason(_FinishReason, metaclass=_FinishReasonEnumTypeWrapper):
@@ -274,10 +282,138 @@ FINISH_REASON_UNSPECIFIED: FinishReason.ValueType  # 0
 FINISH_REASON_COMPLETED: FinishReason.ValueType  # 1
 """Sampling ran every step of the job's plan and every stage after it passed the image."""
 FINISH_REASON_FILTERED: FinishReason.ValueType  # 2
-"""Reserved for a safety stage: the image was withheld or replaced because it was filtered.
-Not sent yet.
+"""The output check (the worker's concept classifier) found a concept the tenant's content
+policy drops in the image: the artifact carries no image (`data` empty) and names the
+concept in Artifact.concept. Never a blank or blurred image in its place.
+"""
+FINISH_REASON_PROMPT_FILTERED: FinishReason.ValueType  # 3
+"""The prompt check refused the image's prompt (a variant of a bulk job) under the tenant's
+content policy: nothing was generated for it (`data` empty); Artifact.concept names the
+concept. The job's other prompts proceed.
 """
 Global___FinishReason: _TypeAlias = FinishReason  # noqa: Y015
+
+class _PolicyAction:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _PolicyActionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_PolicyAction.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    POLICY_ACTION_UNSPECIFIED: _PolicyAction.ValueType  # 0
+    """Never set by the service."""
+    POLICY_ACTION_REFUSE: _PolicyAction.ValueType  # 1
+    """A prompt naming the concept is refused at the gateway (a single prompt: the request fails
+    with INVALID_ARGUMENT and an ErrorInfo naming the concept; a bulk job's variant: its images
+    end FINISH_REASON_PROMPT_FILTERED), and an image showing it is dropped (FINISH_REASON_FILTERED).
+    """
+    POLICY_ACTION_DROP: _PolicyAction.ValueType  # 2
+    """The prompt is not refused; an image the output check finds showing the concept is dropped
+    and reported (FINISH_REASON_FILTERED).
+    """
+
+class PolicyAction(_PolicyAction, metaclass=_PolicyActionEnumTypeWrapper):
+    """What a content policy does with a concept it blocks (docs/API.md, "Content policy")."""
+
+POLICY_ACTION_UNSPECIFIED: PolicyAction.ValueType  # 0
+"""Never set by the service."""
+POLICY_ACTION_REFUSE: PolicyAction.ValueType  # 1
+"""A prompt naming the concept is refused at the gateway (a single prompt: the request fails
+with INVALID_ARGUMENT and an ErrorInfo naming the concept; a bulk job's variant: its images
+end FINISH_REASON_PROMPT_FILTERED), and an image showing it is dropped (FINISH_REASON_FILTERED).
+"""
+POLICY_ACTION_DROP: PolicyAction.ValueType  # 2
+"""The prompt is not refused; an image the output check finds showing the concept is dropped
+and reported (FINISH_REASON_FILTERED).
+"""
+Global___PolicyAction: _TypeAlias = PolicyAction  # noqa: Y015
+
+class _PolicyCheck:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _PolicyCheckEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_PolicyCheck.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    POLICY_CHECK_UNSPECIFIED: _PolicyCheck.ValueType  # 0
+    """Never set by the service."""
+    POLICY_CHECK_PROMPT: _PolicyCheck.ValueType  # 1
+    """The gateway's prompt check (normalised term lists and the model's text encoder)."""
+    POLICY_CHECK_OUTPUT: _PolicyCheck.ValueType  # 2
+    """The worker's output check (a concept classifier on the decoded image)."""
+
+class PolicyCheck(_PolicyCheck, metaclass=_PolicyCheckEnumTypeWrapper):
+    """Which check applied a content policy."""
+
+POLICY_CHECK_UNSPECIFIED: PolicyCheck.ValueType  # 0
+"""Never set by the service."""
+POLICY_CHECK_PROMPT: PolicyCheck.ValueType  # 1
+"""The gateway's prompt check (normalised term lists and the model's text encoder)."""
+POLICY_CHECK_OUTPUT: PolicyCheck.ValueType  # 2
+"""The worker's output check (a concept classifier on the decoded image)."""
+Global___PolicyCheck: _TypeAlias = PolicyCheck  # noqa: Y015
+
+@_typing.final
+class ConceptRule(_message.Message):
+    """One concept a content policy blocks."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONCEPT_FIELD_NUMBER: _builtins.int
+    ACTION_FIELD_NUMBER: _builtins.int
+    DESCRIPTION_FIELD_NUMBER: _builtins.int
+    concept: _builtins.str
+    """The concept's name, one of ContentPolicy.vocabulary (e.g. "weapons", "sexual_content")."""
+    action: Global___PolicyAction.ValueType
+    """What happens to a prompt or an image with it."""
+    description: _builtins.str
+    """What the concept covers, for people."""
+    def __init__(
+        self,
+        *,
+        concept: _builtins.str = ...,
+        action: Global___PolicyAction.ValueType = ...,
+        description: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["action", b"action", "concept", b"concept", "description", b"description"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ConceptRule: _TypeAlias = ConceptRule  # noqa: Y015
+
+@_typing.final
+class ContentPolicy(_message.Message):
+    """The content policy in force for the caller's tenant."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    NAME_FIELD_NUMBER: _builtins.int
+    RULES_FIELD_NUMBER: _builtins.int
+    VOCABULARY_FIELD_NUMBER: _builtins.int
+    name: _builtins.str
+    """The policy's name: "default" (the service's, from its settings) or the tenant's own."""
+    @_builtins.property
+    def rules(self) -> _containers.RepeatedCompositeFieldContainer[Global___ConceptRule]:
+        """The concepts it blocks, sorted by concept name. A concept not listed is allowed."""
+
+    @_builtins.property
+    def vocabulary(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Every concept name the service knows, sorted; a client must accept names it does not know."""
+
+    def __init__(
+        self,
+        *,
+        name: _builtins.str = ...,
+        rules: _abc.Iterable[Global___ConceptRule] | None = ...,
+        vocabulary: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["name", b"name", "rules", b"rules", "vocabulary", b"vocabulary"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ContentPolicy: _TypeAlias = ContentPolicy  # noqa: Y015
 
 @_typing.final
 class InputImage(_message.Message):

@@ -30,8 +30,9 @@ class EventKind:
     PREVIEW = "preview"
     ARTIFACT = "artifact"
     FINISHED = "finished"
+    POLICY = "policy"
 
-    ALL = (QUEUED, STARTED, PROGRESS, PREVIEW, ARTIFACT, FINISHED)
+    ALL = (QUEUED, STARTED, PROGRESS, PREVIEW, ARTIFACT, FINISHED, POLICY)
 
 
 @dataclass(frozen=True)
@@ -125,23 +126,43 @@ class Artifact:
     finish_reason: str = "COMPLETED"
     provenance: Provenance = Provenance()
     prompt_index: int = 0
+    concept: str = ""  # the content policy's concept when finish_reason is a filtered one
 
 
 @dataclass(frozen=True)
 class Finished:
     KIND: ClassVar[str] = EventKind.FINISHED
-    # The images made and the time since submission are read off the record as the job ends.
-    STORE_FILLED: ClassVar[tuple[str, ...]] = ("images", "elapsed_seconds")
+    # The artifacts reported, the time since submission and the artifacts filtered are read off
+    # the record as the job ends.
+    STORE_FILLED: ClassVar[tuple[str, ...]] = ("images", "elapsed_seconds", "images_filtered")
 
     state: str = ""
     error_code: str = ""
     error_message: str = ""
     images: int = 0
     elapsed_seconds: float = 0.0
+    images_filtered: int = 0
 
 
-Payload = Queued | Started | Progress | Preview | Artifact | Finished
-PAYLOADS: dict[str, type] = {cls.KIND: cls for cls in (Queued, Started, Progress, Preview, Artifact, Finished)}
+@dataclass(frozen=True)
+class Policy:
+    """`atelier.v1.PolicyDecision`: the tenant's content policy filtered a prompt or an image
+    (check and action as the strings of services.common.policy.concepts)."""
+
+    KIND: ClassVar[str] = EventKind.POLICY
+    STORE_FILLED: ClassVar[tuple[str, ...]] = ()
+
+    check: str = ""
+    concept: str = ""
+    action: str = ""
+    prompt_index: int = 0
+    indices: tuple[int, ...] = ()
+    policy: str = ""
+
+
+Payload = Queued | Started | Progress | Preview | Artifact | Finished | Policy
+PAYLOADS: dict[str, type] = {cls.KIND: cls for cls in (Queued, Started, Progress, Preview, Artifact, Finished,
+                                                       Policy)}
 
 
 def to_json(payload: Payload) -> str:
@@ -171,6 +192,8 @@ def _build(cls: type, data: dict[str, Any], prefix: str, unknown: list[str]) -> 
             unknown.append(prefix + name)
         elif f.type in _SCALARS:
             values[name] = _SCALARS[f.type](value)
+        elif f.type == "tuple[int, ...]":
+            values[name] = tuple(int(v) for v in value)
         else:
             values[name] = _build(globals()[f.type], value, f"{prefix}{name}.", unknown)
     return cls(**values)  # a field an older writer left out keeps its default

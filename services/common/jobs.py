@@ -50,9 +50,11 @@ class FinishReason:
     """Why an artifact is as it is: `atelier.v1.FinishReason` names without the prefix."""
 
     COMPLETED = "COMPLETED"  # sampling ran every step of the plan
-    FILTERED = "FILTERED"  # reserved: a safety stage withheld or replaced the image
+    FILTERED = "FILTERED"  # the output check withheld the image (the content policy's concept)
+    PROMPT_FILTERED = "PROMPT_FILTERED"  # the prompt check refused its prompt: never generated
 
-    ALL = (COMPLETED, FILTERED)
+    ALL = (COMPLETED, FILTERED, PROMPT_FILTERED)
+    WITHHELD = (FILTERED, PROMPT_FILTERED)  # the artifact carries no image
 
 
 class Priority:

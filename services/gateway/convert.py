@@ -94,6 +94,14 @@ def finish_reason_to_pb(reason: str) -> int:
     return types_pb2.FinishReason.Value("FINISH_REASON_" + reason) if reason else 0
 
 
+def policy_action_to_pb(action: str) -> int:
+    return types_pb2.PolicyAction.Value("POLICY_ACTION_" + action) if action else 0
+
+
+def policy_check_to_pb(check: str) -> int:
+    return types_pb2.PolicyCheck.Value("POLICY_CHECK_" + check) if check else 0
+
+
 def timestamp(seconds: float) -> timestamp_pb2.Timestamp:
     ts = timestamp_pb2.Timestamp()
     ts.FromNanoseconds(int(round(seconds * 1e9)))
@@ -330,12 +338,20 @@ def artifact_to_pb(p: ev.Artifact, data: bytes | None) -> gen.Artifact:
         finish_reason=finish_reason_to_pb(p.finish_reason),
         provenance=provenance_to_pb(p.provenance),
         prompt_index=p.prompt_index,
+        concept=p.concept,
     )
 
 
 def finished_to_pb(p: ev.Finished) -> gen.Finished:
     return gen.Finished(state=state_to_pb(p.state), error_code=error_code_to_pb(p.error_code),
-                        error_message=p.error_message, images=p.images, elapsed=duration(p.elapsed_seconds))
+                        error_message=p.error_message, images=p.images, elapsed=duration(p.elapsed_seconds),
+                        images_filtered=p.images_filtered)
+
+
+def policy_to_pb(p: ev.Policy) -> gen.PolicyDecision:
+    return gen.PolicyDecision(check=policy_check_to_pb(p.check), concept=p.concept,
+                              action=policy_action_to_pb(p.action), prompt_index=p.prompt_index,
+                              indices=list(p.indices), policy=p.policy)
 
 
 def event_to_pb(e: JobEvent) -> gen.JobEvent:
@@ -361,6 +377,8 @@ def event_to_pb(e: JobEvent) -> gen.JobEvent:
         out.artifact.CopyFrom(artifact_to_pb(p, e.blob))
     elif isinstance(p, ev.Finished):
         out.finished.CopyFrom(finished_to_pb(p))
+    elif isinstance(p, ev.Policy):
+        out.policy.CopyFrom(policy_to_pb(p))
     return out
 
 

@@ -30,12 +30,15 @@ EVERY_FIELD_SET = {
     ev.EventKind.PROGRESS: ev.Progress(step=7, total_steps=20, eta_seconds=1.5, images_done=1),
     ev.EventKind.PREVIEW: ev.Preview(width=16, height=12, index=1, step=5),
     ev.EventKind.ARTIFACT: ev.Artifact(index=2, mime_type="image/webp", width=64, height=48, seed=2**63 + 5,
-                                       finish_reason="FILTERED", provenance=PROVENANCE, prompt_index=1),
+                                       finish_reason="FILTERED", provenance=PROVENANCE, prompt_index=1,
+                                       concept="weapons"),
     ev.EventKind.FINISHED: ev.Finished(state="FAILED", error_code="INTERNAL", error_message="boom", images=3,
-                                       elapsed_seconds=9.75),
+                                       elapsed_seconds=9.75, images_filtered=2),
+    ev.EventKind.POLICY: ev.Policy(check="PROMPT", concept="alcohol", action="REFUSE", prompt_index=2,
+                                   indices=(4, 5), policy="kids"),
 }
 BLOBS = {ev.EventKind.PREVIEW: b"\xff\xd8jpeg", ev.EventKind.ARTIFACT: b"\x89PNG image"}
-ENUMS = {"state", "error_code", "finish_reason", "sampler"}
+ENUMS = {"state", "error_code", "finish_reason", "sampler", "check", "action"}
 
 
 def _not_default(payload) -> list[str]:
@@ -55,6 +58,8 @@ def _assert_carried(payload, message) -> None:
             assert enum.values_by_number[getattr(message, f.name)].name.endswith("_" + value.upper()), f.name
         elif isinstance(value, float):
             assert getattr(message, f.name) == pytest.approx(value, rel=1e-6), f.name
+        elif isinstance(value, tuple):
+            assert tuple(getattr(message, f.name)) == value, f.name
         else:
             assert getattr(message, f.name) == value, f.name
     assert {d.name for d, _ in message.ListFields()} == set(message.DESCRIPTOR.fields_by_name), type(message)

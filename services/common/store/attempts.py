@@ -7,7 +7,7 @@ import time
 from typing import Any
 
 from services.common import events as ev
-from services.common.jobs import JobState
+from services.common.jobs import FinishReason, JobState
 from services.common.store.keys import leave_waiting
 
 # QUEUED -> RUNNING, or RUNNING -> RUNNING when a lost worker's job is redelivered; the
@@ -50,6 +50,7 @@ if redis.call('HGET', KEYS[1], 'attempt') ~= ARGV[1] then return false end
 if redis.call('HSETNX', KEYS[3], ARGV[4], ARGV[5]) == 0 then return false end
 redis.call('EXPIRE', KEYS[3], ARGV[6])
 redis.call('HINCRBY', KEYS[1], 'images_done', 1)
+if ARGV[7] == '1' then redis.call('HINCRBY', KEYS[1], 'images_filtered', 1) end
 return redis.call('XADD', KEYS[2], '*', 'kind', 'artifact', 'time', ARGV[2], 'data', ARGV[3])
 """
 
@@ -103,6 +104,7 @@ class Attempts:
         fields = ev.to_fields(payload, time.time() if now is None else now)
         reply = self._artifact(
             keys=[self.job_key(job_id), self.events_key(job_id), self.artifacts_key(job_id)],
-            args=[attempt, fields["time"], fields["data"], payload.index, blob, self.result_ttl_seconds],
+            args=[attempt, fields["time"], fields["data"], payload.index, blob, self.result_ttl_seconds,
+                  "1" if payload.finish_reason in FinishReason.WITHHELD else "0"],
         )
         return reply.decode() if reply else None

@@ -11,8 +11,9 @@ from services.common.store.keys import leave_waiting
 
 # KEYS: 1 job, 2 events, 3 the tenant's in-flight set, 4 artifacts, 5... the queues' waiting
 # sets, then the idempotency key if the job has one. ARGV 9: the finished event's data, 10: the
-# names its images and elapsed time go under (events.store_filled). A final job leaves both (its tenant's
-# in-flight slot and, if it never started, its queue slot are given back); its own keys expire.
+# names its images, elapsed time and filtered images go under (events.store_filled). A final job
+# leaves both (its tenant's in-flight slot and, if it never started, its queue slot are given
+# back); its own keys expire.
 _FINISH = """
 local state = redis.call('HGET', KEYS[1], 'state')
 if not state then return false end
@@ -28,6 +29,7 @@ redis.call('SREM', KEYS[3], ARGV[8])
 local data, filled = cjson.decode(ARGV[9]), cjson.decode(ARGV[10])
 data[filled[1]] = tonumber(redis.call('HGET', KEYS[1], 'images_done') or '0')
 data[filled[2]] = tonumber(ARGV[4]) - created
+data[filled[3]] = tonumber(redis.call('HGET', KEYS[1], 'images_filtered') or '0')
 local id = redis.call('XADD', KEYS[2], '*', 'kind', 'finished', 'time', ARGV[4], 'data', cjson.encode(data))
 for i = 1, #KEYS do
   if i ~= 3 and (i < 5 or i >= 5 + """ + str(len(Priority.ALL)) + """) then redis.call('EXPIRE', KEYS[i], ARGV[7]) end
