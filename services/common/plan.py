@@ -85,6 +85,15 @@ class UpscalerFacts:
     max_input_side: int
     fast: bool = False  # has the deterministic one-pass network
 
+    @classmethod
+    def of(cls, name: str, version: str, sha256: str, section: Any, fast: bool):
+        """From a manifest's ``upscaler`` section: each field of this class the section has, by name
+        (a subclass's extra fields too), so the gateway's facts and the worker's info never drift."""
+        identity = {"name": name, "version": version, "sha256": sha256, "fast": fast}
+        shared = {f.name: getattr(section, f.name) for f in fields(cls)
+                  if f.name not in identity and hasattr(section, f.name)}
+        return cls(**identity, **shared)
+
 
 @dataclass(frozen=True)
 class UpscalePlan:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from services.common.uploads import UnusableImage, decode
+from services.gateway.limits import Limits, Violation
 
 
 @dataclass(frozen=True)
@@ -29,3 +30,13 @@ def inspect(data: bytes, max_bytes: int, max_pixels: int, max_side: int | None =
         raise UnusableImage(f"{len(data)} bytes is over the limit of {max_bytes} bytes")
     with decode(data, max_pixels, max_side) as image:
         return ImageHeader(image.format or "", image.width, image.height, image.mode)
+
+
+def upload_header(field: str, data: bytes, limits: Limits, out: list[Violation],
+                  max_side: int | None = None) -> ImageHeader | None:
+    """An uploaded image's header, decoded within the upload limits; its problem goes to `out` as `field`'s."""
+    try:
+        return inspect(data, limits.max_upload_bytes, limits.max_upload_pixels, max_side)
+    except UnusableImage as exc:
+        out.append((field, str(exc)))
+        return None

@@ -12,9 +12,8 @@ from __future__ import annotations
 
 from services.common.jobs import JobSpec
 from services.common.plan import UpscalerFacts, wants_upscale
-from services.common.uploads import UnusableImage
 from services.gateway.catalog import ModelCatalog, ModelEntry
-from services.gateway.images import ImageHeader, inspect
+from services.gateway.images import upload_header
 from services.gateway.limits import Limits, Violation
 
 # Colour modes an image to upscale may have: all become RGBA without loss.
@@ -24,13 +23,7 @@ _ONLY_WHEN_UPSCALING = "is only used when upscaling (upscale 4, or an upscale_im
 
 def facts_of(entry: ModelEntry) -> UpscalerFacts:
     """What planning an upscale needs of an upscaler version, from its manifest."""
-    u = entry.manifest.upscaler
-    return UpscalerFacts(
-        name=entry.name, version=entry.version, sha256=entry.sha256, factor=u.factor,
-        default_steps=u.default_steps, sigma_min=u.sigma_min, sigma_max=u.sigma_max, rho=u.rho,
-        aug_level=u.aug_level, size_multiple=u.size_multiple, tile=u.tile, tile_overlap=u.tile_overlap,
-        max_input_side=u.max_input_side, fast=entry.fast_upscaler,
-    )
+    return UpscalerFacts.of(entry.name, entry.version, entry.sha256, entry.manifest.upscaler, entry.fast_upscaler)
 
 
 def violations(spec: JobSpec, model: ModelEntry | None, catalog: ModelCatalog, limits: Limits) -> list[Violation]:
@@ -84,7 +77,8 @@ def _names(catalog: ModelCatalog) -> str:
 
 def _upscale_image(spec: JobSpec, upscaler: ModelEntry, limits: Limits) -> list[Violation]:
     out: list[Violation] = []
-    header = header_of(spec, upscaler, limits, out)
+    header = upload_header("upscale_image.data", spec.upscale_image, limits, out,
+                           upscaler.manifest.upscaler.max_input_side)
     if header is None:
         return out
     if header.mode not in MODES:
@@ -95,16 +89,6 @@ def _upscale_image(spec: JobSpec, upscaler: ModelEntry, limits: Limits) -> list[
             out.append((name, f"must be 0 or the image's own {name}, {side}"))
     out += _output_sides(header.width, header.height, upscaler, limits, "upscale_image.data")
     return out
-
-
-def header_of(spec: JobSpec, upscaler: ModelEntry, limits: Limits, out: list[Violation]) -> ImageHeader | None:
-    """The image to upscale, decoded within the upload limits and the upscaler's largest input side."""
-    try:
-        return inspect(spec.upscale_image, limits.max_upload_bytes, limits.max_upload_pixels,
-                       upscaler.manifest.upscaler.max_input_side)
-    except UnusableImage as exc:
-        out.append(("upscale_image.data", str(exc)))
-        return None
 
 
 def _cascade_size(spec: JobSpec, model: ModelEntry, upscaler: ModelEntry, limits: Limits) -> list[Violation]:

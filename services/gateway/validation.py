@@ -13,10 +13,9 @@ import re
 
 from diffusion.sampler_catalog import CATALOG
 from services.common.jobs import JobSpec
-from services.common.uploads import UnusableImage
 from services.gateway import upscaling
 from services.gateway.catalog import ModelCatalog, ModelEntry
-from services.gateway.images import ImageHeader, inspect
+from services.gateway.images import upload_header
 from services.gateway.limits import Limits, Violation
 
 MAX_LABELS = 16
@@ -189,18 +188,10 @@ def _built_in_guidance(spec: JobSpec, model: ModelEntry, bulk: bool) -> list[Vio
     return out
 
 
-def _header(field: str, data: bytes, limits: Limits, out: list[Violation]) -> ImageHeader | None:
-    try:
-        return inspect(data, limits.max_upload_bytes, limits.max_upload_pixels)
-    except UnusableImage as exc:
-        out.append((field, str(exc)))
-        return None
-
-
 def _uploads(spec: JobSpec, model: ModelEntry | None, limits: Limits) -> list[Violation]:
     out: list[Violation] = []
-    init = _header("init_image.data", spec.init_image, limits, out) if spec.init_image else None
-    mask = _header("mask.data", spec.mask, limits, out) if spec.mask else None
+    init = upload_header("init_image.data", spec.init_image, limits, out) if spec.init_image else None
+    mask = upload_header("mask.data", spec.mask, limits, out) if spec.mask else None
     if spec.init_image:
         if model and not model.supports_init_image:
             out.append(("init_image", f"model {model.key} has no image encoder (image-to-image)"))

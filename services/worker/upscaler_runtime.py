@@ -57,13 +57,8 @@ class OnnxUpscalerRuntime:
         self.load_seconds: dict[str, float] = {}
         self._sessions: dict[str, ort.InferenceSession] = {}
         self._lock = threading.Lock()
-        up = m.upscaler
-        self.info = UpscalerInfo(
-            name=m.name, version=m.version, sha256=version.manifest_sha256, factor=up.factor,
-            default_steps=up.default_steps, sigma_min=up.sigma_min, sigma_max=up.sigma_max, rho=up.rho,
-            aug_level=up.aug_level, size_multiple=up.size_multiple, tile=up.tile, tile_overlap=up.tile_overlap,
-            max_input_side=up.max_input_side, fast="upscaler_fast" in m.components, sigma_data=up.sigma_data,
-        )
+        self.info = UpscalerInfo.of(m.name, m.version, version.manifest_sha256, m.upscaler,
+                                    fast="upscaler_fast" in m.components)
         for role in ("upscaler", "upscaler_fast"):
             if role in m.components:
                 self._session(role)
