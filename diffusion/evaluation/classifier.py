@@ -24,6 +24,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from diffusion.nets.config import JsonConfig
+from diffusion.nets.layers import conv_bn, vgg_stages
 
 WEIGHTS = "classifier.safetensors"
 CONFIG = "config.json"
@@ -42,10 +43,6 @@ class ClassifierConfig(JsonConfig):
     styles: tuple[str, ...] = ()
 
 
-def _conv_bn(cin: int, cout: int) -> list[nn.Module]:
-    return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
-
-
 class DomainClassifier(nn.Module):
     """VGG-style stages (Simonyan & Zisserman 2015) with batch norm (Ioffe & Szegedy 2015),
     global average pooling (Lin et al. 2014, "Network in network") and two linear heads."""
@@ -53,15 +50,8 @@ class DomainClassifier(nn.Module):
     def __init__(self, cfg: ClassifierConfig):
         super().__init__()
         self.config = cfg
-        layers: list[nn.Module] = []
-        cin = cfg.in_channels
-        for i, c in enumerate(cfg.channels):
-            if i > 0:
-                layers.append(nn.MaxPool2d(2))
-            layers += _conv_bn(cin, c) + _conv_bn(c, c)
-            cin = c
-        layers += _conv_bn(cin, cfg.feature_dim)
-        self.body = nn.Sequential(*layers)
+        self.body = nn.Sequential(*vgg_stages(cfg.in_channels, cfg.channels),
+                                  *conv_bn(cfg.channels[-1], cfg.feature_dim))
         self.dropout = nn.Dropout(cfg.dropout)
         self.category_head = nn.Linear(cfg.feature_dim, len(cfg.categories))
         self.style_head = nn.Linear(cfg.feature_dim, len(cfg.styles))

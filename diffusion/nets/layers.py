@@ -41,6 +41,23 @@ def set_padding_mode(module: nn.Module, mode: str) -> None:
             m.mode = mode
 
 
+def conv_bn(cin: int, cout: int) -> list[nn.Module]:
+    """3x3 convolution, batch norm (Ioffe & Szegedy 2015), ReLU."""
+    return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)]
+
+
+def vgg_stages(in_channels: int, channels: tuple[int, ...]) -> list[nn.Module]:
+    """VGG-style stages (Simonyan & Zisserman 2015): two conv_bn a stage, 2x max pooling between."""
+    layers: list[nn.Module] = []
+    cin = in_channels
+    for i, c in enumerate(channels):
+        if i > 0:
+            layers.append(nn.MaxPool2d(2))
+        layers += conv_bn(cin, c) + conv_bn(c, c)
+        cin = c
+    return layers
+
+
 def norm(channels: int, groups: int) -> nn.GroupNorm:
     """GroupNorm (Wu & He 2018) with the largest group count <= ``groups`` dividing ``channels``."""
     return nn.GroupNorm(math.gcd(groups, channels), channels, eps=1e-6)

@@ -1,4 +1,4 @@
-"""`atelier train vae|unet|finetune|distill|distill-data|package|package-fast`."""
+"""`atelier train vae|unet|finetune|distill|distill-data|package|package-fast|concepts`."""
 
 from __future__ import annotations
 
@@ -177,6 +177,42 @@ def _common(p: argparse.ArgumentParser, steps: int, batch: int, lr: float, chann
     p.add_argument("--num-res-blocks", type=int, default=2)
 
 
+def _concepts(args: argparse.Namespace) -> int:
+    import shlex
+    import sys
+
+    import numpy as np
+    import torch
+
+    from diffusion.data import build, sources
+    from diffusion.data.concept_labels import folds, label_matrix
+    from diffusion.data.dataset import load_dataset
+    from diffusion.training.concepts import ConceptTrainOptions, concepts_config, evaluate, write_package
+
+    torch.set_num_threads(args.threads)
+    data = Path(args.data)
+    ds = load_dataset(data)
+    cache = Path(args.cache) if args.cache else build.default_cache()
+    metadata = sources.load_metadata(sources.fetch_package(*sources.METADATA_PACKAGE, cache / "npm"))
+    labels = label_matrix(ds.emoji_ids, metadata)
+    opts = ConceptTrainOptions(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed)
+    model, report = evaluate(ds.images, labels, folds(ds.emoji_ids, ds.split), ds.emoji_ids,
+                             concepts_config(), opts, log=lambda m: print(m, flush=True))
+    card_path = data.with_suffix(".card.json")
+    card = json.loads(card_path.read_text(encoding="utf-8")) if card_path.exists() else {}
+    card = {**card, "dataset": build.shown_path(data), "labels": "diffusion/data/concept_labels.py rules over "
+            f"{sources.METADATA_PACKAGE[0]}@{sources.METADATA_PACKAGE[1]} emoji.json"}
+    licences = [{"style": s, "license": src.licence, "attribution": src.attribution,
+                 "source": f"{src.registry}:{src.package}@{src.version}"}
+                for s, src in sources.SOURCES.items() if s in ds.styles]
+    command = "atelier train " + " ".join(shlex.quote(a) for a in sys.argv[2:])
+    out = write_package(Path(args.out), model, report, card, licences, command)
+    print(json.dumps({"package": str(out), "thresholds": report["thresholds"],
+                      "held_out": {c: r["held_out"] for c, r in report["concepts"].items()},
+                      "positives": int((labels == 1).any(axis=1).sum()), "images": int(len(np.asarray(labels)))}))
+    return 0
+
+
 def register(parser: argparse.ArgumentParser, name: str = "train") -> None:
     sub = parser.add_subparsers(dest=f"{name}_command", metavar="WHAT", required=True)
     v = sub.add_parser("vae", help="train the RGBA VAE")
@@ -263,3 +299,15 @@ def register(parser: argparse.ArgumentParser, name: str = "train") -> None:
     pf.add_argument("--command-line", default="", help="the packaging command, for the provenance")
     pf.add_argument("--overwrite", action="store_true")
     pf.set_defaults(func=_package_fast)
+
+    c = sub.add_parser("concepts", help="the output concept classifier from the emoji metadata's labels: "
+                                        "cross-validated by subject, thresholds, the package to export")
+    c.add_argument("--data", required=True, help="emoji dataset .npz from `atelier data emoji`")
+    c.add_argument("--out", required=True, help="package folder to write (then: atelier export OUT ...)")
+    c.add_argument("--cache", help="package cache holding emoji.json (default $ATELIER_DATA_DIR or ~/.cache/atelier)")
+    c.add_argument("--steps", type=int, default=1000, help="optimizer steps of each network (default 1000)")
+    c.add_argument("--batch-size", type=int, default=64)
+    c.add_argument("--lr", type=float, default=3e-3)
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    c.set_defaults(func=_concepts)
