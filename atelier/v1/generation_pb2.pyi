@@ -161,6 +161,7 @@ class GenerateRequest(_message.Message):
     UPSCALE_FAST_FIELD_NUMBER: _builtins.int
     UPSCALE_IMAGE_FIELD_NUMBER: _builtins.int
     WEBHOOK_FIELD_NUMBER: _builtins.int
+    DATASET_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     """Idempotency key chosen by the client (at most 128 characters). Sending the same
     request_id again from the same tenant returns the job it created. Empty: no
@@ -279,6 +280,15 @@ class GenerateRequest(_message.Message):
         endpoints only.
         """
 
+    @_builtins.property
+    def dataset(self) -> Global___DatasetSpec:
+        """A DATASET job (docs/API.md, "Dataset jobs"): every prompt (crossed with DatasetSpec.styles)
+        gets one image per seed, written as WebDataset shards to DatasetSpec.output instead of sent
+        as artifacts. It runs at batch priority (`priority` PRIORITY_UNSPECIFIED or PRIORITY_BATCH)
+        and makes PNG images: `init_image`, `mask`, `upscale_image`, `upscale` and
+        `preview_every_steps` must be empty, `output_format` unspecified or PNG.
+        """
+
     def __init__(
         self,
         *,
@@ -316,10 +326,11 @@ class GenerateRequest(_message.Message):
         upscale_fast: _builtins.bool = ...,
         upscale_image: _types_pb2.InputImage | None = ...,
         webhook: Global___JobWebhook | None = ...,
+        dataset: Global___DatasetSpec | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_eta", b"_eta", "_guidance_scale", b"_guidance_scale", "deadline", b"deadline", "eta", b"eta", "guidance_scale", b"guidance_scale", "init_image", b"init_image", "mask", b"mask", "upscale_image", b"upscale_image", "webhook", b"webhook"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_eta", b"_eta", "_guidance_scale", b"_guidance_scale", "dataset", b"dataset", "deadline", b"deadline", "eta", b"eta", "guidance_scale", b"guidance_scale", "init_image", b"init_image", "mask", b"mask", "upscale_image", b"upscale_image", "webhook", b"webhook"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_eta", b"_eta", "_guidance_scale", b"_guidance_scale", "cancel_on_disconnect", b"cancel_on_disconnect", "count", b"count", "deadline", b"deadline", "eta", b"eta", "guidance_rescale", b"guidance_rescale", "guidance_scale", b"guidance_scale", "height", b"height", "init_image", b"init_image", "labels", b"labels", "mask", b"mask", "model", b"model", "model_version", b"model_version", "negative_prompt", b"negative_prompt", "output_format", b"output_format", "output_quality", b"output_quality", "preview_every_steps", b"preview_every_steps", "priority", b"priority", "prompt", b"prompt", "prompts", b"prompts", "request_id", b"request_id", "sampler", b"sampler", "seeds", b"seeds", "steps", b"steps", "strength", b"strength", "style", b"style", "tiling", b"tiling", "upscale", b"upscale", "upscale_fast", b"upscale_fast", "upscale_image", b"upscale_image", "upscale_steps", b"upscale_steps", "upscaler", b"upscaler", "upscaler_version", b"upscaler_version", "webhook", b"webhook", "width", b"width"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_eta", b"_eta", "_guidance_scale", b"_guidance_scale", "cancel_on_disconnect", b"cancel_on_disconnect", "count", b"count", "dataset", b"dataset", "deadline", b"deadline", "eta", b"eta", "guidance_rescale", b"guidance_rescale", "guidance_scale", b"guidance_scale", "height", b"height", "init_image", b"init_image", "labels", b"labels", "mask", b"mask", "model", b"model", "model_version", b"model_version", "negative_prompt", b"negative_prompt", "output_format", b"output_format", "output_quality", b"output_quality", "preview_every_steps", b"preview_every_steps", "priority", b"priority", "prompt", b"prompt", "prompts", b"prompts", "request_id", b"request_id", "sampler", b"sampler", "seeds", b"seeds", "steps", b"steps", "strength", b"strength", "style", b"style", "tiling", b"tiling", "upscale", b"upscale", "upscale_fast", b"upscale_fast", "upscale_image", b"upscale_image", "upscale_steps", b"upscale_steps", "upscaler", b"upscaler", "upscaler_version", b"upscaler_version", "webhook", b"webhook", "width", b"width"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__eta: _TypeAlias = _typing.Literal["eta"]  # noqa: Y015
     _WhichOneofArgType__eta: _TypeAlias = _typing.Literal["_eta", b"_eta"]  # noqa: Y015
@@ -331,6 +342,44 @@ class GenerateRequest(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType__guidance_scale) -> _WhichOneofReturnType__guidance_scale | None: ...
 
 Global___GenerateRequest: _TypeAlias = GenerateRequest  # noqa: Y015
+
+@_typing.final
+class DatasetSpec(_message.Message):
+    """Where a dataset job writes its images, and how it cuts them into shards."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OUTPUT_FIELD_NUMBER: _builtins.int
+    SHARD_SIZE_FIELD_NUMBER: _builtins.int
+    STYLES_FIELD_NUMBER: _builtins.int
+    output: _builtins.str
+    """`s3://bucket/prefix` on the service's S3-compatible store, or a folder relative to the
+    workers' dataset directory (ATELIER_DATASET_DIR), e.g. `studio/icons-v1`.
+    """
+    shard_size: _builtins.int
+    """Images per shard (a tar file), 1 to 10000; 0: 256. A shard is the unit of work: a worker
+    lost mid-job loses at most the shard it was writing.
+    """
+    @_builtins.property
+    def styles(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Styles each prompt is made in (prompt-major: every style of the first prompt, then the
+        next prompt's). Empty: each prompt's own style.
+        """
+
+    def __init__(
+        self,
+        *,
+        output: _builtins.str = ...,
+        shard_size: _builtins.int = ...,
+        styles: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["output", b"output", "shard_size", b"shard_size", "styles", b"styles"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DatasetSpec: _TypeAlias = DatasetSpec  # noqa: Y015
 
 @_typing.final
 class JobWebhook(_message.Message):
@@ -640,6 +689,9 @@ class Job(_message.Message):
     DEADLINE_FIELD_NUMBER: _builtins.int
     LAST_EVENT_ID_FIELD_NUMBER: _builtins.int
     KIND_FIELD_NUMBER: _builtins.int
+    SHARDS_DONE_FIELD_NUMBER: _builtins.int
+    SHARDS_TOTAL_FIELD_NUMBER: _builtins.int
+    DATASET_OUTPUT_FIELD_NUMBER: _builtins.int
     job_id: _builtins.str
     """The job's id."""
     state: _types_pb2.JobState.ValueType
@@ -668,6 +720,12 @@ class Job(_message.Message):
     """Id of the job's latest event: Watch from here to follow only what comes next."""
     kind: _types_pb2.JobKind.ValueType
     """What the job makes."""
+    shards_done: _builtins.int
+    """A dataset job's shards written so far (by every attempt); 0 for other jobs."""
+    shards_total: _builtins.int
+    """A dataset job's shards in all; 0 for other jobs."""
+    dataset_output: _builtins.str
+    """A dataset job's location (DatasetSpec.output, normalised); empty for other jobs."""
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp:
         """When it was accepted."""
@@ -715,10 +773,13 @@ class Job(_message.Message):
         deadline: _timestamp_pb2.Timestamp | None = ...,
         last_event_id: _builtins.str = ...,
         kind: _types_pb2.JobKind.ValueType = ...,
+        shards_done: _builtins.int = ...,
+        shards_total: _builtins.int = ...,
+        dataset_output: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "deadline", b"deadline", "finished_at", b"finished_at", "started_at", b"started_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "deadline", b"deadline", "error_code", b"error_code", "error_message", b"error_message", "finished_at", b"finished_at", "images_done", b"images_done", "images_total", b"images_total", "job_id", b"job_id", "kind", b"kind", "labels", b"labels", "last_event_id", b"last_event_id", "model", b"model", "model_version", b"model_version", "priority", b"priority", "request_id", b"request_id", "seeds", b"seeds", "started_at", b"started_at", "state", b"state", "steps_done", b"steps_done", "steps_total", b"steps_total"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "dataset_output", b"dataset_output", "deadline", b"deadline", "error_code", b"error_code", "error_message", b"error_message", "finished_at", b"finished_at", "images_done", b"images_done", "images_total", b"images_total", "job_id", b"job_id", "kind", b"kind", "labels", b"labels", "last_event_id", b"last_event_id", "model", b"model", "model_version", b"model_version", "priority", b"priority", "request_id", b"request_id", "seeds", b"seeds", "shards_done", b"shards_done", "shards_total", b"shards_total", "started_at", b"started_at", "state", b"state", "steps_done", b"steps_done", "steps_total", b"steps_total"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -880,12 +941,18 @@ class Progress(_message.Message):
     TOTAL_STEPS_FIELD_NUMBER: _builtins.int
     ETA_FIELD_NUMBER: _builtins.int
     IMAGES_DONE_FIELD_NUMBER: _builtins.int
+    SHARDS_DONE_FIELD_NUMBER: _builtins.int
+    SHARDS_TOTAL_FIELD_NUMBER: _builtins.int
     step: _builtins.int
     """Steps done, summed over the job's images."""
     total_steps: _builtins.int
     """Steps in all, summed over the job's images."""
     images_done: _builtins.int
     """Images finished so far."""
+    shards_done: _builtins.int
+    """A dataset job's shards written, by every attempt (its images_done counts their images)."""
+    shards_total: _builtins.int
+    """A dataset job's shards in all; 0 for other jobs."""
     @_builtins.property
     def eta(self) -> _duration_pb2.Duration:
         """Estimated time until the job finishes."""
@@ -897,10 +964,12 @@ class Progress(_message.Message):
         total_steps: _builtins.int = ...,
         eta: _duration_pb2.Duration | None = ...,
         images_done: _builtins.int = ...,
+        shards_done: _builtins.int = ...,
+        shards_total: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["eta", b"eta"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["eta", b"eta", "images_done", b"images_done", "step", b"step", "total_steps", b"total_steps"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["eta", b"eta", "images_done", b"images_done", "shards_done", b"shards_done", "shards_total", b"shards_total", "step", b"step", "total_steps", b"total_steps"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -193,6 +193,8 @@ class _JobKindEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_JobKind.Value
     """Inpainting: init_image with a mask."""
     JOB_KIND_UPSCALE: _JobKind.ValueType  # 4
     """An uploaded image through the upscaler alone (GenerateRequest.upscale_image)."""
+    JOB_KIND_DATASET: _JobKind.ValueType  # 5
+    """Prompts x styles x seeds written as WebDataset shards to a store (GenerateRequest.dataset)."""
 
 class JobKind(_JobKind, metaclass=_JobKindEnumTypeWrapper):
     """What a job makes (its plan's kind). A client must accept numbers it does not know: new
@@ -209,6 +211,8 @@ JOB_KIND_INPAINT: JobKind.ValueType  # 3
 """Inpainting: init_image with a mask."""
 JOB_KIND_UPSCALE: JobKind.ValueType  # 4
 """An uploaded image through the upscaler alone (GenerateRequest.upscale_image)."""
+JOB_KIND_DATASET: JobKind.ValueType  # 5
+"""Prompts x styles x seeds written as WebDataset shards to a store (GenerateRequest.dataset)."""
 Global___JobKind: _TypeAlias = JobKind  # noqa: Y015
 
 class _ErrorCode:

@@ -67,6 +67,8 @@ class Progress:
     total_steps: int = 0
     eta_seconds: float = 0.0
     images_done: int = 0
+    shards_done: int = 0  # a dataset job's shards written, by every attempt
+    shards_total: int = 0
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ import logging
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
+from services.common.datasets import DatasetRequest
 from services.common.plan import JobPlan
 from services.common.prompts import PromptSpec
 
@@ -120,6 +121,7 @@ class JobSpec:
     upscaler_version: str = ""
     upscale_fast: bool = False
     upscale_image: bytes | None = None  # an UPSCALE job's input
+    dataset: DatasetRequest | None = None  # a DATASET job's output and shards (services/common/datasets.py)
     plan: JobPlan | None = None
 
     def __post_init__(self) -> None:
@@ -168,6 +170,8 @@ class JobSpec:
         data["mask"] = mask or None
         data["upscale_image"] = upscale_image or None
         data["plan"] = _read_plan(data.get("plan"))
+        if data.get("dataset") is not None:
+            data["dataset"] = DatasetRequest(**data["dataset"])
         return cls(**data)
 
     def with_(self, **changes: Any) -> JobSpec:
@@ -202,6 +206,7 @@ class JobRecord:
     steps_done: int = 0
     steps_total: int = 0
     images_done: int = 0
+    shards_done: int = 0  # a dataset job's shards written
     error_code: str = ErrorCode.NONE
     error_message: str = ""
     last_event_id: str = ""

@@ -17,6 +17,7 @@ from typing import Any
 
 from diffusion import sampler_catalog
 from diffusion.defaults import DEFAULT_GUIDANCE, DEFAULT_SAMPLER, DEFAULT_STEPS
+from services.common.datasets import DatasetPlan, dataset_plan
 from services.common.prompts import PromptSpec
 
 SCHEMA_VERSION = 1
@@ -29,8 +30,9 @@ class JobKind:
     IMG2IMG = "img2img"
     INPAINT = "inpaint"
     UPSCALE = "upscale"  # an uploaded image through the upscaler only: no base model, no sampling
+    DATASET = "dataset"  # prompts x styles x seeds from noise, written as shards to a store, not as artifacts
 
-    ALL = (TXT2IMG, IMG2IMG, INPAINT, UPSCALE)
+    ALL = (TXT2IMG, IMG2IMG, INPAINT, UPSCALE, DATASET)
 
 
 class Stage:
@@ -44,6 +46,7 @@ class Stage:
     METADATA = "metadata"  # provenance written into the image file
     ENCODE = "encode"
     REPORT = "report"
+    ARCHIVE = "archive"  # a dataset job's report: the images go into their shard (services/worker/datasets.py)
 
 
 @dataclass(frozen=True)
@@ -165,6 +168,8 @@ class JobPlan:
     # The model takes guidance_scale as a network input (a distilled fast model): its rows are its
     # images, never doubled for classifier-free guidance.
     guidance_input: bool = False
+    # A DATASET job's location and shards; None for every other kind.
+    dataset: DatasetPlan | None = None
     schema_version: int = SCHEMA_VERSION
 
     @property
@@ -218,10 +223,14 @@ class JobPlan:
         data["stages"] = tuple(data["stages"])
         if data.get("upscale") is not None:
             data["upscale"] = UpscalePlan(**data["upscale"])
+        if data.get("dataset") is not None:
+            data["dataset"] = DatasetPlan(**data["dataset"])
         return cls(**data)
 
 
-def job_kind(has_init_image: bool, has_mask: bool, has_upscale_image: bool = False) -> str:
+def job_kind(has_init_image: bool, has_mask: bool, has_upscale_image: bool = False, dataset: bool = False) -> str:
+    if dataset:  # validation: a dataset job has no uploads
+        return JobKind.DATASET
     if has_upscale_image:
         return JobKind.UPSCALE
     if has_mask:
@@ -244,7 +253,7 @@ def stages_of(kind: str, output_format: str, upscale: bool = False) -> tuple[str
             out.append(Stage.UPSCALE)
     if output_format != "raw_rgba8":
         out.append(Stage.METADATA)
-    return (*out, Stage.ENCODE, Stage.REPORT)
+    return (*out, Stage.ENCODE, Stage.ARCHIVE if kind == JobKind.DATASET else Stage.REPORT)
 
 
 def wants_upscale(spec) -> bool:
@@ -270,7 +279,7 @@ def resolve(spec, model: ModelFacts | None, upscaler: UpscalerFacts | None = Non
     steps = spec.steps or model.default_steps
     strength = float(spec.strength) if spec.init_image else 0.0  # validation: in (0, 1] with an init image
     steps_run = sampler_catalog.steps_run(steps, strength)
-    kind = job_kind(bool(spec.init_image), bool(spec.mask))
+    kind = job_kind(bool(spec.init_image), bool(spec.mask), dataset=spec.dataset is not None)
     prompts = tuple(spec.prompts)
     guidance = model.default_guidance_scale if spec.guidance_scale is None else float(spec.guidance_scale)
     return JobPlan(
@@ -284,6 +293,7 @@ def resolve(spec, model: ModelFacts | None, upscaler: UpscalerFacts | None = Non
         preview_every_steps=spec.preview_every_steps, stages=stages_of(kind, spec.output_format, upscale is not None),
         init_image_sha256=spec.init_image_sha256, mask_sha256=spec.mask_sha256, upscale=upscale,
         guidance_input=model.guidance_input,
+        dataset=dataset_plan(spec.dataset, spec.images_total) if spec.dataset is not None else None,
     )
 
 

@@ -76,6 +76,18 @@ class Settings:
         4096 * 4096,
         "Largest init image or mask in pixels, read from the header before decoding.",
     )
+    max_dataset_images: int = _setting(100_000, "Most images one dataset job may produce (prompts x styles x seeds).")
+    max_dataset_prompts: int = _setting(20_000, "Most prompts in one dataset job, before they are crossed with styles.")
+    # --- datasets (docs/API.md, "Dataset jobs")
+    dataset_dir: Path = _setting(
+        Path("datasets"),
+        "Folder in which dataset jobs write the folders they name (a volume in compose and Kubernetes).",
+    )
+    dataset_s3_endpoint: str = _setting(
+        "", "S3-compatible endpoint URL of `s3://` datasets (empty: AWS); credentials from boto3's usual sources "
+        "(`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, a profile)."
+    )
+    dataset_s3_region: str = _setting("", "Region of `s3://` datasets (empty: boto3's default).")
     # --- admission
     tenant_max_jobs_in_flight: int = _setting(64, "Jobs one tenant may have queued or running at once.")
     tenant_jobs_per_minute: int = _setting(600, "Jobs one tenant may submit per minute.")
@@ -195,6 +207,7 @@ class Settings:
         if self.job_lease_seconds <= 0:
             raise SettingsError(f"{env_name('job_lease_seconds')} must be positive")
         for name in ("max_batch", "worker_concurrency", "max_side", "max_steps", "max_images_per_job",
+                     "max_dataset_images", "max_dataset_prompts",
                      "gateway_threads", "gateway_max_streams", "tenant_max_streams", "webhook_max_attempts",
                      "webhook_concurrency"):
             if getattr(self, name) < 1:

@@ -267,7 +267,11 @@ def job_to_pb(r: JobRecord) -> gen.Job:
         request_id=r.spec.request_id,
         last_event_id=r.last_event_id,
         kind=kind_to_pb(r.kind),
+        shards_done=r.shards_done,
     )
+    dataset = r.spec.plan.dataset if r.spec.plan is not None else None
+    if dataset is not None:
+        job.shards_total, job.dataset_output = dataset.shards_total, dataset.output
     if r.started_at is not None:
         job.started_at.CopyFrom(timestamp(r.started_at))
     if r.finished_at is not None:
@@ -288,7 +292,7 @@ def started_to_pb(p: ev.Started) -> gen.Started:
 
 def progress_to_pb(p: ev.Progress) -> gen.Progress:
     return gen.Progress(step=p.step, total_steps=p.total_steps, eta=duration(p.eta_seconds),
-                        images_done=p.images_done)
+                        images_done=p.images_done, shards_done=p.shards_done, shards_total=p.shards_total)
 
 
 def preview_to_pb(p: ev.Preview, jpeg: bytes | None) -> gen.Preview:

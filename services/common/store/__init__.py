@@ -14,6 +14,7 @@ Keys (all under `Settings.key_prefix`):
     job:<id>                     hash    the record (spec JSON, state, counters, uploaded images)
     job:<id>:events              stream  the event log (see services.common.events)
     job:<id>:artifacts           hash    image index -> encoded image bytes
+    job:<id>:shards              hash    a dataset job's shard number -> its written shard (store/shards.py)
     tenant:<t>:inflight          set     ids of the tenant's queued and running jobs
     tenant:<t>:rate:<minute>     string  jobs the tenant submitted in that minute (admission)
     queue:<q>:waiting            set     keys (job:<id>) of the jobs admitted to queue <q> that no
@@ -33,7 +34,7 @@ from __future__ import annotations
 
 import redis
 
-from services.common.store import admission, attempts, finishing, outbox
+from services.common.store import admission, attempts, finishing, outbox, shards
 from services.common.store.admission import Admitted, Admitting, DuplicateJob, Quota, QuotaExceeded, new_job_id
 from services.common.store.attempts import Attempts
 from services.common.store.finishing import Finishing
@@ -41,6 +42,7 @@ from services.common.store.history import History, HistoryFilter, HistoryPage, P
 from services.common.store.keys import KeyNames
 from services.common.store.outbox import Outbox
 from services.common.store.reading import JobNotFound, Reading
+from services.common.store.shards import Shards
 
 __all__ = ["Admitted", "DuplicateJob", "HistoryFilter", "HistoryPage", "JobNotFound", "JobStore", "Position", "Quota",
            "QuotaExceeded", "new_job_id"]
@@ -53,10 +55,11 @@ _SCRIPTS = {
     "_append": attempts._APPEND,
     "_artifact": attempts._ARTIFACT,
     "_finish": finishing._FINISH,
+    "_shard": shards._SHARD,
 }
 
 
-class JobStore(KeyNames, Admitting, Outbox, Reading, History, Attempts, Finishing):
+class JobStore(KeyNames, Admitting, Outbox, Reading, History, Attempts, Finishing, Shards):
     """All reads and writes of job records and events. Thread-safe (redis-py pools connections)."""
 
     def __init__(self, client: redis.Redis, key_prefix: str = "atelier:", result_ttl_seconds: int = 24 * 3600):

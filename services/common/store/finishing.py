@@ -10,7 +10,7 @@ from services.common.jobs import ErrorCode, JobRecord, JobState, Priority
 from services.common.store.keys import leave_waiting
 
 # KEYS: 1 job, 2 events, 3 the tenant's in-flight set, 4 artifacts, 5... the queues' waiting
-# sets, then the idempotency key if the job has one. ARGV 9: the finished event's data, 10: the
+# sets, then a dataset job's shards and the idempotency key if the job has one. ARGV 9: the finished event's data, 10: the
 # names its images, elapsed time and filtered images go under (events.store_filled). A final job
 # leaves both (its tenant's in-flight slot and, if it never started, its queue slot are given
 # back); its own keys expire.
@@ -102,6 +102,7 @@ class Finishing:
             self.inflight_key(record.tenant),
             self.artifacts_key(job_id),
             *self.waiting_keys(),
+            self.shards_key(job_id),
         ]
         if record.spec.request_id:
             keys.append(self.request_key(record.tenant, record.spec.request_id))

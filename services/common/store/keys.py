@@ -20,6 +20,9 @@ class KeyNames:
     def artifacts_key(self, job_id: str) -> str:
         return f"{self.prefix}job:{job_id}:artifacts"
 
+    def shards_key(self, job_id: str) -> str:
+        return f"{self.prefix}job:{job_id}:shards"
+
     def inflight_key(self, tenant: str) -> str:
         return f"{self.prefix}tenant:{tenant}:inflight"
 

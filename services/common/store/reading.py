@@ -104,6 +104,7 @@ def _record(job_id: str, f: dict[bytes, bytes], last_event_id: str) -> JobRecord
         steps_done=int(text("steps_done") or 0),
         steps_total=int(text("steps_total") or 0),
         images_done=int(text("images_done") or 0),
+        shards_done=int(text("shards_done") or 0),
         error_code=text("error_code"),
         error_message=text("error_message"),
         last_event_id=last_event_id,
