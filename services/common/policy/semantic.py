@@ -1,0 +1,83 @@
+"""The semantic match: a prompt against the concepts' exemplars in the model's own text encoder.
+
+Each concept's exemplars (services.common.policy.lexicon) are encoded once; a prompt's score for
+a concept is the highest cosine between its pooled token states and any exemplar, over the
+whole prompt and each of its clauses (the encoder reads a few dozen tokens; a long prompt hides
+nothing in its tail). A concept matches when its score reaches its threshold, calibrated on the
+calibration half of tests/policy_prompts/ (bench/policy_prompts.py; thresholds.json records the
+text encoder's file hash it was calibrated for: another encoder's space needs its own).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from services.common.policy.lexicon import EXEMPLARS
+
+THRESHOLDS_FILE = Path(__file__).with_name("thresholds.json")
+_CLAUSES = re.compile(r"[,;:.!?()\[\]\n]+")
+
+Encode = Callable[[list[str]], np.ndarray]  # texts -> [N, D] unit vectors
+
+
+@dataclass(frozen=True)
+class Calibration:
+    text_encoder_sha256: str
+    thresholds: dict[str, float]
+
+    @classmethod
+    def read(cls, path: Path = THRESHOLDS_FILE) -> Calibration:
+        data = json.loads(Path(path).read_text())
+        return cls(data["text_encoder_sha256"], {k: float(v) for k, v in data["thresholds"].items()})
+
+
+def clauses(text: str) -> list[str]:
+    """The prompt and, when it has several, each clause."""
+    parts = [p.strip() for p in _CLAUSES.split(text) if p.strip()]
+    whole = " ".join(text.split())
+    return [whole] + [p for p in parts if p != whole] if len(parts) > 1 else [whole]
+
+
+class SemanticMatcher:
+    def __init__(self, encode: Encode, thresholds: dict[str, float]):
+        self.encode = encode
+        self.thresholds = dict(thresholds)
+        self.concepts = [c for c in EXEMPLARS if c in self.thresholds]
+        rows = [(c, e) for c in self.concepts for e in EXEMPLARS[c]]
+        self._owner = np.array([self.concepts.index(c) for c, _ in rows])
+        self._exemplars = encode([e for _, e in rows])
+
+    def scores(self, texts: list[str]) -> np.ndarray:
+        """[len(texts), len(self.concepts)]: each text's best cosine per concept over its clauses."""
+        pieces: list[str] = []
+        owner: list[int] = []
+        for i, t in enumerate(texts):
+            for c in clauses(t) or [""]:
+                pieces.append(c)
+                owner.append(i)
+        sims = self.encode(pieces) @ self._exemplars.T  # [pieces, exemplars]
+        per_concept = np.full((len(pieces), len(self.concepts)), -1.0, dtype=np.float32)
+        for k in range(len(self.concepts)):
+            per_concept[:, k] = sims[:, self._owner == k].max(axis=1)
+        out = np.full((len(texts), len(self.concepts)), -1.0, dtype=np.float32)
+        np.maximum.at(out, np.array(owner), per_concept)
+        return out
+
+    def matches(self, texts: list[str], among: Iterable[str]) -> list[str | None]:
+        """Per text, the wanted concept it comes closest to past its threshold (None: none)."""
+        wanted = [k for k, c in enumerate(self.concepts) if c in set(among)]
+        if not texts or not wanted:
+            return [None] * len(texts)
+        scores = self.scores(texts)
+        out: list[str | None] = []
+        for row in scores:
+            margins = [(row[k] - self.thresholds[self.concepts[k]], k) for k in wanted]
+            best, k = max(margins)
+            out.append(self.concepts[k] if best >= 0 else None)
+        return out
