@@ -1,14 +1,21 @@
 """Each admission refusal (services/gateway/admission.py) tells the client which limit it hit, with
-the numbers, and is counted under that limit's name."""
+the numbers, and is counted under that limit's name; its retry delay and an admitted job's ETA
+are the ones computed here by hand from the workers' slots and measured times."""
 
 from __future__ import annotations
 
 import grpc
 import pytest
 
+from services.common import readiness
 from services.common.embedded_redis import free_port
+from services.common.jobs import JobSpec, Priority, PromptSpec
+from services.common.store import JobStore
+from services.gateway.admission import Admission, Quotas
+from services.gateway.errors import Overloaded
 from tests.gateway.helpers import Stubs, auth, request
 from tests.gateway.test_metrics_contract import scraped
+from tests.services import toy_runtime
 
 pytestmark = pytest.mark.redis
 
@@ -40,3 +47,74 @@ def test_a_refusal_names_its_limit_with_the_numbers(make_stack, limit, settings,
     assert refused.value.details() == message
     assert rejected(port, limit) - before == 1.0
     stubs.close()
+
+
+# In process: Admission on the real job store, with workers whose measured timings make every
+# job of the toy plan cost exactly `fixed` seconds, so each retry delay and ETA is known.
+
+def admission_of(store, *, in_flight=100, per_minute=100, waiting=100, workers=()) -> Admission:
+    return Admission(store, Quotas(in_flight, per_minute, {Priority.INTERACTIVE: waiting, Priority.BATCH: waiting}),
+                     workers=lambda: list(workers))
+
+
+def worker(concurrency: int, fixed: float) -> readiness.WorkerStatus:
+    return readiness.WorkerStatus(f"w{concurrency}-{fixed}", ("toy/1",), concurrency=concurrency,
+                                  timings={"toy/1": {"16x16": {"row": 0.0, "fixed": fixed}}})
+
+
+@pytest.fixture
+def job_store(redis_client) -> JobStore:
+    return JobStore(redis_client, key_prefix="adm:", result_ttl_seconds=600)
+
+
+SPEC = toy_runtime.planned(JobSpec(prompts=(PromptSpec("a red apple", "", "flat"),), seeds=(1,)))
+NOW = 60 * 29_000_000 + 10.0  # ten seconds into a rate window
+
+
+def refusal(admission: Admission, now: float = NOW) -> Overloaded:
+    with pytest.raises(Overloaded) as refused:
+        admission.admit("acme", SPEC, 6, now=now)
+    return refused.value
+
+
+@pytest.mark.parametrize("fixed, retry", [(7.5, 7.5), (0.25, 1.0)])
+def test_a_tenant_at_its_in_flight_limit_retries_after_one_job_s_time_at_least_a_second(job_store, fixed, retry):
+    admission = admission_of(job_store, in_flight=1, workers=[worker(1, fixed)])
+    admission.admit("acme", SPEC, 6, now=NOW)
+    refused = refusal(admission)
+    assert (refused.reason, refused.retry_after) == ("tenant_in_flight", retry)
+
+
+@pytest.mark.parametrize("workers, fixed, retry", [
+    ([(2, 4.0), (0, 4.0)], 4.0, 4.0),  # 3 jobs ahead, 3 slots (a worker counts one at least): one job time
+    ([(1, 4.0)], 4.0, 12.0),  # 3 jobs ahead, 1 slot
+    ([(1, 30.0)], 30.0, 60.0),  # at most a minute
+    ([(3, 0.5)], 0.5, 1.0),  # at least a second
+    ([], 0.0, 1.0),  # no worker: one slot, no measured time
+])
+def test_a_full_queue_retries_after_the_jobs_ahead_share_the_slots(job_store, workers, fixed, retry):
+    admission = admission_of(job_store, waiting=3, workers=[worker(c, f) for c, f in workers])
+    for _ in range(3):
+        admission.admit("acme", SPEC, 6, now=NOW)
+    refused = refusal(admission)
+    assert (refused.reason, refused.retry_after) == ("queue_full", retry)
+    assert str(refused) == "the interactive queue holds 3 jobs, its limit is 3"
+
+
+def test_a_job_s_eta_counts_the_jobs_ahead_per_slot(job_store):
+    admission = admission_of(job_store, workers=[worker(2, 4.0), worker(1, 4.0)])
+    placed = [admission.admit("acme", SPEC, 6, now=NOW) for _ in range(4)]
+    assert [(p.position, p.eta_seconds) for p in placed] == [(0, 4.0), (1, 4.0), (2, 4.0), (3, 8.0)]
+    assert job_store.get(placed[0].job_id).steps_total == 6
+
+
+@pytest.mark.parametrize("into_window, retry", [(10.0, 50.0), (59.75, 0.5)])
+def test_a_tenant_over_its_rate_retries_when_its_minute_ends(job_store, into_window, retry):
+    start = NOW - 10.0
+    admission = admission_of(job_store, per_minute=2)
+    for _ in range(2):
+        admission.admit("acme", SPEC, 6, now=start)
+    refused = refusal(admission, now=start + into_window)
+    assert (refused.reason, refused.retry_after) == ("tenant_rate", retry)
+    assert str(refused) == "tenant submitted 2 jobs this minute, the limit is 2 a minute"
+    assert admission.admit("acme", SPEC, 6, now=start + 60.0).position == 2  # a new minute, a new count
