@@ -136,7 +136,8 @@ class JobSpec:
 
     @property
     def images_total(self) -> int:
-        return len(self.prompts) * len(self.seeds)
+        styles = len(self.dataset.styles) if self.dataset is not None and self.dataset.styles else 1
+        return len(self.prompts) * styles * len(self.seeds)
 
     @property
     def init_image_sha256(self) -> str:

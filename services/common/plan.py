@@ -17,7 +17,7 @@ from typing import Any
 
 from diffusion import sampler_catalog
 from diffusion.defaults import DEFAULT_GUIDANCE, DEFAULT_SAMPLER, DEFAULT_STEPS
-from services.common.datasets import DatasetPlan, dataset_plan
+from services.common.datasets import DatasetPlan, crossed, dataset_plan
 from services.common.prompts import PromptSpec
 
 SCHEMA_VERSION = 1
@@ -280,7 +280,7 @@ def resolve(spec, model: ModelFacts | None, upscaler: UpscalerFacts | None = Non
     strength = float(spec.strength) if spec.init_image else 0.0  # validation: in (0, 1] with an init image
     steps_run = sampler_catalog.steps_run(steps, strength)
     kind = job_kind(bool(spec.init_image), bool(spec.mask), dataset=spec.dataset is not None)
-    prompts = tuple(spec.prompts)
+    prompts = crossed(tuple(spec.prompts), spec.dataset.styles) if spec.dataset is not None else tuple(spec.prompts)
     guidance = model.default_guidance_scale if spec.guidance_scale is None else float(spec.guidance_scale)
     return JobPlan(
         kind=kind, model=model.name, model_version=model.version, model_sha256=model.sha256,

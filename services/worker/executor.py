@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import redis
 
 from services.common import cost, metrics
+from services.common.dataset_store import DatasetStores
 from services.common.jobs import ErrorCode, JobRecord, JobState
 from services.common.plan import JobKind
 from services.common.settings import Settings
@@ -36,6 +37,7 @@ from services.worker.reporting import (
     TimeLimitExceeded,
     WorkerShuttingDown,
 )
+from services.worker.shard_sink import StoreShards
 from services.worker.upscaling import Upscaler
 from services.worker.watchdog import HardLimitWatchdog, StuckJob
 
@@ -83,6 +85,7 @@ class JobExecutor:
         self.cancelled = None  # job_id -> bool from the worker's CancelListener, when it runs one
         self.watchdog: HardLimitWatchdog | None = None  # the hard time limit, when the worker runs one
         self.leases = Leases(store, settings.job_lease_seconds, owner=self.name)
+        self.datasets = DatasetStores(settings.dataset_dir, settings.dataset_s3_endpoint, settings.dataset_s3_region)
         self.row_times = cost.RowTimes()  # per model and size, from the jobs this worker finished
         self.on_measured = None  # called with row_times.snapshot() after each measured job
         self._busy = 0
@@ -188,6 +191,8 @@ class JobExecutor:
         plan = job.spec.plan
         if plan is not None:  # None: the pipeline refuses it
             left = plan.images_total - len(skip)
+            if plan.dataset is not None and attempt > 1:
+                left -= sum(s.images for s in self.store.shards(job.job_id).values())
             reporter.planned_seconds = cost.estimate_plan(plan, self.row_times.snapshot(), left)
         measured: dict[str, float] = {}
 
@@ -205,6 +210,7 @@ class JobExecutor:
                 skip=skip,
                 upscaler=loaded.upscaling(),
                 measured=measured,
+                shards=self._shards(job, attempt, reporter),
             )
         except WorkerShuttingDown:
             log.info("job %s handed back: the worker is shutting down", job.job_id)
@@ -228,7 +234,8 @@ class JobExecutor:
             self._finish(job, attempt, JobState.FAILED, ErrorCode.INTERNAL, f"{type(err).__name__}: {err}")
         else:
             self._finish(job, attempt, JobState.SUCCEEDED, ErrorCode.NONE, "")
-            if plan is not None and not skip:  # a whole job's time: what the next estimates are made of
+            # A whole job's time: what the next estimates are made of (a dataset's later attempt made only part).
+            if plan is not None and not skip and (plan.dataset is None or attempt == 1):
                 self._measured(plan, time.perf_counter() - received, reporter.sampling_seconds,
                                measured.get("upscale_seconds", 0.0))
         finally:
@@ -236,6 +243,15 @@ class JobExecutor:
             sampler = (job.spec.plan.sampler or "upscaler") if job.spec.plan else job.spec.sampler
             metrics.STEPS.labels(model=model_name, sampler=sampler).inc(reporter.steps_done)
             metrics.IMAGES.labels(model=model_name).inc(reporter.images_written)
+
+    def _shards(self, job: JobRecord, attempt: int, reporter: StoreReporter) -> StoreShards | None:
+        """A dataset job's shard sink, its time limits held per shard; None for other jobs."""
+        plan = job.spec.plan
+        if plan is None or plan.dataset is None:
+            return None
+        if self.watchdog is not None:
+            reporter.on_shard_begins = lambda: self.watchdog.restart(job, attempt)
+        return StoreShards(self.store, job, attempt, self.datasets.open(plan.dataset.output))
 
     def _measured(self, plan, seconds: float, sampling_seconds: float, upscale_seconds: float) -> None:
         """Record a finished job's time per part (services.common.cost.parts): the upscaler's part is

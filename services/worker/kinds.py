@@ -6,7 +6,8 @@ image-to-image from the init image noised to the schedule's tail (SDEdit, Meng e
 inpainting like image-to-image with the unmasked latents held to the init image's. A new kind
 is one function here (or in its own module) plus its line in :data:`KINDS`, and its name in
 :class:`services.common.plan.JobKind`. An UPSCALE job samples nothing here: its plan's stages
-begin at the upscale stage (services/worker/upscaling.py), which starts from its upload.
+begin at the upscale stage (services/worker/upscaling.py), which starts from its upload. A
+DATASET job starts as text-to-image does; its shards are services/worker/datasets.py's.
 """
 
 from __future__ import annotations
@@ -55,4 +56,5 @@ KINDS: dict[str, Callable[..., Start]] = {
     JobKind.TXT2IMG: text_to_image,
     JobKind.IMG2IMG: image_to_image,
     JobKind.INPAINT: inpaint,
+    JobKind.DATASET: text_to_image,  # its images are text-to-image ones; only where they go differs
 }

@@ -18,7 +18,7 @@ import numpy as np
 
 from services.common.jobs import JobRecord, JobSpec
 from services.common.plan import JobKind, JobPlan, ModelFacts, Stage, resolve
-from services.worker import image_metadata, images, stages, upscaling
+from services.worker import datasets, image_metadata, images, stages, upscaling
 from services.worker.runtime import DenoiseFn, ModelRuntime
 from services.worker.stages import Chunk, JobContext, JobReporter, TextCache
 from services.worker.upscaling import Upscaler
@@ -35,6 +35,7 @@ STAGES: dict[str, Callable[[Chunk], None]] = {
     Stage.METADATA: image_metadata.metadata,
     Stage.ENCODE: stages.encode,
     Stage.REPORT: stages.report,
+    Stage.ARCHIVE: datasets.archive,
 }
 
 
@@ -106,15 +107,23 @@ def generate(
     skip: frozenset[int] = frozenset(),
     upscaler: Upscaler | None = None,
     measured: dict[str, float] | None = None,
+    shards: datasets.ShardSink | None = None,
 ) -> int:
     """Make the job's images (except indices in `skip`, already made); returns how many were made.
 
     `denoiser(tiling, latent_shape)` gives the shared (batching) denoiser of the base model to
     use; an UPSCALE job has no base model (`runtime` and `denoiser` None). `measured`, when
-    given, receives the seconds spent in the upscaler's sampling (`upscale_seconds`).
+    given, receives the seconds spent in the upscaler's sampling (`upscale_seconds`). A dataset
+    job writes its images to ``shards`` and skips the shards it has already written.
     """
     plan = checked_plan(job, runtime, upscaler)
-    todo = [i for i in range(plan.images_total) if i not in skip]
+    if plan.dataset is not None:
+        if shards is None:
+            raise InvalidJob("a dataset job was given no shard store to write to")
+        written = shards.written()
+        todo = [i for s in datasets.shards_to_make(plan, written) for i in plan.dataset.shard_indices(s)]
+    else:
+        todo = [i for i in range(plan.images_total) if i not in skip]
     shared = dict(steps_total=len(todo) * plan.steps_per_image, preview_size=preview_size, upscaler=upscaler,
                   **_uploads(job, plan, max_upload_pixels))
     if plan.kind == JobKind.UPSCALE:
@@ -124,8 +133,11 @@ def generate(
         ctx = JobContext(plan, runtime, denoiser(plan.tiling, latent_shape), reporter,
                          np.asarray(runtime.sigmas(plan.steps), dtype=np.float64), latent_shape, TextCache(runtime),
                          **shared)
+    rows = max(1, rows_per_chunk // (2 if plan.guided else 1))
     try:
-        return _run_chunks(ctx, todo, max(1, rows_per_chunk // (2 if plan.guided else 1)))
+        if plan.dataset is not None:
+            return datasets.run_shards(ctx, shards, written, rows, _run_stages)
+        return _run_chunks(ctx, todo, rows)
     finally:
         if measured is not None:
             measured["upscale_seconds"] = ctx.upscale_seconds
@@ -135,7 +147,10 @@ def _run_chunks(ctx: JobContext, todo: list[int], rows: int) -> int:
     ctx.reporter.check()
     ctx.reporter.progress(0, ctx.steps_total, 0)
     for start in range(0, len(todo), rows):
-        chunk = Chunk(ctx, todo[start : start + rows])
-        for name in ctx.plan.stages:
-            STAGES[name](chunk)
+        _run_stages(Chunk(ctx, todo[start : start + rows]))
     return ctx.made
+
+
+def _run_stages(chunk: Chunk) -> None:
+    for name in chunk.job.plan.stages:
+        STAGES[name](chunk)

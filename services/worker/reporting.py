@@ -57,6 +57,9 @@ class StoreReporter:
         self.deadline = deadline
         self.clock = clock
         self.started = clock()
+        self._limit_from = self.started  # the soft time limit counts from here: the attempt, or a dataset's shard
+        self.on_shard_begins = None  # called as a dataset job begins a shard (the executor's hard limit)
+        self._shards_sent: tuple[int, int] | None = None
         self.time_limit_seconds = time_limit_seconds
         self.progress_interval = progress_interval_ms / 1000.0
         self._last_progress = float("-inf")
@@ -86,10 +89,17 @@ class StoreReporter:
             self._confirmed = now
         if self.deadline is not None and now >= self.deadline:
             raise DeadlineExceeded(self.job_id)
-        if self.time_limit_seconds is not None and now - self.started > self.time_limit_seconds:
+        if self.time_limit_seconds is not None and now - self._limit_from > self.time_limit_seconds:
             raise TimeLimitExceeded(f"job ran longer than {self.time_limit_seconds:g} s")
 
-    def progress(self, steps_done: int, steps_total: int, images_done: int) -> None:
+    def shard_begins(self) -> None:
+        """A dataset job's time limits hold per shard (services/worker/datasets.py)."""
+        self._limit_from = self.clock()
+        if self.on_shard_begins is not None:
+            self.on_shard_begins()
+
+    def progress(self, steps_done: int, steps_total: int, images_done: int,
+                 shards: tuple[int, int] | None = None) -> None:
         now = self.clock()
         if self._sampling_from is None:
             self._sampling_from = now
@@ -97,12 +107,14 @@ class StoreReporter:
             self._sampled_until = now
         self.steps_done = steps_done
         final = steps_done >= steps_total
-        if not final and now - self._last_progress < self.progress_interval:
+        # A shard written is always told, however soon after the last progress event.
+        if not final and shards == self._shards_sent and now - self._last_progress < self.progress_interval:
             return
         self._last_progress = now
+        self._shards_sent = shards
         elapsed = now - self.started
         eta = cost.remaining_seconds(elapsed, steps_done, steps_total, self.planned_seconds)
-        payload = ev.Progress(steps_done, steps_total, eta, images_done)
+        payload = ev.Progress(steps_done, steps_total, eta, images_done, *(shards or (0, 0)))
         updates = {"steps_done": steps_done, "steps_total": steps_total}
         self._require(self.store.append_event(self.job_id, self.attempt, payload, updates=updates))
         self._confirmed = now  # the write succeeded only because the attempt still owns the job

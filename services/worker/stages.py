@@ -36,7 +36,9 @@ class JobReporter(Protocol):
     def check(self) -> None:
         """Raise to stop the job (cancelled, deadline passed, time limit)."""
 
-    def progress(self, steps_done: int, steps_total: int, images_done: int) -> None: ...
+    def progress(self, steps_done: int, steps_total: int, images_done: int,
+                 shards: tuple[int, int] | None = None) -> None:
+        """``shards``: a dataset job's (shards written, shards in all)."""
 
     def preview(self, index: int, step: int, jpeg: bytes, width: int, height: int) -> None: ...
 
@@ -83,6 +85,7 @@ class JobContext:
     upscaler: Any = None  # services.worker.upscaling.Upscaler when the plan upscales
     upscale_rgba: np.ndarray | None = None  # an UPSCALE job's upload, [H, W, 4] uint8
     made: int = 0  # images reported so far
+    shard: list[Any] = field(default_factory=list)  # a dataset job's samples of the shard being filled
     upscale_seconds: float = 0.0  # time in the upscaler's sampling, for the job's measured cost
 
 

@@ -62,6 +62,13 @@ class HardLimitWatchdog:
             with self._lock:
                 self._running.pop(key, None)
 
+    def restart(self, job: Any, attempt: int) -> None:
+        """The attempt's limit counts from now: a dataset job's limit holds per shard."""
+        key = (job.job_id, attempt)
+        with self._lock:
+            if key in self._running:
+                self._running[key] = (job, self.clock())
+
     def stuck(self) -> list[StuckJob]:
         now = self.clock()
         with self._lock:
