@@ -170,6 +170,10 @@ class JobPlan:
     guidance_input: bool = False
     # A DATASET job's location and shards; None for every other kind.
     dataset: DatasetPlan | None = None
+    # Prompts the gateway's prompt check refused, as (prompt index, concept): their images are never
+    # made and end PROMPT_FILTERED; `policy_name` is the tenant's content policy that refused them.
+    refused_prompts: tuple[tuple[int, str], ...] = ()
+    policy_name: str = ""
     schema_version: int = SCHEMA_VERSION
 
     @property
@@ -221,6 +225,7 @@ class JobPlan:
         data["prompts"] = tuple(PromptSpec(**p) for p in data["prompts"])
         data["seeds"] = tuple(int(s) for s in data["seeds"])
         data["stages"] = tuple(data["stages"])
+        data["refused_prompts"] = tuple((int(i), str(c)) for i, c in data.get("refused_prompts", ()))
         if data.get("upscale") is not None:
             data["upscale"] = UpscalePlan(**data["upscale"])
         if data.get("dataset") is not None:

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from services.common.policy.policies import DEFAULT_RULES_TEXT, PolicyError, default_policy
+
 
 class SettingsError(ValueError):
     """An environment variable holds a value its setting cannot take."""
@@ -60,6 +62,11 @@ class Settings:
     api_keys_file: Path | None = _setting(
         None,
         "JSON file of hashed API keys and their tenants; unset: no keys accepted.",
+    )
+    content_policy: str = _setting(
+        DEFAULT_RULES_TEXT,
+        "Default content policy, `concept[=REFUSE|DROP]` comma-separated (docs/API.md, \"Content policy\"); "
+        "a tenant's own policy in the keys file changes it.",
     )
     tls_cert: Path | None = _setting(None, "PEM certificate chain of the gateway; set with `tls_key` to serve TLS.")
     tls_key: Path | None = _setting(None, "PEM private key of the gateway.")
@@ -200,6 +207,10 @@ class Settings:
         if self.tls_client_ca is not None and self.tls_cert is None:
             raise SettingsError(f"{env_name('tls_client_ca')} needs {env_name('tls_cert')} and {env_name('tls_key')}")
         batching_modes(self.batching)
+        try:
+            default_policy(self.content_policy)
+        except PolicyError as exc:
+            raise SettingsError(f"{env_name('content_policy')}: {exc}") from None
         for name in ("webhook_timeout_seconds", "webhook_retry_base_seconds", "webhook_retry_max_seconds",
                      "webhook_claim_idle_seconds"):
             if getattr(self, name) <= 0:

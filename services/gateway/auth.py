@@ -1,8 +1,9 @@
 """API keys: each maps to a tenant, and only a hash of it is ever stored.
 
 A key reads `atk_<key id>_<secret>`. The keys file (`ATELIER_API_KEYS_FILE`) is JSON,
-`{"keys": [{"id": ..., "tenant": ..., "sha256": ..., "created": ...}]}`, holding the
-sha256 of each whole key. The secret is 256 random bits, so a fast hash is safe here (a
+`{"keys": [{"id": ..., "tenant": ..., "sha256": ..., "created": ...}], "policies": {...}}`, holding
+the sha256 of each whole key and, beside them, each tenant's content policy (when it has its own:
+services.common.policy.policies). The secret is 256 random bits, so a fast hash is safe here (a
 slow password hash guards low-entropy secrets; these are not). The key id finds the
 entry, the hash is compared in constant time, and the file is re-read when it changes,
 so keys added or revoked while the gateway runs take effect at once.
@@ -19,6 +20,7 @@ import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 PREFIX = "atk"
 
@@ -53,26 +55,38 @@ def new_key() -> tuple[str, str]:
     return kid, f"{PREFIX}_{kid}_{secrets.token_urlsafe(32)}"
 
 
-def read_keys(path: Path) -> dict[str, KeyEntry]:
-    """Key id -> entry; a missing file holds no keys."""
+def read_keys_file(path: Path) -> tuple[dict[str, KeyEntry], dict[str, Any]]:
+    """(key id -> entry, tenant -> policy document); a missing file holds neither."""
     try:
         text = Path(path).read_text()
     except FileNotFoundError:
-        return {}
+        return {}, {}
     try:
         data = json.loads(text)
         entries = [KeyEntry(**e) for e in data.get("keys", [])]
+        policies = data.get("policies", {})
+        if not isinstance(policies, dict):
+            raise TypeError("'policies' must map tenants to policies")
     except (json.JSONDecodeError, TypeError, AttributeError) as exc:
         raise KeyFileError(f"{path}: not an Atelier keys file ({exc})") from None
-    return {e.id: e for e in entries}
+    return {e.id: e for e in entries}, policies
+
+
+def read_keys(path: Path) -> dict[str, KeyEntry]:
+    """Key id -> entry; a missing file holds no keys."""
+    return read_keys_file(path)[0]
 
 
 def write_keys(path: Path, entries: dict[str, KeyEntry]) -> None:
-    """Replace the file atomically, readable by its owner only."""
+    """Replace the keys atomically (the tenants' policies kept), readable by its owner only."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    policies = read_keys_file(path)[1]
     tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-    body = json.dumps({"keys": [asdict(e) for e in entries.values()]}, indent=2) + "\n"
+    document: dict[str, Any] = {"keys": [asdict(e) for e in entries.values()]}
+    if policies:
+        document["policies"] = policies
+    body = json.dumps(document, indent=2) + "\n"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write(body)
@@ -100,13 +114,15 @@ def revoke_key(path: Path, kid: str) -> bool:
 
 
 class KeyRing:
-    """Answers "which tenant owns this key?" from the keys file, reloading it on change."""
+    """Answers "which tenant owns this key?" (and "what is its content policy document?") from the
+    keys file, reloading it on change."""
 
     def __init__(self, path: Path | None):
         self.path = Path(path) if path else None
         self._lock = threading.Lock()
         self._stamp: tuple[int, int] | None = None
         self._entries: dict[str, KeyEntry] = {}
+        self._policies: dict[str, Any] = {}
 
     def _current(self) -> dict[str, KeyEntry]:
         if self.path is None:
@@ -118,9 +134,15 @@ class KeyRing:
             stamp = None
         with self._lock:
             if stamp != self._stamp:
-                self._entries = read_keys(self.path) if stamp else {}
+                self._entries, self._policies = read_keys_file(self.path) if stamp else ({}, {})
                 self._stamp = stamp
             return self._entries
+
+    def policy_document(self, tenant: str) -> Any:
+        """The tenant's entry of the file's `policies` (None: it has none)."""
+        self._current()
+        with self._lock:
+            return self._policies.get(tenant)
 
     def tenant(self, key: str) -> str | None:
         kid = key_id(key)

@@ -18,6 +18,8 @@ from atelier.v1 import models_pb2, types_pb2
 from services.common import events as ev
 from services.common.events import JobEvent
 from services.common.jobs import JobRecord, JobSpec, OutputFormat, Priority, PromptSpec
+from services.common.policy import concepts
+from services.common.policy.policies import ContentPolicy
 from services.common.store import HistoryFilter
 from services.gateway import metrics
 from services.gateway.catalog import ModelEntry
@@ -350,6 +352,13 @@ def finished_to_pb(p: ev.Finished) -> gen.Finished:
     return gen.Finished(state=state_to_pb(p.state), error_code=error_code_to_pb(p.error_code),
                         error_message=p.error_message, images=p.images, elapsed=duration(p.elapsed_seconds),
                         images_filtered=p.images_filtered)
+
+
+def content_policy_to_pb(policy: ContentPolicy) -> types_pb2.ContentPolicy:
+    return types_pb2.ContentPolicy(
+        name=policy.name, vocabulary=list(concepts.NAMES),
+        rules=[types_pb2.ConceptRule(concept=c, action=policy_action_to_pb(a),
+                                     description=concepts.BY_NAME[c].description) for c, a in policy.rules])
 
 
 def policy_to_pb(p: ev.Policy) -> gen.PolicyDecision:

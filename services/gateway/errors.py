@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from services.common.store import JobNotFound
 
-__all__ = ["InvalidRequest", "JobNotFound", "Overloaded", "Unauthenticated", "Unavailable"]
+__all__ = ["InvalidRequest", "JobNotFound", "Overloaded", "PromptRefused", "Unauthenticated", "Unavailable"]
 
 
 class InvalidRequest(ValueError):
@@ -30,6 +30,15 @@ class Unavailable(ConnectionError):
     def __init__(self, message: str, retry_after: float):
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class PromptRefused(ValueError):
+    """The tenant's content policy refuses the request's prompt (or every prompt of a bulk job):
+    `concept` says which, never the words that matched."""
+
+    def __init__(self, concept: str, policy: str, field: str):
+        super().__init__(f"{field}: refused by the content policy {policy!r}: concept {concept!r}")
+        self.concept, self.policy, self.field = concept, policy, field
 
 
 class Unauthenticated(PermissionError):

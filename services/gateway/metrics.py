@@ -54,12 +54,23 @@ UNKNOWN_EVENT_FIELDS = Counter(
 _ALL = (RPCS, RPC_SECONDS, SUBMITTED, REJECTED, EDGE_QUEUE, EDGE_LATENCY, OUTBOX_RESENT, UNKNOWN_EVENT_FIELDS)
 
 
+# The tenant label is the one exception to "no tenant ids as labels" (docs/ARCHITECTURE.md, Contracts:
+# metrics): tenants are the keys file's, a set the operator keeps, and the audit asks per tenant.
+POLICY_DECISIONS = Counter(
+    "atelier_policy_decisions_total",
+    "Prompts (check=PROMPT) and images (check=OUTPUT) a content policy filtered, by concept, action and tenant.",
+    ["concept", "action", "check", "tenant"],
+    registry=None,
+)
+
+
 def registry_for(redis_client) -> CollectorRegistry:
     """A registry of the gateway's metrics plus the live depth of each queue."""
     registry = CollectorRegistry(auto_describe=True)
     for metric in _ALL:
         registry.register(metric)
     registry.register(QueueDepthCollector(redis_client, Priority.ALL))
+    registry.register(POLICY_DECISIONS)
     return registry
 
 

@@ -27,7 +27,7 @@ from atelier.v1 import generation_pb2, models_pb2
 from services.common import readiness
 from services.common.settings import Settings
 from services.common.store import JobStore
-from services.gateway import metrics, wire
+from services.gateway import content_policy, metrics, wire
 from services.gateway.admission import Admission, Quotas
 from services.gateway.auth import KeyRing
 from services.gateway.catalog import ModelCatalog
@@ -136,6 +136,7 @@ def serve(
     jobs = JobService(store, catalog, Admission(store, Quotas.from_settings(settings), workers=snapshot.workers),
                       enqueue, Limits.from_settings(settings), poll_seconds=poll_seconds)
     keys = KeyRing(settings.api_keys_file)
+    jobs.policies = content_policy.from_settings(settings, keys)
     if settings.api_keys_file is None:
         log.warning("ATELIER_API_KEYS_FILE is unset: every call will be refused as UNAUTHENTICATED")
     stopping = threading.Event()

@@ -26,6 +26,7 @@ from services.common.store import JobNotFound, JobStore
 from services.gateway import history, metrics
 from services.gateway.admission import Admission
 from services.gateway.catalog import ModelCatalog
+from services.gateway.content_policy import ContentPolicies
 from services.gateway.enqueue import Enqueue
 from services.gateway.errors import InvalidRequest, Overloaded, Unavailable
 from services.gateway.history import HistoryQuery
@@ -85,6 +86,8 @@ class JobService:
     ):
         self.store, self.catalog, self.admission, self.enqueue = store, catalog, admission, enqueue
         self.limits, self.clock, self.poll_seconds = limits, clock, poll_seconds
+        # The server sets the full prompt check (services.gateway.content_policy.from_settings).
+        self.policies = ContentPolicies.terms_only()
 
     # --- submit
 
@@ -100,6 +103,7 @@ class JobService:
         upscaler = self.catalog.resolve_upscaler(spec.upscaler, spec.upscaler_version) if wants_upscale(spec) else None
         # Resolved once, against the versions validated against: the worker runs this plan.
         spec = planned(spec, model, upscaler)
+        spec = self.policies.screen(tenant, spec, bulk)
 
         if spec.request_id:
             existing = self._existing(tenant, spec.request_id)

@@ -103,6 +103,10 @@ class GenerationServicer(generation_pb2_grpc.GenerationServicer):
         with refusals(context):
             return convert.jobs_page_to_pb(*self.jobs.list_jobs(tenant, query, violations))
 
+    def GetContentPolicy(self, request, context):
+        tenant = authenticate(self.keys, context)
+        return convert.content_policy_to_pb(self.jobs.policies.for_tenant(tenant))
+
 
 def _observe(event, queue: str) -> None:
     if event.kind == EventKind.STARTED and event.data.get("attempt", 1) <= 1:

@@ -9,7 +9,7 @@ from google.protobuf import duration_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from services.gateway.errors import InvalidRequest, JobNotFound, Overloaded, Unauthenticated, Unavailable
+from services.gateway.errors import InvalidRequest, JobNotFound, Overloaded, PromptRefused, Unauthenticated, Unavailable
 
 
 def _status(code: int, message: str, *details) -> grpc.Status:
@@ -37,6 +37,18 @@ def unparseable(type_name: str, field: str, reason: str) -> grpc.Status:
     return _status(code_pb2.INVALID_ARGUMENT, message, *details)
 
 
+# google.rpc.ErrorInfo of a refused prompt: `reason` for programs, the concept in `metadata`.
+ERROR_DOMAIN = "atelier.v1"
+PROMPT_REFUSED = "CONTENT_POLICY_PROMPT_REFUSED"
+
+
+def prompt_refused(exc: PromptRefused) -> grpc.Status:
+    info = error_details_pb2.ErrorInfo(reason=PROMPT_REFUSED, domain=ERROR_DOMAIN,
+                                       metadata={"concept": exc.concept, "policy": exc.policy})
+    violation = [(exc.field, f"refused by the content policy: {exc.concept}")]
+    return _status(code_pb2.INVALID_ARGUMENT, str(exc), info, _bad_request(violation))
+
+
 def _retry_info(retry_after: float) -> error_details_pb2.RetryInfo:
     delay = duration_pb2.Duration()
     delay.FromNanoseconds(int(math.ceil(max(retry_after, 0.001) * 1000)) * 1_000_000)
@@ -51,6 +63,8 @@ def for_error(exc: Exception) -> grpc.Status | None:
     """The status answering a domain refusal, or None for anything else."""
     if isinstance(exc, InvalidRequest):
         return invalid_argument(exc.violations)
+    if isinstance(exc, PromptRefused):
+        return prompt_refused(exc)
     if isinstance(exc, Overloaded):
         return resource_exhausted(str(exc), exc.retry_after)
     if isinstance(exc, JobNotFound):

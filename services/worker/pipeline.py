@@ -19,6 +19,7 @@ import numpy as np
 from services.common.jobs import JobRecord, JobSpec
 from services.common.plan import JobKind, JobPlan, ModelFacts, Stage, resolve
 from services.worker import datasets, image_metadata, images, stages, upscaling
+from services.worker.refused_prompts import withhold
 from services.worker.runtime import DenoiseFn, ModelRuntime
 from services.worker.stages import Chunk, JobContext, JobReporter, TextCache
 from services.worker.upscaling import Upscaler
@@ -123,7 +124,7 @@ def generate(
         written = shards.written()
         todo = [i for s in datasets.shards_to_make(plan, written) for i in plan.dataset.shard_indices(s)]
     else:
-        todo = [i for i in range(plan.images_total) if i not in skip]
+        todo = withhold(plan, reporter, [i for i in range(plan.images_total) if i not in skip])
     shared = dict(steps_total=len(todo) * plan.steps_per_image, preview_size=preview_size, upscaler=upscaler,
                   **_uploads(job, plan, max_upload_pixels))
     if plan.kind == JobKind.UPSCALE:
