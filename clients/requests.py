@@ -6,6 +6,7 @@ import time
 from collections.abc import Iterable, Mapping
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from atelier.v1 import generation_pb2 as gen
 from atelier.v1 import types_pb2
@@ -76,6 +77,7 @@ def build_request(
     upscaler_version: str = "",
     upscale_fast: bool = False,
     upscale_image: bytes | str | Path | None = None,
+    dataset: Mapping[str, Any] | None = None,
 ) -> gen.GenerateRequest:
     """Every keyword is the GenerateRequest field of the same name (see the .proto); images are
     bytes or a path."""
@@ -117,6 +119,8 @@ def build_request(
         req.mask.CopyFrom(image)
     if (image := _image(upscale_image)) is not None:
         req.upscale_image.CopyFrom(image)
+    if dataset is not None:  # output, shard_size, styles (DatasetSpec)
+        req.dataset.CopyFrom(gen.DatasetSpec(**dataset))
     if deadline is not None:
         req.deadline.FromNanoseconds(int(_timestamp(deadline) * 1e9))
     for p in prompts:

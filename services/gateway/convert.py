@@ -16,6 +16,7 @@ from google.protobuf import duration_pb2, timestamp_pb2
 from atelier.v1 import generation_pb2 as gen
 from atelier.v1 import models_pb2, types_pb2
 from services.common import events as ev
+from services.common.datasets import DatasetRequest
 from services.common.events import JobEvent
 from services.common.jobs import JobRecord, JobSpec, OutputFormat, Priority, PromptSpec
 from services.common.policy import concepts
@@ -120,7 +121,7 @@ def duration(seconds: float) -> duration_pb2.Duration:
 
 
 def spec_from_pb(
-    req: gen.GenerateRequest, *, max_images: int
+    req: gen.GenerateRequest, *, max_images: int, max_dataset_images: int = 100_000
 ) -> tuple[JobSpec, list[Violation], bool]:
     """(spec, violations only the wire form shows, whether it is a bulk job).
 
@@ -131,6 +132,9 @@ def spec_from_pb(
     """
     out: list[Violation] = []
     bulk = len(req.prompts) > 0
+    dataset = _dataset(req)
+    if dataset is not None:
+        max_images = max_dataset_images
     if bulk:
         if req.prompt:
             out.append(("prompt", "must be empty when prompts is set (a bulk job)"))
@@ -155,6 +159,10 @@ def spec_from_pb(
     priority = priority_from_pb(req.priority)
     if priority is None:
         out.append(("priority", f"unknown priority number {req.priority}"))
+    elif dataset is not None:  # bulk work: it waits behind interactive jobs
+        if req.priority == types_pb2.PRIORITY_INTERACTIVE:
+            out.append(("priority", "a dataset job runs at batch priority: PRIORITY_BATCH or unspecified"))
+        priority = Priority.BATCH
     output_format = output_format_from_pb(req.output_format)
     if output_format is None:
         out.append(("output_format", f"unknown output format number {req.output_format}"))
@@ -191,8 +199,16 @@ def spec_from_pb(
         upscaler_version=req.upscaler_version,
         upscale_fast=req.upscale_fast,
         upscale_image=upscale_image,
+        dataset=dataset,
     )
     return spec, out, bulk
+
+
+def _dataset(req: gen.GenerateRequest) -> DatasetRequest | None:
+    if not req.HasField("dataset"):
+        return None
+    d = req.dataset
+    return DatasetRequest(d.output, d.shard_size, tuple(d.styles))
 
 
 def decimal_of_float32(value: float) -> float:

@@ -20,6 +20,8 @@ class Limits:
     max_prompt_chars: int = 2000
     max_images_per_job: int = 64
     max_bulk_prompts: int = 1000
+    max_dataset_images: int = 100_000
+    max_dataset_prompts: int = 20_000
     max_upload_bytes: int = 8 * 1024 * 1024
     max_upload_pixels: int = 4096 * 4096
 

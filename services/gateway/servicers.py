@@ -48,7 +48,9 @@ class GenerationServicer(generation_pb2_grpc.GenerationServicer):
 
     def _submit(self, request, context):
         tenant = authenticate(self.keys, context)
-        spec, violations, bulk = convert.spec_from_pb(request, max_images=self.jobs.limits.max_images_per_job)
+        limits = self.jobs.limits
+        spec, violations, bulk = convert.spec_from_pb(request, max_images=limits.max_images_per_job,
+                                                      max_dataset_images=limits.max_dataset_images)
         with refusals(context):
             return tenant, self.jobs.submit(tenant, spec, bulk=bulk, violations=violations)
 

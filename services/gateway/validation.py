@@ -13,7 +13,7 @@ import re
 
 from diffusion.sampler_catalog import CATALOG
 from services.common.jobs import JobSpec
-from services.gateway import upscaling
+from services.gateway import datasets, upscaling
 from services.gateway.catalog import ModelCatalog, ModelEntry
 from services.gateway.images import upload_header
 from services.gateway.limits import Limits, Violation
@@ -41,6 +41,7 @@ def validate(
     out += _sampling(spec, model, limits, bulk)
     out += _uploads(spec, model, limits)
     out += upscaling.violations(spec, model, catalog, limits)
+    out += datasets.violations(spec, model, limits) if spec.dataset is not None else []
     out += _output(spec, model, now)
     out += _labels(spec)
     return out
@@ -48,8 +49,9 @@ def validate(
 
 def _prompts(spec: JobSpec, bulk: bool, limits: Limits) -> list[Violation]:
     out: list[Violation] = []
-    if bulk and len(spec.prompts) > limits.max_bulk_prompts:
-        out.append(("prompts", f"{len(spec.prompts)} prompts is over the limit of {limits.max_bulk_prompts}"))
+    most = limits.max_dataset_prompts if spec.dataset is not None else limits.max_bulk_prompts
+    if bulk and len(spec.prompts) > most:
+        out.append(("prompts", f"{len(spec.prompts)} prompts is over the limit of {most}"))
         return out
     for i, p in enumerate(spec.prompts):
         where = f"prompts[{i}]." if bulk else ""
@@ -63,13 +65,16 @@ def _prompts(spec: JobSpec, bulk: bool, limits: Limits) -> list[Violation]:
 
 
 def _images_count(spec: JobSpec, limits: Limits) -> list[Violation]:
-    if len(spec.seeds) > limits.max_images_per_job:
-        return [("seeds", f"{len(spec.seeds)} seeds is over the limit of {limits.max_images_per_job} images a job")]
-    if spec.images_total > limits.max_images_per_job:
+    most, what = ((limits.max_dataset_images, "a dataset job") if spec.dataset is not None
+                  else (limits.max_images_per_job, "a job"))
+    if len(spec.seeds) > most:
+        return [("seeds", f"{len(spec.seeds)} seeds is over the limit of {most} images {what}")]
+    if spec.images_total > most:
+        styles = f" x {len(spec.dataset.styles)} styles" if spec.dataset is not None and spec.dataset.styles else ""
         return [(
             "prompts",
-            f"{len(spec.prompts)} prompts x {len(spec.seeds)} images = {spec.images_total} images "
-            f"is over the limit of {limits.max_images_per_job} a job",
+            f"{len(spec.prompts)} prompts{styles} x {len(spec.seeds)} images = {spec.images_total} images "
+            f"is over the limit of {most} {what}",
         )]
     return []
 
