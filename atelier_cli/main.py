@@ -22,6 +22,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "export": ("atelier_cli.export", "export a checkpoint to an ONNX model repository"),
     "worker": ("services.worker.cli", "run a Celery GPU worker"),
     "gateway": ("services.gateway.cli", "run the gRPC gateway"),
+    "webhooks": ("services.webhooks.cli", "run the webhook dispatcher; manage endpoints, secrets, dead letters"),
     "up": ("atelier_cli.up", "run the whole stack on this machine"),
     "generate": ("atelier_cli.commands", "generate images through a gateway"),
     "upscale": ("atelier_cli.commands", "upscale an image x4 through a gateway"),
@@ -32,7 +33,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 
 # The pyproject extra each server-side subcommand needs; a bare `pip install atelier` has the client ones.
 EXTRAS: dict[str, str] = {"data": "train", "train": "train", "eval": "train", "export": "train",
-                          "worker": "worker", "gateway": "server", "up": "server"}
+                          "worker": "worker", "gateway": "server", "up": "server",
+                          "webhooks": "server"}
 PROJECT_PACKAGES = {"atelier", "atelier_cli", "clients", "diffusion", "export", "repository", "services", "bench"}
 
 

@@ -58,7 +58,7 @@ class Admission:
         # The live workers (default: read from Redis each time; the server passes a snapshot).
         self.workers = workers or (lambda: readiness.workers(store.client, store.prefix))
 
-    def admit(self, tenant: str, spec: JobSpec, job_steps: int, now: float) -> Admitted:
+    def admit(self, tenant: str, spec: JobSpec, job_steps: int, now: float, webhooks: str = "") -> Admitted:
         """Store the job if every quota has room (Overloaded if one has none), with where it stands.
 
         Its ETA is its plan's cost on the workers' measured timings, each job ahead of it in the
@@ -78,7 +78,7 @@ class Admission:
             job_seconds=job_seconds,
         )
         try:
-            return self.store.admit(tenant, spec, quota, steps_total=job_steps, now=now)
+            return self.store.admit(tenant, spec, quota, steps_total=job_steps, now=now, webhooks=webhooks)
         except QuotaExceeded as refused:
             raise self._overloaded(refused, quota, queue, now) from None
 

@@ -27,6 +27,7 @@ from atelier.v1 import generation_pb2, models_pb2
 from services.common import readiness
 from services.common.settings import Settings
 from services.common.store import JobStore
+from services.common.webhooks.config import Webhooks, file_of
 from services.gateway import content_policy, metrics, wire
 from services.gateway.admission import Admission, Quotas
 from services.gateway.auth import KeyRing
@@ -134,7 +135,8 @@ def serve(
         enqueue = CeleryEnqueue(settings)
         closers.append(enqueue.close)
     jobs = JobService(store, catalog, Admission(store, Quotas.from_settings(settings), workers=snapshot.workers),
-                      enqueue, Limits.from_settings(settings), poll_seconds=poll_seconds)
+                      enqueue, Limits.from_settings(settings), poll_seconds=poll_seconds,
+                      webhooks=Webhooks(file_of(settings.webhooks_file, settings.api_keys_file)))
     keys = KeyRing(settings.api_keys_file)
     jobs.policies = content_policy.from_settings(settings, keys)
     if settings.api_keys_file is None:

@@ -23,7 +23,9 @@ from services.common.events import JobEvent
 from services.common.jobs import ErrorCode, JobRecord, JobSpec, JobState
 from services.common.plan import wants_upscale
 from services.common.store import JobNotFound, JobStore
-from services.gateway import history, metrics
+from services.common.webhooks.config import Webhooks
+from services.common.webhooks.deliveries import job_record
+from services.gateway import history, metrics, webhooks
 from services.gateway.admission import Admission
 from services.gateway.catalog import ModelCatalog
 from services.gateway.content_policy import ContentPolicies
@@ -32,6 +34,7 @@ from services.gateway.errors import InvalidRequest, Overloaded, Unavailable
 from services.gateway.history import HistoryQuery
 from services.gateway.planning import planned
 from services.gateway.validation import Limits, Violation, event_id, validate
+from services.gateway.webhooks import JobWebhook
 
 log = logging.getLogger(__name__)
 
@@ -83,19 +86,24 @@ class JobService:
         limits: Limits,
         clock: Callable[[], float] = time.time,
         poll_seconds: float = 0.5,
+        webhooks: Webhooks | None = None,
     ):
         self.store, self.catalog, self.admission, self.enqueue = store, catalog, admission, enqueue
         self.limits, self.clock, self.poll_seconds = limits, clock, poll_seconds
+        self.webhooks = webhooks or Webhooks(None)
         # The server sets the full prompt check (services.gateway.content_policy.from_settings).
         self.policies = ContentPolicies.terms_only()
 
     # --- submit
 
     @_unavailable_without_redis
-    def submit(self, tenant: str, spec: JobSpec, *, bulk: bool, violations: list[Violation] = ()) -> Submitted:
+    def submit(self, tenant: str, spec: JobSpec, *, bulk: bool, violations: list[Violation] = (),
+               webhook: JobWebhook | None = None) -> Submitted:
+        hooks = self.webhooks.tenant(tenant)
+        endpoint, refused = webhooks.endpoint_for(webhook, hooks)
         found = list(violations) + validate(
             spec, bulk=bulk, catalog=self.catalog, limits=self.limits, now=self.clock()
-        )
+        ) + refused
         if found:
             metrics.REJECTED.labels(reason="invalid").inc()
             raise InvalidRequest(found)
@@ -111,7 +119,8 @@ class JobService:
                 return existing
         steps = spec.plan.steps_per_image * spec.plan.images_total
         try:
-            placement = self.admission.admit(tenant, spec, steps, now=self.clock())
+            placement = self.admission.admit(tenant, spec, steps, now=self.clock(),
+                                             webhooks=job_record(endpoint) if webhooks.wanted(hooks, endpoint) else "")
         except Overloaded as exc:
             metrics.REJECTED.labels(reason=exc.reason).inc()
             raise

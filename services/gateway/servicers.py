@@ -11,7 +11,7 @@ import grpc
 from atelier.v1 import generation_pb2, generation_pb2_grpc, models_pb2, models_pb2_grpc
 from services.common.events import EventKind
 from services.common.jobs import JobState
-from services.gateway import convert, metrics, status, wire
+from services.gateway import convert, metrics, status, webhooks, wire
 from services.gateway.auth import KeyRing, bearer_token
 from services.gateway.catalog import ModelCatalog
 from services.gateway.errors import Unauthenticated
@@ -51,8 +51,10 @@ class GenerationServicer(generation_pb2_grpc.GenerationServicer):
         limits = self.jobs.limits
         spec, violations, bulk = convert.spec_from_pb(request, max_images=limits.max_images_per_job,
                                                       max_dataset_images=limits.max_dataset_images)
+        hook, hook_violations = webhooks.requested(request)
         with refusals(context):
-            return tenant, self.jobs.submit(tenant, spec, bulk=bulk, violations=violations)
+            return tenant, self.jobs.submit(tenant, spec, bulk=bulk, violations=violations + hook_violations,
+                                            webhook=hook)
 
     def Submit(self, request, context):
         _, s = self._submit(request, context)

@@ -16,6 +16,7 @@ from services.common.jobs import UPLOADS, JobSpec, JobState, Priority
 from services.common.plan import job_kind
 from services.common.queues import broker_lists
 from services.common.store import history
+from services.common.webhooks.deliveries import FOLLOW
 
 
 class DuplicateJob(ValueError):
@@ -70,6 +71,9 @@ def new_job_id() -> str:
 # by its creation time in ms; the oldest entries whose record has expired leave it here, a few
 # per new job, so the index follows the records' TTL without a sweeper.
 #
+# A job with webhooks (its record's `webhooks` field) joins the jobs the webhook dispatcher
+# follows in the same step, so none of its events can be missed.
+#
 # KEYS: 1 job, 2 events, 3 the tenant's in-flight set, 4 outbox, 5 the job's queue's waiting
 #       set, 6 the idempotency key (used only when ARGV[4], the request id, is set), 7 the
 #       tenant's history; with a quota also 8 the tenant's rate counter, 9 the interactive
@@ -110,7 +114,7 @@ if ARGV[5] ~= '' then
 end
 redis.call('HSET', KEYS[1], unpack(ARGV, 7))
 redis.call('SADD', KEYS[3], ARGV[1])
-redis.call('SADD', KEYS[5], KEYS[1])
+""" + FOLLOW + """redis.call('SADD', KEYS[5], KEYS[1])
 redis.call('ZADD', KEYS[4], ARGV[2], ARGV[1])
 if ARGV[4] ~= '' then redis.call('SET', KEYS[6], ARGV[1]) end
 """ + history.ADD_AND_TRIM + """redis.call('XADD', KEYS[2], '*', 'kind', 'queued', 'time', ARGV[2], 'data', queued)
@@ -131,13 +135,15 @@ class Admitting:
         queue_position: int = 0,
         eta_seconds: float = 0.0,
         now: float | None = None,
+        webhooks: str = "",
     ) -> tuple[str, bool]:
         """Store a new QUEUED job and its `queued` event, under no quota; returns (job_id, created).
 
         With a `spec.request_id` already used by this tenant, nothing is written and the
         existing job's id comes back with created=False.
         """
-        found = self._store_new(tenant, spec, None, job_id, steps_total, queue_position, eta_seconds, now)
+        found = self._store_new(tenant, spec, None, job_id, steps_total, queue_position, eta_seconds, now,
+                                webhooks)
         return found.job_id, found.created
 
     def admit(
@@ -149,6 +155,7 @@ class Admitting:
         job_id: str | None = None,
         steps_total: int = 0,
         now: float | None = None,
+        webhooks: str = "",
     ) -> Admitted:
         """Check `quota` and store the new QUEUED job in one atomic step; QuotaExceeded if a limit
         is reached (nothing is then written or counted).
@@ -156,9 +163,10 @@ class Admitting:
         The job's position counts the jobs admitted before it and not yet started (for a batch
         job the interactive queue's too, which workers drain first); its queued event carries
         that position and the ETA. A request id the tenant already used admits nothing and
-        names the existing job (created=False), whatever the limits.
+        names the existing job (created=False), whatever the limits. `webhooks`: the job's
+        `webhooks` record field (services/common/webhooks/deliveries.py), "" for none.
         """
-        return self._store_new(tenant, spec, quota, job_id, steps_total, 0, 0.0, now)
+        return self._store_new(tenant, spec, quota, job_id, steps_total, 0, 0.0, now, webhooks)
 
     def _store_new(
         self,
@@ -170,6 +178,7 @@ class Admitting:
         queue_position: int,
         eta_seconds: float,
         now: float | None,
+        webhooks: str = "",
     ) -> Admitted:
         job_id = job_id or new_job_id()
         now = time.time() if now is None else now
@@ -203,6 +212,8 @@ class Admitting:
             "images_done": 0,
             "request_id": spec.request_id,
         }
+        if webhooks:
+            record["webhooks"] = webhooks
         for upload in UPLOADS:
             if getattr(spec, upload):
                 record[upload] = getattr(spec, upload)
