@@ -29,7 +29,7 @@ from export.onnx_files import check_onnx, save_onnx, store_weights_fp16
 from export.optimize import optimize_offline
 from export.repository_writer import MAX_FILE_BYTES, write_manifest
 from export.reuse import REUSABLE_ROLES, ReuseError, copy_checked, files_of, same_tokenizer, shipped_version
-from export.source import Source, UpscalerSource
+from export.source import ConceptSource, Source, UpscalerSource
 from export.sources import load_source
 from export.torch_export import OPSET, export_component
 from repository.manifest import FileEntry, LatentSpec, Manifest, OnnxSpec, UNetSpec
@@ -180,7 +180,7 @@ def _reuse_component(component: Component, writer: _Writer, options: ExportOptio
             writer.variants.setdefault(reused.variant, {})[component.role] = reused.file
 
 
-def _export_components(source: Source | UpscalerSource, writer: _Writer, options: ExportOptions,
+def _export_components(source: Source | UpscalerSource | ConceptSource, writer: _Writer, options: ExportOptions,
                        progress: Progress) -> None:
     folder = writer.folder
     for component in source.components:
@@ -210,8 +210,8 @@ def _export_components(source: Source | UpscalerSource, writer: _Writer, options
                              _variant(component, "optimized"), "fp32", OPTIMIZED)
 
 
-def _write_version(origin: Source | UpscalerSource, source_path: Path, writer: _Writer, options: ExportOptions,
-                   progress: Progress, main_role: str, **fields) -> Manifest:
+def _write_version(origin: Source | UpscalerSource | ConceptSource, source_path: Path, writer: _Writer,
+                   options: ExportOptions, progress: Progress, main_role: str, **fields) -> Manifest:
     """The source files, parity.json and the manifest (`fields`: what the kind of version adds)."""
     if options.include_source:
         _copy_source_files(Path(source_path), writer.folder, writer, progress)
@@ -250,6 +250,9 @@ def _export_into(source_path: Path, folder: Path, options: ExportOptions, progre
         _export_components(source, writer, options, progress)
     except ReuseError as exc:
         raise ExportError(str(exc)) from None
+    if isinstance(source, ConceptSource):
+        return _write_version(source, source_path, writer, options, progress, "concept_classifier", source="atelier",
+                              unet=UNetSpec(cond_inputs=()), concepts=source.concepts)
     if isinstance(source, UpscalerSource):
         return _write_version(source, source_path, writer, options, progress, "upscaler", source="atelier",
                               unet=UNetSpec(cond_inputs=()), upscaler=source.upscaler)

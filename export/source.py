@@ -1,5 +1,5 @@
 """What an export source yields: the components to export and the manifest facts about them
-(a base model's `Source`, an upscaler's `UpscalerSource`)."""
+(a base model's `Source`, an upscaler's `UpscalerSource`, a concept classifier's `ConceptSource`)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,16 @@ from pathlib import Path
 from typing import Any
 
 from export.component import Component
-from repository.manifest import Defaults, ImageSpec, LatentSpec, ScheduleSpec, TextEncoderSpec, UNetSpec, UpscalerSpec
+from repository.manifest import (
+    ConceptSpec,
+    Defaults,
+    ImageSpec,
+    LatentSpec,
+    ScheduleSpec,
+    TextEncoderSpec,
+    UNetSpec,
+    UpscalerSpec,
+)
 
 
 @dataclass
@@ -37,6 +46,19 @@ class UpscalerSource:
     components: list[Component]                 # `upscaler`, and `upscaler_fast` when the package has it
     image: ImageSpec
     upscaler: UpscalerSpec
+    data_card: dict[str, Any] = field(default_factory=dict)
+    licenses: tuple[dict[str, Any], ...] = ()
+    provenance: dict[str, Any] = field(default_factory=dict)
+    description: str = ""
+
+
+@dataclass
+class ConceptSource:
+    kind: str                                   # "concept_classifier"
+    path: Path
+    components: list[Component]                 # `concept_classifier`
+    image: ImageSpec
+    concepts: ConceptSpec
     data_card: dict[str, Any] = field(default_factory=dict)
     licenses: tuple[dict[str, Any], ...] = ()
     provenance: dict[str, Any] = field(default_factory=dict)

@@ -29,7 +29,8 @@ SCHEDULE_KINDS = ("edm", "discrete")
 # maps a role to another file with the same inputs and outputs.
 BASE_ROLES = ("unet", "vae_decoder", "vae_encoder", "text_encoder", "tokenizer")
 UPSCALER_ROLES = ("upscaler", "upscaler_fast")
-ROLES = BASE_ROLES + UPSCALER_ROLES
+CONCEPT_ROLES = ("concept_classifier",)
+ROLES = BASE_ROLES + UPSCALER_ROLES + CONCEPT_ROLES
 
 
 class ManifestError(ValueError):
@@ -253,6 +254,34 @@ class UpscalerSpec(_Json):
 
 
 @dataclass(frozen=True)
+class ConceptSpec(_Json):
+    """An output concept classifier version (docs/MODEL_REPOSITORY.md, "Concept classifiers").
+
+    `concept_classifier.onnx` maps `image` [B,4,S,S] f32 (premultiplied RGBA in [-1, 1],
+    S = `image_size`) to `logits` [B, len(concepts)]; an image shows concept i when
+    sigmoid(logits[i]) >= thresholds[i] (chosen on held-out images: the version's EVAL.md)."""
+
+    concepts: tuple[str, ...] = ()
+    thresholds: tuple[float, ...] = ()
+    image_size: int = 32
+
+    def problems(self) -> list[str]:
+        out = []
+        if not self.concepts or len(set(self.concepts)) != len(self.concepts):
+            out.append("concepts must be a non-empty list of distinct names")
+        if len(self.thresholds) != len(self.concepts):
+            out.append(f"one threshold a concept: {len(self.concepts)} concepts, {len(self.thresholds)} thresholds")
+        if any(not 0.0 < t < 1.0 for t in self.thresholds):
+            out.append("thresholds are probabilities strictly between 0 and 1")
+        if self.image_size < 1:
+            out.append(f"image_size must be >= 1, got {self.image_size}")
+        return out
+
+    def threshold_of(self) -> dict[str, float]:
+        return dict(zip(self.concepts, self.thresholds, strict=True))
+
+
+@dataclass(frozen=True)
 class FileEntry(_Json):
     """One file of the version. Only files listed here are loaded, and only when their bytes
     hash to `sha256`."""
@@ -290,6 +319,8 @@ class Manifest(_Json):
     sizes: SizeSpec | None = None          # None: derived from `image` and `latent.dynamic_size`
     # A super-resolution version; it then holds no unet, VAE, text encoder or styles.
     upscaler: UpscalerSpec | None = None
+    # An output concept classifier; it then holds no unet, VAE, text encoder, upscaler or styles.
+    concepts: ConceptSpec | None = None
     # role -> file of the default variant; variant -> role -> file (for fp16, tiling, ...)
     components: dict[str, str] = field(default_factory=dict)
     variants: dict[str, dict[str, str]] = field(default_factory=dict)
@@ -386,6 +417,12 @@ class Manifest(_Json):
         unknown = sorted(roles - set(ROLES))
         if unknown:
             raise ManifestError(f"{where}: unknown component role(s) {unknown}; roles are {ROLES}")
+        if self.concepts is not None:
+            self._check_concepts(where, roles)
+            return
+        stray = sorted(roles & set(CONCEPT_ROLES))
+        if stray:
+            raise ManifestError(f"{where}: component(s) {stray} need a `concepts` section")
         if self.upscaler is None:
             stray = sorted(roles & set(UPSCALER_ROLES))
             if stray:
@@ -402,3 +439,14 @@ class Manifest(_Json):
             raise ManifestError(f"{where}: an upscaler version has no styles")
         if "upscaler" not in self.components:
             raise ManifestError(f"{where}: an upscaler version needs an `upscaler` component")
+
+    def _check_concepts(self, where: str, roles: set[str]) -> None:
+        problems = self.concepts.problems()
+        if problems:
+            raise ManifestError(f"{where}: concepts: " + "; ".join(problems))
+        others = sorted(roles - set(CONCEPT_ROLES))
+        if others or self.upscaler is not None or self.styles:
+            raise ManifestError(f"{where}: a concept classifier version holds only {CONCEPT_ROLES}, no "
+                                f"{others or 'upscaler or styles'}")
+        if "concept_classifier" not in self.components:
+            raise ManifestError(f"{where}: a concept classifier version needs a `concept_classifier` component")

@@ -43,6 +43,7 @@ class Stage:
     DECODE = "decode"
     COMPOSITE = "composite"  # inpainting: the pixels outside the mask kept exactly
     UPSCALE = "upscale"  # super-resolution: after the base image is final, before it is written
+    CONCEPTS = "concepts"  # the output concept check: drops an image the job's content policy blocks
     METADATA = "metadata"  # provenance written into the image file
     ENCODE = "encode"
     REPORT = "report"
@@ -133,6 +134,26 @@ def upscale_plan(up: UpscalerFacts, steps: int, fast: bool) -> UpscalePlan:
 
 
 @dataclass(frozen=True)
+class ConceptCheckPlan:
+    """The output concept classifier a job's final images go through (services/worker/concept_check.py)
+    and what it drops: every concept of the classifier that the tenant's content policy blocks, with
+    the policy's action on it (an image showing it is dropped under either action)."""
+
+    model: str
+    version: str
+    sha256: str  # of the classifier version's manifest.json: pins its network and thresholds
+    drop: dict[str, str]  # concept -> the policy's action (REFUSE or DROP)
+    policy: str = ""  # the content policy's name, for the policy event
+
+
+def concept_check_plan(model: str, version: str, sha256: str, concepts: tuple[str, ...], policy: str,
+                       actions: dict[str, str]) -> ConceptCheckPlan:
+    """The check of a classifier knowing ``concepts`` under a policy with ``actions`` (concept -> action)."""
+    return ConceptCheckPlan(model, version, sha256, {c: a for c, a in sorted(actions.items()) if c in concepts},
+                            policy)
+
+
+@dataclass(frozen=True)
 class JobPlan:
     """Every effective value of a job. Image ``i`` is prompt ``i // len(seeds)`` with seed
     ``seeds[i % len(seeds)]`` (prompt-major)."""
@@ -174,6 +195,8 @@ class JobPlan:
     # made and end PROMPT_FILTERED; `policy_name` is the tenant's content policy that refused them.
     refused_prompts: tuple[tuple[int, str], ...] = ()
     policy_name: str = ""
+    # The output concept check of the final images; None: none runs (no classifier installed).
+    concept_check: ConceptCheckPlan | None = None
     schema_version: int = SCHEMA_VERSION
 
     @property
@@ -228,6 +251,8 @@ class JobPlan:
         data["refused_prompts"] = tuple((int(i), str(c)) for i, c in data.get("refused_prompts", ()))
         if data.get("upscale") is not None:
             data["upscale"] = UpscalePlan(**data["upscale"])
+        if data.get("concept_check") is not None:
+            data["concept_check"] = ConceptCheckPlan(**data["concept_check"])
         if data.get("dataset") is not None:
             data["dataset"] = DatasetPlan(**data["dataset"])
         return cls(**data)
@@ -243,11 +268,12 @@ def job_kind(has_init_image: bool, has_mask: bool, has_upscale_image: bool = Fal
     return JobKind.IMG2IMG if has_init_image else JobKind.TXT2IMG
 
 
-def stages_of(kind: str, output_format: str, upscale: bool = False) -> tuple[str, ...]:
+def stages_of(kind: str, output_format: str, upscale: bool = False, concept_check: bool = False) -> tuple[str, ...]:
     """The stages a job of ``kind`` runs; raw pixels carry no metadata.
 
     The upscaler runs on the final base image: after inpainting's composite, which keeps the
-    unmasked pixels exactly at the base size (an upload has no larger original to keep)."""
+    unmasked pixels exactly at the base size (an upload has no larger original to keep). The
+    concept check judges the final image, what would leave the service, before it is written."""
     if kind == JobKind.UPSCALE:
         out = [Stage.UPSCALE]
     else:
@@ -256,6 +282,8 @@ def stages_of(kind: str, output_format: str, upscale: bool = False) -> tuple[str
             out.append(Stage.COMPOSITE)
         if upscale:
             out.append(Stage.UPSCALE)
+    if concept_check:
+        out.append(Stage.CONCEPTS)
     if output_format != "raw_rgba8":
         out.append(Stage.METADATA)
     return (*out, Stage.ENCODE, Stage.ARCHIVE if kind == JobKind.DATASET else Stage.REPORT)
@@ -267,10 +295,11 @@ def wants_upscale(spec) -> bool:
 
 
 def resolve(spec, model: ModelFacts | None, upscaler: UpscalerFacts | None = None,
-            input_size: tuple[int, int] | None = None) -> JobPlan:
+            input_size: tuple[int, int] | None = None, concept_check: ConceptCheckPlan | None = None) -> JobPlan:
     """The plan of a valid request ``spec`` (a JobSpec) on ``model`` and, when it upscales,
     ``upscaler``. An UPSCALE job (``spec.upscale_image``) has no base model: ``model`` is None
-    and ``input_size`` is its upload's (width, height)."""
+    and ``input_size`` is its upload's (width, height). ``concept_check``: the output check its
+    images go through (every kind's)."""
     upscale = None
     if wants_upscale(spec):
         if upscaler is None:
@@ -279,7 +308,7 @@ def resolve(spec, model: ModelFacts | None, upscaler: UpscalerFacts | None = Non
     if spec.upscale_image:
         if input_size is None:
             raise ValueError("an UPSCALE job is planned with its upload's size")
-        return _upscale_only(spec, upscale, input_size)
+        return _upscale_only(spec, upscale, input_size, concept_check)
     sampler = spec.sampler or model.default_sampler
     steps = spec.steps or model.default_steps
     strength = float(spec.strength) if spec.init_image else 0.0  # validation: in (0, 1] with an init image
@@ -295,14 +324,16 @@ def resolve(spec, model: ModelFacts | None, upscaler: UpscalerFacts | None = Non
         width=spec.width or model.width, height=spec.height or model.height, strength=strength,
         tiling=bool(spec.tiling), seeds=tuple(spec.seeds), prompts=prompts,
         output_format=spec.output_format, output_quality=spec.output_quality,
-        preview_every_steps=spec.preview_every_steps, stages=stages_of(kind, spec.output_format, upscale is not None),
+        preview_every_steps=spec.preview_every_steps,
+        stages=stages_of(kind, spec.output_format, upscale is not None, concept_check is not None),
         init_image_sha256=spec.init_image_sha256, mask_sha256=spec.mask_sha256, upscale=upscale,
-        guidance_input=model.guidance_input,
+        guidance_input=model.guidance_input, concept_check=concept_check,
         dataset=dataset_plan(spec.dataset, spec.images_total) if spec.dataset is not None else None,
     )
 
 
-def _upscale_only(spec, upscale: UpscalePlan, input_size: tuple[int, int]) -> JobPlan:
+def _upscale_only(spec, upscale: UpscalePlan, input_size: tuple[int, int],
+                  concept_check: ConceptCheckPlan | None) -> JobPlan:
     """An UPSCALE job: no base model, no sampler (its base fields are the neutral values a
     provenance reports), the upload's size, the upscaler's plan."""
     width, height = input_size
@@ -311,6 +342,7 @@ def _upscale_only(spec, upscale: UpscalePlan, input_size: tuple[int, int]) -> Jo
         steps=0, steps_run=0, nfe=0, guidance_scale=1.0, guidance_rescale=0.0, schedule={},
         width=width, height=height, strength=0.0, tiling=False, seeds=tuple(spec.seeds),
         prompts=tuple(spec.prompts), output_format=spec.output_format, output_quality=spec.output_quality,
-        preview_every_steps=spec.preview_every_steps, stages=stages_of(JobKind.UPSCALE, spec.output_format),
-        upscale=upscale, upscale_image_sha256=spec.upscale_image_sha256,
+        preview_every_steps=spec.preview_every_steps,
+        stages=stages_of(JobKind.UPSCALE, spec.output_format, concept_check=concept_check is not None),
+        upscale=upscale, upscale_image_sha256=spec.upscale_image_sha256, concept_check=concept_check,
     )

@@ -43,6 +43,11 @@ class Settings:
     )
     default_model: str = _setting("atelier-emoji", "Model used when a request names none.")
     default_upscaler: str = _setting("atelier-upscale", "Upscaler used when a request upscales and names none.")
+    concept_classifier: str = _setting(
+        "atelier-concepts",
+        "Output concept classifier whose newest version checks every image of a job whose content policy blocks "
+        "one of its concepts (empty: no output check).",
+    )
     execution_providers: str = _setting(
         "auto",
         "ONNX Runtime providers in order, comma-separated, or `auto` (TensorRT, CUDA, CPU as really usable).",

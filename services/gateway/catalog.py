@@ -3,7 +3,10 @@
 Requests are validated against these entries (the sizes the manifest says the version
 supports, styles, samplers, features) before anything is queued, and ListModels reports
 them. A version whose manifest has an ``upscaler`` section is an upscaler: requests name it
-in ``upscaler``, never in ``model``. Manifests are re-read at most every `refresh_seconds`, readiness (some worker has
+in ``upscaler``, never in ``model``. A version with a ``concepts`` section is the output concept
+classifier: no request names it, ListModels does not list it, and every plan whose content policy
+blocks one of its concepts runs the newest version of ``concept_classifier`` (:meth:`ModelCatalog.concepts`).
+Manifests are re-read at most every `refresh_seconds`, readiness (some worker has
 the version loaded) at every look-up of :meth:`ModelCatalog.entries` with `with_readiness=True`.
 """
 
@@ -107,10 +110,13 @@ class ModelCatalog:
         ready_models: Callable[[], set[str]] = set,
         refresh_seconds: float = 10.0,
         default_upscaler: str = "atelier-upscale",
+        concept_classifier: str = "atelier-concepts",
     ):
         self.repository = ModelRepository(root)
         self.default_model = default_model
         self.default_upscaler = default_upscaler
+        self.concept_classifier = concept_classifier  # empty: no output concept check
+        self._classifiers: list[ModelEntry] = []
         self.max_side = max_side
         self.ready_models = ready_models
         self.refresh_seconds = refresh_seconds
@@ -118,8 +124,9 @@ class ModelCatalog:
         self._loaded_at = -float("inf")
         self._entries: list[ModelEntry] = []
 
-    def _scan(self) -> list[ModelEntry]:
-        found = []
+    def _scan(self) -> tuple[list[ModelEntry], list[ModelEntry]]:
+        """(the versions requests can name, the concept classifiers' versions)."""
+        found, classifiers = [], []
         for name in self.repository.models():
             for version in self.repository.versions(name):
                 try:
@@ -128,16 +135,19 @@ class ModelCatalog:
                     log.warning("model %s/%s is not offered: %s", name, version, exc)
                     continue
                 m = opened.manifest
+                if m.concepts is not None:
+                    classifiers.append(ModelEntry(name, version, m, opened.manifest_sha256, m.concepts.image_size))
+                    continue
                 sizes = m.supported_sizes()
                 native_side = max(m.image.width, m.image.height)
                 max_size = min(self.max_side, sizes.max_side) if sizes.other_sizes else native_side
                 found.append(ModelEntry(name, version, m, opened.manifest_sha256, max_size))
-        return found
+        return found, classifiers
 
     def _current(self) -> list[ModelEntry]:
         with self._lock:
             if time.monotonic() - self._loaded_at > self.refresh_seconds:
-                self._entries = self._scan()
+                self._entries, self._classifiers = self._scan()
                 self._loaded_at = time.monotonic()
             return self._entries
 
@@ -165,6 +175,13 @@ class ModelCatalog:
     def has_model(self, name: str) -> bool:
         name = name or self.default_model
         return any(e.name == name for e in self._current())
+
+    def concepts(self) -> ModelEntry | None:
+        """The output concept classifier every checked job runs: the newest version of
+        ``concept_classifier`` (None: none installed, or the check is off)."""
+        self._current()
+        found = [e for e in self._classifiers if e.name == self.concept_classifier]
+        return found[-1] if found else None
 
     def resolve_upscaler(self, name: str, version: str) -> ModelEntry | None:
         """The upscaler a request means (empty name: the default upscaler), as :meth:`resolve`."""

@@ -129,7 +129,8 @@ def serve(
     # the health check reads it fresh.
     snapshot = readiness.Snapshot(client, settings.key_prefix)
     catalog = catalog or ModelCatalog(settings.model_repository, settings.default_model, settings.max_side,
-                                      snapshot.ready_models, default_upscaler=settings.default_upscaler)
+                                      snapshot.ready_models, default_upscaler=settings.default_upscaler,
+                                      concept_classifier=settings.concept_classifier)
     closers = []
     if enqueue is None:
         enqueue = CeleryEnqueue(settings)

@@ -28,6 +28,7 @@ from services.common.settings import Settings
 from services.common.store import JobNotFound, JobStore
 from services.worker import pipeline
 from services.worker.batching import NonFiniteOutput
+from services.worker.concept_runtime import ConceptClassifiers, OnnxConceptRuntime, load_concept_classifier
 from services.worker.leases import Leases
 from services.worker.models import UPSCALER_DENOISER, LoadedModel, ModelRegistry, ModelUnavailable
 from services.worker.reporting import (
@@ -65,6 +66,7 @@ class JobModels:
 
     base: LoadedModel | None
     upscaler: LoadedModel | None
+    concepts: OnnxConceptRuntime | None = None  # the output concept classifier the plan names
 
     @property
     def main(self) -> LoadedModel:
@@ -85,6 +87,8 @@ class JobExecutor:
         self.cancelled = None  # job_id -> bool from the worker's CancelListener, when it runs one
         self.watchdog: HardLimitWatchdog | None = None  # the hard time limit, when the worker runs one
         self.leases = Leases(store, settings.job_lease_seconds, owner=self.name)
+        self.concept_classifiers = ConceptClassifiers(lambda name, version: load_concept_classifier(settings, name,
+                                                                                                  version))
         self.datasets = DatasetStores(settings.dataset_dir, settings.dataset_s3_endpoint, settings.dataset_s3_region)
         self.row_times = cost.RowTimes()  # per model and size, from the jobs this worker finished
         self.on_measured = None  # called with row_times.snapshot() after each measured job
@@ -169,8 +173,10 @@ class JobExecutor:
     def _models(self, job: JobRecord) -> JobModels:
         base = _model_of(job, self.settings.default_model)
         upscale = job.spec.plan.upscale if job.spec.plan is not None else None
+        check = job.spec.plan.concept_check if job.spec.plan is not None else None
         return JobModels(self.models.get(*base) if base is not None else None,
-                         self.models.get(upscale.model, upscale.version) if upscale is not None else None)
+                         self.models.get(upscale.model, upscale.version) if upscale is not None else None,
+                         self.concept_classifiers.get(check.model, check.version) if check is not None else None)
 
     def _sample(self, job: JobRecord, attempt: int, loaded: JobModels, received: float) -> None:
         reporter = StoreReporter(
@@ -210,6 +216,7 @@ class JobExecutor:
                 skip=skip,
                 upscaler=loaded.upscaling(),
                 measured=measured,
+                concepts=loaded.concepts,
                 shards=self._shards(job, attempt, reporter),
             )
         except WorkerShuttingDown:

@@ -18,7 +18,7 @@ import numpy as np
 
 from services.common.jobs import JobRecord, JobSpec
 from services.common.plan import JobKind, JobPlan, ModelFacts, Stage, resolve
-from services.worker import datasets, image_metadata, images, stages, upscaling
+from services.worker import concept_check, datasets, image_metadata, images, stages, upscaling
 from services.worker.refused_prompts import withhold
 from services.worker.runtime import DenoiseFn, ModelRuntime
 from services.worker.stages import Chunk, JobContext, JobReporter, TextCache
@@ -33,6 +33,7 @@ STAGES: dict[str, Callable[[Chunk], None]] = {
     Stage.DECODE: stages.decode,
     Stage.COMPOSITE: stages.composite,
     Stage.UPSCALE: upscaling.upscale,
+    Stage.CONCEPTS: concept_check.check,
     Stage.METADATA: image_metadata.metadata,
     Stage.ENCODE: stages.encode,
     Stage.REPORT: stages.report,
@@ -54,8 +55,9 @@ def _same_model(info, sha256: str) -> None:
                             f"the job was planned for {sha256[:12]}...")
 
 
-def checked_plan(job: JobRecord, runtime: ModelRuntime | None, upscaler: Upscaler | None = None) -> JobPlan:
-    """The job's plan, when these runtimes can run it."""
+def checked_plan(job: JobRecord, runtime: ModelRuntime | None, upscaler: Upscaler | None = None,
+                 concepts=None) -> JobPlan:
+    """The job's plan, when these runtimes can run it (``concepts``: the concept classifier loaded for it)."""
     plan = job.spec.plan
     if plan is None:
         plan = plan_of_an_older_gateway(job.spec, runtime.info)
@@ -66,6 +68,11 @@ def checked_plan(job: JobRecord, runtime: ModelRuntime | None, upscaler: Upscale
             raise ModelMismatch(f"the job upscales with {plan.upscale.model}/{plan.upscale.version}, "
                                 "which was not loaded for it")
         _same_model(upscaler.runtime.info, plan.upscale.sha256)
+    if plan.concept_check is not None:
+        if concepts is None:
+            raise ModelMismatch(f"the job's images go through the concept classifier {plan.concept_check.model}/"
+                                f"{plan.concept_check.version}, which was not loaded for it")
+        _same_model(concepts.info, plan.concept_check.sha256)
     unknown = [s for s in plan.stages if s not in STAGES]
     if unknown:
         raise InvalidJob(f"the job's plan names stages this worker lacks: {', '.join(unknown)}")
@@ -108,6 +115,7 @@ def generate(
     skip: frozenset[int] = frozenset(),
     upscaler: Upscaler | None = None,
     measured: dict[str, float] | None = None,
+    concepts=None,
     shards: datasets.ShardSink | None = None,
 ) -> int:
     """Make the job's images (except indices in `skip`, already made); returns how many were made.
@@ -117,7 +125,7 @@ def generate(
     given, receives the seconds spent in the upscaler's sampling (`upscale_seconds`). A dataset
     job writes its images to ``shards`` and skips the shards it has already written.
     """
-    plan = checked_plan(job, runtime, upscaler)
+    plan = checked_plan(job, runtime, upscaler, concepts)
     if plan.dataset is not None:
         if shards is None:
             raise InvalidJob("a dataset job was given no shard store to write to")
@@ -126,6 +134,7 @@ def generate(
     else:
         todo = withhold(plan, reporter, [i for i in range(plan.images_total) if i not in skip])
     shared = dict(steps_total=len(todo) * plan.steps_per_image, preview_size=preview_size, upscaler=upscaler,
+                  concepts=concepts,
                   **_uploads(job, plan, max_upload_pixels))
     if plan.kind == JobKind.UPSCALE:
         ctx = JobContext(plan, None, None, reporter, None, None, None, **shared)

@@ -138,6 +138,9 @@ class StoreReporter:
             if not self.store.still_running(self.job_id, self.attempt):
                 raise JobStopped(self.job_id)
 
+    def policy(self, payload: ev.Policy) -> None:
+        self._require(self.store.append_event(self.job_id, self.attempt, payload))
+
     def _require(self, written: str | None) -> None:
         if written is None:
             raise JobStopped(self.job_id)

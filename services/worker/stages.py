@@ -1,9 +1,10 @@
 """The stages one chunk of a job goes through, each a function of one :class:`Chunk`.
 
-condition -> sample -> decode -> [composite] -> [upscale] -> [metadata] -> encode -> report (an
-UPSCALE job: upscale -> [metadata] -> encode -> report): the plan lists which run
+condition -> sample -> decode -> [composite] -> [upscale] -> [concepts] -> [metadata] -> encode -> report
+(an UPSCALE job: upscale -> [concepts] -> [metadata] -> encode -> report): the plan lists which run
 (services/common/plan.py, ``stages_of``) and services/worker/pipeline.py binds each name to its
-function (the upscale stage is services/worker/upscaling.py). A stage reads what the stages before it left on the chunk
+function (the upscale stage is services/worker/upscaling.py, the concept check
+services/worker/concept_check.py). A stage reads what the stages before it left on the chunk
 and leaves its own result there; the job-wide things (plan, runtime, reporter, schedule,
 uploads) are on ``chunk.job``.
 """
@@ -43,6 +44,9 @@ class JobReporter(Protocol):
     def preview(self, index: int, step: int, jpeg: bytes, width: int, height: int) -> None: ...
 
     def artifact(self, payload: ev.Artifact, blob: bytes) -> None: ...
+
+    def policy(self, payload: ev.Policy) -> None:
+        """The content policy withheld an image (the concept stage)."""
 
 
 def _rows(cond: Cond, index: Sequence[int]) -> dict[str, np.ndarray]:
@@ -84,6 +88,7 @@ class JobContext:
     mask: np.ndarray | None = None  # [H, W] in [0, 1]: 1 = repaint
     upscaler: Any = None  # services.worker.upscaling.Upscaler when the plan upscales
     upscale_rgba: np.ndarray | None = None  # an UPSCALE job's upload, [H, W, 4] uint8
+    concepts: Any = None  # services.worker.concept_runtime.OnnxConceptRuntime when the plan checks concepts
     made: int = 0  # images reported so far
     shard: list[Any] = field(default_factory=list)  # a dataset job's samples of the shard being filled
     upscale_seconds: float = 0.0  # time in the upscaler's sampling, for the job's measured cost
