@@ -1,5 +1,6 @@
 # syntax=docker/dockerfile:1
-# Atelier gRPC gateway: protobuf, grpc, redis, prometheus-client. No torch, no ONNX Runtime.
+# Atelier gRPC gateway: protobuf, grpc, redis, prometheus-client, and ONNX Runtime (CPU) for the prompt
+# check's text encoder (docs/ARCHITECTURE.md, "Content policies"). No torch.
 # Build from the repository root:  docker build -f deploy/docker/gateway.Dockerfile -t atelier-gateway .
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
@@ -17,10 +18,11 @@ COPY repository ./repository
 COPY clients ./clients
 COPY atelier_cli ./atelier_cli
 COPY bench ./bench
-# The server extra only: the gateway needs neither ONNX Runtime nor torch (the project's own
-# pyproject.toml bounds its versions, which DL3013 cannot see).
+# The worker extra (the server's packages and CPU ONNX Runtime): the prompt check runs the default
+# model's text encoder; no torch (the project's own pyproject.toml bounds its versions, which DL3013
+# cannot see).
 # hadolint ignore=DL3013
-RUN pip install --no-cache-dir ".[server]"
+RUN pip install --no-cache-dir ".[worker]"
 
 FROM ${PYTHON_IMAGE}
 LABEL org.opencontainers.image.title="atelier-gateway" \
@@ -35,8 +37,8 @@ ENV PATH=/opt/venv/bin:$PATH \
     ATELIER_GATEWAY_METRICS_PORT=9464 \
     ATELIER_MODEL_REPOSITORY=/app/models
 WORKDIR /app
-# The gateway reads manifests only (ListModels, request defaults); the shipped model is baked in,
-# a studio's own repository is mounted over /app/models.
+# The gateway reads manifests (ListModels, request defaults) and the default model's text encoder
+# (the prompt check); the shipped model is baked in, a studio's own repository is mounted over /app/models.
 COPY models ./models
 USER 10001:10001
 EXPOSE 50051 9464
