@@ -5,6 +5,7 @@ leave behind, what the worker's gauges, watchdog and measurements see of a runni
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 import redis
@@ -255,12 +256,25 @@ def test_a_stuck_job_fails_as_a_timeout_once_naming_both_times(store, executor):
     assert kinds(store, job_id)[-1] == EventKind.FINISHED
 
 
+def test_a_stuck_attempt_that_was_superseded_fails_nothing(store, executor):  # noqa: F811
+    job_id = submit(store, steps=2)
+    first = store.begin_attempt(job_id, "test-worker")
+    stuck = StuckJob(store.get(job_id), first, 30.0)
+    assert store.begin_attempt(job_id, "another-worker") == first + 1  # the job was handed back and taken
+    assert executor.fail_stuck(stuck, 10) is False
+    record = store.get(job_id)
+    assert (record.state, record.attempt, record.error_code) == (JobState.RUNNING, 2, ErrorCode.NONE)
+
+
 def test_an_outcome_is_counted_with_its_latency_under_its_queue(store, executor):  # noqa: F811
     def latencies():
-        return REGISTRY.get_sample_value("atelier_job_latency_seconds_count",
-                                         {"queue": Priority.BATCH, "outcome": "succeeded"}) or 0.0
+        labels = {"queue": Priority.BATCH, "outcome": "succeeded"}
+        return (REGISTRY.get_sample_value("atelier_job_latency_seconds_count", labels) or 0.0,
+                REGISTRY.get_sample_value("atelier_job_latency_seconds_sum", labels) or 0.0)
 
-    before = latencies()
+    count, total = latencies()
     job_id = submit(store, steps=2, priority=Priority.BATCH)
     assert executor.run(job_id) == JobState.SUCCEEDED
-    assert latencies() - before == 1.0
+    latest = time.time() - store.get(job_id).created_at  # no later than now: at most this long
+    assert latencies()[0] - count == 1.0
+    assert 0.0 <= latencies()[1] - total <= latest

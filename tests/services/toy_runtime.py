@@ -154,6 +154,8 @@ class ToyUpscaler:
         return self._mu(low_res).astype(np.float32)
 
     def denoiser(self, tiling: bool = False):
+        if tiling:  # as the real one (services/worker/upscaler_runtime.py): it tiles inputs itself
+            raise ValueError("the upscaler has no circular-padding networks: it tiles large inputs itself")
         return lambda x, sigma, cond: self.denoise(x, sigma, cond["low_res"], cond["aug_level"])
 
 
