@@ -64,7 +64,7 @@ def build_request(
     tiling: bool = False,
     output_format: str | int = "png",
     output_quality: int = 0,
-    priority: str | int = "interactive",
+    priority: str | int | None = None,
     deadline: float | datetime | None = None,
     preview_every_steps: int = 0,
     labels: Mapping[str, str] | None = None,
@@ -99,7 +99,8 @@ def build_request(
         tiling=tiling,
         output_format=FORMATS[output_format.lower()] if isinstance(output_format, str) else output_format,
         output_quality=output_quality,
-        priority=PRIORITIES[priority.lower()] if isinstance(priority, str) else priority,
+        # None: unspecified, which the service takes as interactive (a dataset job: batch).
+        priority=PRIORITIES[priority.lower()] if isinstance(priority, str) else (priority or 0),
         preview_every_steps=preview_every_steps,
         labels=dict(labels or {}),
         cancel_on_disconnect=cancel_on_disconnect,
