@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import base64
 import json
+import uuid
 from typing import Any
 
-from kombu import Exchange, Queue
+from kombu import Exchange, Queue, serialization
 
 from services.common.jobs import Priority
 from services.common.settings import Settings
@@ -61,6 +62,30 @@ def celery_config(settings: Settings) -> dict[str, Any]:
         "task_time_limit": settings.task_time_limit,
         "worker_hijack_root_logger": False,
     }
+
+
+def broker_message(app, job_id: str, queue: str) -> tuple[str, str]:
+    """The broker list and the message :func:`enqueue` would push for the job, made here so that
+    the admission script can push it in the step that stores the job (services/common/store/
+    admission.py): Celery's task message (protocol 2, built by Celery itself) in the envelope
+    kombu's Redis transport keeps in its lists, on the anonymous exchange as `enqueue` sends it
+    (priority 0, a fresh delivery tag). Nothing is sent."""
+    if queue not in QUEUES:
+        raise ValueError(f"queue must be one of {QUEUES}, got {queue!r}")
+    task_id = str(uuid.uuid4())
+    # As app.send_task makes it (results live in the job store: no result options).
+    task = app.amqp.create_task_message(task_id, TASK_NAME, [job_id], {}, reply_to=app.thread_oid, ignore_result=None)
+    content_type, content_encoding, body = serialization.dumps(task.body, serializer="json")
+    body = body.encode(content_encoding) if isinstance(body, str) else body
+    message = {
+        "body": base64.b64encode(body).decode("ascii"),
+        "content-encoding": content_encoding,
+        "content-type": content_type,
+        "headers": task.headers,
+        "properties": {**task.properties, "delivery_mode": 2, "priority": 0, "body_encoding": "base64",
+                       "delivery_info": {"exchange": "", "routing_key": queue}, "delivery_tag": str(uuid.uuid4())},
+    }
+    return broker_lists(queue)[0], json.dumps(message)
 
 
 def enqueue(app, job_id: str, queue: str) -> None:

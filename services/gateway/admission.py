@@ -58,11 +58,13 @@ class Admission:
         # The live workers (default: read from Redis each time; the server passes a snapshot).
         self.workers = workers or (lambda: readiness.workers(store.client, store.prefix))
 
-    def admit(self, tenant: str, spec: JobSpec, job_steps: int, now: float, webhooks: str = "") -> Admitted:
+    def admit(self, tenant: str, spec: JobSpec, job_steps: int, now: float, webhooks: str = "", *,
+              job_id: str | None = None, broker_message: tuple[str, str] | None = None) -> Admitted:
         """Store the job if every quota has room (Overloaded if one has none), with where it stands.
 
         Its ETA is its plan's cost on the workers' measured timings, each job ahead of it in the
-        queue counted as costing the same (a spec without a plan, which no worker runs: 0).
+        queue counted as costing the same (a spec without a plan, which no worker runs: 0). `job_id` and
+        `broker_message`: as JobStore.admit takes them (the job sent in the same step).
         """
         workers = self.workers()
         slots = sum(max(1, w.concurrency) for w in workers) or 1
@@ -78,7 +80,8 @@ class Admission:
             job_seconds=job_seconds,
         )
         try:
-            return self.store.admit(tenant, spec, quota, steps_total=job_steps, now=now, webhooks=webhooks)
+            return self.store.admit(tenant, spec, quota, steps_total=job_steps, now=now, job_id=job_id,
+                                    broker_message=broker_message, webhooks=webhooks)
         except QuotaExceeded as refused:
             raise self._overloaded(refused, quota, queue, now) from None
 

@@ -22,7 +22,7 @@ from kombu.exceptions import OperationalError
 from services.common.events import JobEvent
 from services.common.jobs import ErrorCode, JobRecord, JobSpec, JobState
 from services.common.plan import wants_upscale
-from services.common.store import JobNotFound, JobStore
+from services.common.store import JobNotFound, JobStore, new_job_id
 from services.common.webhooks.config import Webhooks
 from services.common.webhooks.deliveries import job_record
 from services.gateway import history, metrics, webhooks
@@ -118,25 +118,36 @@ class JobService:
             if existing:
                 return existing
         steps = spec.plan.steps_per_image * spec.plan.images_total
+        job_id, now = new_job_id(), self.clock()
+        # Where the enqueue can say how it sends a job, the admission script sends it too: one round trip.
+        message = self.enqueue.message(job_id, spec.priority) if hasattr(self.enqueue, "message") else None
         try:
-            placement = self.admission.admit(tenant, spec, steps, now=self.clock(),
+            placement = self.admission.admit(tenant, spec, steps, now=now, job_id=job_id, broker_message=message,
                                              webhooks=job_record(endpoint) if webhooks.wanted(hooks, endpoint) else "")
         except Overloaded as exc:
             metrics.REJECTED.labels(reason=exc.reason).inc()
             raise
-        job_id = placement.job_id
         if not placement.created:  # a concurrent submission with the same request_id won the race
-            return Submitted(self.store.get(job_id, tenant), True, 0, 0.0)
+            return Submitted(self.store.get(placement.job_id, tenant), True, 0, 0.0)
+        if not placement.sent:
+            self._send(job_id, spec.priority)
+        metrics.SUBMITTED.labels(queue=spec.priority).inc()
+        # The record as the admission step wrote it: no second read.
+        record = JobRecord(job_id, tenant, spec, JobState.QUEUED, created_at=now, steps_total=steps,
+                           kind=spec.plan.kind)
+        return Submitted(record, False, placement.position, placement.eta_seconds)
+
+    def _send(self, job_id: str, queue: str) -> None:
+        """Hand a stored job to the broker and take it out of the outbox (an enqueue the admission
+        script could not make itself)."""
         try:
-            self.enqueue(job_id, spec.priority)
+            self.enqueue(job_id, queue)
         except Exception:
             log.exception("could not queue job %s; failing it", job_id)
             self.store.finish(job_id, None, JobState.FAILED, ErrorCode.INTERNAL, "the gateway could not queue the job")
             self.store.sent(job_id)
             raise
         self.store.sent(job_id)
-        metrics.SUBMITTED.labels(queue=spec.priority).inc()
-        return Submitted(self.store.get(job_id, tenant), False, placement.position, placement.eta_seconds)
 
     def _existing(self, tenant: str, request_id: str) -> Submitted | None:
         job_id = self.store.find_request(tenant, request_id)
@@ -172,13 +183,17 @@ class JobService:
 
     @_unavailable_without_redis
     def watch(
-        self, tenant: str, job_id: str, after: str = "", keep_going: Callable[[], bool] = lambda: True
+        self, tenant: str, job_id: str, after: str = "", keep_going: Callable[[], bool] = lambda: True,
+        record: JobRecord | None = None,
     ) -> Iterator[JobEvent]:
         """Events after `after` until the final one; stops early when keep_going() turns false.
 
         Raises JobNotFound (before yielding anything) for an unknown or foreign job.
+        `record`: the job as the caller has just stored or read it (a Generate's), which saves
+        reading it again.
         """
-        record = self.store.get(job_id, tenant)
+        if record is None or record.job_id != job_id:
+            record = self.store.get(job_id, tenant)
         if after:
             _check_event_id(after)
         if record.is_final:  # the log is complete: no need to follow it

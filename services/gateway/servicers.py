@@ -66,7 +66,7 @@ class GenerationServicer(generation_pb2_grpc.GenerationServicer):
         finished = threading.Event()
         if request.cancel_on_disconnect:
             context.add_callback(lambda: self._cancel_abandoned(tenant, job_id, finished))
-        for event in self._follow(tenant, job_id, "", context):
+        for event in self._follow(tenant, job_id, "", context, s.record):  # no second read of the record
             if not s.existing:
                 _observe(event, s.record.spec.priority)
             if event.is_final:
@@ -82,9 +82,9 @@ class GenerationServicer(generation_pb2_grpc.GenerationServicer):
         except Exception:  # noqa: BLE001 - a callback must not raise into gRPC
             log.exception("could not cancel abandoned job %s", job_id)
 
-    def _follow(self, tenant: str, job_id: str, after: str, context):
+    def _follow(self, tenant: str, job_id: str, after: str, context, record=None):
         with refusals(context):
-            yield from self.jobs.watch(tenant, job_id, after, keep_going=context.is_active)
+            yield from self.jobs.watch(tenant, job_id, after, keep_going=context.is_active, record=record)
 
     def Watch(self, request, context):
         tenant = authenticate(self.keys, context)

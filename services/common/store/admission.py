@@ -51,6 +51,7 @@ class Admitted:
     created: bool  # False: the tenant's request id named an existing job, nothing was written
     position: int  # admitted jobs ahead of it
     eta_seconds: float
+    sent: bool = False  # the admission step also put it on its broker queue (no outbox entry)
 
 
 def new_job_id() -> str:
@@ -59,7 +60,11 @@ def new_job_id() -> str:
 
 # The job and its outbox entry are written together: a gateway that dies before it hands
 # the job to the broker leaves the entry behind, and a sweeper sends the job later (the
-# transactional-outbox pattern), so no accepted job is ever stranded in QUEUED.
+# transactional-outbox pattern), so no accepted job is ever stranded in QUEUED. Where the
+# caller gives the broker's message itself (ARGV[7], services.common.queues.broker_message),
+# the script pushes it onto the queue's broker list (KEYS[8]) in the same step instead: the
+# job is stored and sent at once, so there is no gap to close and no outbox entry to write or
+# take out again (one round trip a Submit instead of three).
 #
 # With a quota (ARGV[5], see :class:`Quota`) the limits are checked and taken in the same
 # step, so concurrent Submits on any number of gateways can never overshoot them: the
@@ -76,12 +81,13 @@ def new_job_id() -> str:
 #
 # KEYS: 1 job, 2 events, 3 the tenant's in-flight set, 4 outbox, 5 the job's queue's waiting
 #       set, 6 the idempotency key (used only when ARGV[4], the request id, is set), 7 the
-#       tenant's history; with a quota also 8 the tenant's rate counter, 9 the interactive
-#       queue's waiting set, then the broker lists of the job's queue and, for a batch job,
-#       those of the interactive queue (quota.lists of each).
+#       tenant's history, 8 the broker list the message goes to (used only with ARGV[7]); with
+#       a quota also 9 the tenant's rate counter, 10 the interactive queue's waiting set, then
+#       the broker lists of the job's queue and, for a batch job, those of the interactive
+#       queue (quota.lists of each).
 # ARGV: 1 job id, 2 time, 3 the queued event's data, 4 request id, 5 quota JSON or '',
 #       6 the names the queued event's position and ETA go under (events.store_filled),
-#       7... the record's fields.
+#       7 the broker message or '', 8... the record's fields.
 # Replies {1, id, position, eta}, {0, the existing job's id}, or {-1, limit, jobs counted}.
 _CREATE = """
 if ARGV[4] ~= '' then
@@ -99,25 +105,26 @@ if ARGV[5] ~= '' then
   end
   local in_flight = redis.call('SCARD', KEYS[3])
   if in_flight >= quota.max_in_flight then return {-1, 'tenant_in_flight', in_flight} end
-  local depth = waiting(5, 10)
+  local depth = waiting(5, 11)
   if depth >= quota.max_waiting then return {-1, 'queue_full', depth} end
-  local used = tonumber(redis.call('GET', KEYS[8]) or '0')
+  local used = tonumber(redis.call('GET', KEYS[9]) or '0')
   if used >= quota.per_minute then return {-1, 'tenant_rate', used} end
-  if redis.call('INCR', KEYS[8]) == 1 then redis.call('EXPIRE', KEYS[8], quota.window_ttl) end
+  if redis.call('INCR', KEYS[9]) == 1 then redis.call('EXPIRE', KEYS[9], quota.window_ttl) end
   position = depth
-  if KEYS[9] ~= KEYS[5] then position = position + waiting(9, 10 + quota.lists) end
+  if KEYS[10] ~= KEYS[5] then position = position + waiting(10, 11 + quota.lists) end
   local data, filled = cjson.decode(queued), cjson.decode(ARGV[6])
   -- Each job ahead holds one of the workers' slots for about one job time; this one runs after them.
   local eta_seconds = (math.floor(position / quota.slots) + 1) * quota.job_seconds
   data[filled[1]], data[filled[2]] = position, eta_seconds
   queued, eta = cjson.encode(data), tostring(eta_seconds)
 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 7))
+redis.call('HSET', KEYS[1], unpack(ARGV, 8))
 redis.call('SADD', KEYS[3], ARGV[1])
 """ + FOLLOW + """redis.call('SADD', KEYS[5], KEYS[1])
-redis.call('ZADD', KEYS[4], ARGV[2], ARGV[1])
+if ARGV[7] == '' then redis.call('ZADD', KEYS[4], ARGV[2], ARGV[1]) end
 if ARGV[4] ~= '' then redis.call('SET', KEYS[6], ARGV[1]) end
 """ + history.ADD_AND_TRIM + """redis.call('XADD', KEYS[2], '*', 'kind', 'queued', 'time', ARGV[2], 'data', queued)
+if ARGV[7] ~= '' then redis.call('LPUSH', KEYS[8], ARGV[7]) end
 return {1, ARGV[1], position, eta}
 """
 
@@ -155,6 +162,7 @@ class Admitting:
         job_id: str | None = None,
         steps_total: int = 0,
         now: float | None = None,
+        broker_message: tuple[str, str] | None = None,
         webhooks: str = "",
     ) -> Admitted:
         """Check `quota` and store the new QUEUED job in one atomic step; QuotaExceeded if a limit
@@ -165,8 +173,16 @@ class Admitting:
         that position and the ETA. A request id the tenant already used admits nothing and
         names the existing job (created=False), whatever the limits. `webhooks`: the job's
         `webhooks` record field (services/common/webhooks/deliveries.py), "" for none.
+
+        With `broker_message` (the broker list and the message that sends the job `job_id`:
+        services.common.queues.broker_message) the same step puts the job on its queue and it
+        gets no outbox entry (`Admitted.sent`); without, the caller sends it and then takes it
+        out of the outbox (:meth:`sent`).
         """
-        return self._store_new(tenant, spec, quota, job_id, steps_total, 0, 0.0, now, webhooks)
+        if broker_message is not None and job_id is None:
+            raise ValueError("a broker message names its job: pass the job_id it was made for")
+        return self._store_new(tenant, spec, quota, job_id, steps_total, 0, 0.0, now, webhooks,
+                               broker_message=broker_message)
 
     def _store_new(
         self,
@@ -179,9 +195,11 @@ class Admitting:
         eta_seconds: float,
         now: float | None,
         webhooks: str = "",
+        broker_message: tuple[str, str] | None = None,
     ) -> Admitted:
         job_id = job_id or new_job_id()
         now = time.time() if now is None else now
+        broker_list, message = broker_message or (broker_lists(spec.priority)[0], "")
         keys = [
             self.job_key(job_id),
             self.events_key(job_id),
@@ -190,6 +208,7 @@ class Admitting:
             self.waiting_key(spec.priority),
             self.request_key(tenant, spec.request_id),
             self.history_key(tenant),
+            broker_list,
         ]
         quota_json = ""
         if quota is not None:
@@ -220,7 +239,7 @@ class Admitting:
         payload = ev.Queued(queue_position, eta_seconds, spec.priority)
         queued = ev.to_fields(payload, now)
         args: list[Any] = [job_id, queued["time"], queued["data"], spec.request_id, quota_json,
-                           ev.store_filled(payload)]
+                           ev.store_filled(payload), message]
         for name, value in record.items():
             args += [name, value]
         try:
@@ -231,9 +250,10 @@ class Admitting:
             raise
         if reply[0] == -1:
             raise QuotaExceeded(reply[1].decode(), int(reply[2]))
+        sent = bool(message) and reply[0] == 1
         if reply[0] == 0 or quota is None:
-            return Admitted(reply[1].decode(), bool(reply[0]), queue_position, eta_seconds)
-        return Admitted(job_id, True, int(reply[2]), float(reply[3]))
+            return Admitted(reply[1].decode(), bool(reply[0]), queue_position, eta_seconds, sent)
+        return Admitted(job_id, True, int(reply[2]), float(reply[3]), sent)
 
     def count_in_flight(self, tenant: str) -> int:
         return int(self.client.scard(self.inflight_key(tenant)))
