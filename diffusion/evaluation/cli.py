@@ -202,6 +202,37 @@ def _upscale_generated(args: argparse.Namespace, package, report: dict, out: Pat
         "bicubic, the CNN and the shipped default.", ""]
 
 
+def _concepts(args: argparse.Namespace) -> int:
+    import json
+
+    import torch
+    from tqdm import tqdm
+
+    from diffusion.data import build, load_dataset, sources
+    from diffusion.data.concept_labels import label_matrix
+    from diffusion.evaluation.concepts_generated import add_to_package, evaluate_generated, load_package_net
+    from diffusion.evaluation.pipeline import load_shipped_model
+
+    torch.set_num_threads(args.threads)
+    package = Path(args.package)
+    net, thresholds = load_package_net(package)
+    ds = load_dataset(args.data)
+    cache = Path(args.cache) if args.cache else build.default_cache()
+    labels = label_matrix(ds.emoji_ids, sources.load_metadata(
+        sources.fetch_package(*sources.METADATA_PACKAGE, cache / "npm")))
+    model, meta = load_shipped_model(args.model)
+    defaults = meta["defaults"]
+    with torch.no_grad():
+        g = evaluate_generated(model, net, thresholds, ds, labels, seeds=args.seeds,
+                               steps=args.steps or defaults.get("steps", 20),
+                               sampler=args.sampler or defaults.get("sampler", "unipc"),
+                               guidance=args.guidance or defaults.get("guidance_scale", 5.0), progress=tqdm)
+    label = "/".join(Path(args.model).resolve().parts[-2:])
+    add_to_package(package, g, label)
+    print(json.dumps({"package": str(package), "generated": g}))
+    return 0
+
+
 def register(parser: argparse.ArgumentParser, name: str = "eval") -> None:
     from diffusion.sampler_catalog import SAMPLER_NAMES
 
@@ -268,3 +299,15 @@ def register(parser: argparse.ArgumentParser, name: str = "eval") -> None:
     u.add_argument("--base-limit", type=int, help="use an evenly spaced subset of N prompts")
     u.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1: leave cores to training)")
     u.set_defaults(func=_upscale)
+    k = sub.add_parser("concepts", help="the concept classifier on the base model's generations: concept and "
+                                        "benign prompts, flagged at its thresholds (into the package's EVAL.md)")
+    k.add_argument("package", help="concept-classifier package from `atelier train concepts`")
+    k.add_argument("--data", required=True, help="the emoji dataset .npz it was trained on (prompts and labels)")
+    k.add_argument("--model", default="models/atelier-emoji/2", help="shipped base model folder")
+    k.add_argument("--cache", help="package cache holding emoji.json (default $ATELIER_DATA_DIR or ~/.cache/atelier)")
+    k.add_argument("--seeds", type=int, default=2, help="seeds per concept prompt (default 2)")
+    k.add_argument("--steps", type=int, help="default: the model's")
+    k.add_argument("--sampler", help="default: the model's")
+    k.add_argument("--guidance", type=float, help="default: the model's")
+    k.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    k.set_defaults(func=_concepts)
