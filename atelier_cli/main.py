@@ -27,6 +27,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "generate": ("atelier_cli.commands", "generate images through a gateway"),
     "upscale": ("atelier_cli.commands", "upscale an image x4 through a gateway"),
     "jobs": ("atelier_cli.commands", "list, get, watch or cancel jobs"),
+    "dataset": ("atelier_cli.dataset", "make a dataset of generated images (WebDataset shards), or inspect one"),
     "models": ("atelier_cli.commands", "list the models a gateway serves"),
 }
 

@@ -73,6 +73,7 @@ codes = {
     "bad": main(["generate", "a fox", "--steps", "-1"]),
     "unreachable": main(["models", "--gateway", "127.0.0.1:9", "--api-key", "atk_a_b", "--timeout", "2"]),
     "worker": main(["worker"]),
+    "dataset": main(["dataset", "no-such-spec.json", "--out", "x"]),
 }
 loaded = sorted({m.partition(".")[0] for m in set(sys.modules) - at_start} & hidden)
 print("RESULT " + json.dumps({"codes": codes, "loaded": loaded}))
@@ -85,10 +86,11 @@ def test_the_sdk_and_client_commands_need_only_the_base_install():
     assert done.returncode == 0, done.stderr[-3000:]
     result = json.loads(done.stdout.rpartition("RESULT ")[2])
     assert result["loaded"] == []
-    assert result["codes"] == {"help": 0, "bad": 2, "unreachable": 6, "worker": 2}, done.stderr[-3000:]
-    for command in ("generate", "upscale", "jobs", "models"):
+    assert result["codes"] == {"help": 0, "bad": 2, "unreachable": 6, "worker": 2, "dataset": 2}, done.stderr[-3000:]
+    for command in ("generate", "upscale", "jobs", "dataset", "models"):
         assert f"    {command} " in done.stdout
     assert "Traceback" not in done.stderr and "--steps: '-1'" in done.stderr
     assert "cannot reach the gateway" in done.stderr
+    assert "no-such-spec.json: cannot read it" in done.stderr
     assert "atelier worker: needs the `worker` extra (missing module " in done.stderr
     assert "pip install 'atelier[worker]'" in done.stderr
