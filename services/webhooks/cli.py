@@ -164,21 +164,19 @@ def _redeliver(args) -> int:
 
 
 def _run(args) -> int:
-    from prometheus_client import REGISTRY
-
-    from services.gateway.metrics import serve_metrics
+    from services.common.metrics import serve
     from services.webhooks.dispatcher import Dispatcher
 
     settings = _settings()
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    log = logging.getLogger(__name__)
     try:
-        metrics_server = serve_metrics(settings.webhooks_metrics_port, REGISTRY)
+        serve(settings.webhooks_metrics_port)
     except OSError as err:  # sending matters more than being scraped: say so and go on
-        logging.getLogger(__name__).error("no metrics on :%d (%s)", settings.webhooks_metrics_port, err)
-        metrics_server = None
+        log.error("no metrics on :%d (%s)", settings.webhooks_metrics_port, err)
     dispatcher = Dispatcher(settings).start()
-    logging.getLogger(__name__).info("webhook dispatcher running (file %s%s)", dispatcher.webhooks.path,
-                                     f", metrics on :{settings.webhooks_metrics_port}" if metrics_server else "")
+    log.info("webhook dispatcher running (webhooks file %s, metrics port %d)", dispatcher.webhooks.path,
+             settings.webhooks_metrics_port)
     done = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: done.set())
     signal.signal(signal.SIGTERM, lambda *_: done.set())
