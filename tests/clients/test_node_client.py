@@ -46,7 +46,7 @@ def test_node_client_gets_the_shipped_models_image(real_stack, tmp_path):
     )
     assert done.returncode == 0, done.stdout + done.stderr
     lines = done.stdout.split()
-    assert lines[0] == "queued" and "artifact" in lines and lines[-1] == "JOB_STATE_SUCCEEDED"
+    assert lines[:3] == ["style", "twemoji", "queued"] and "artifact" in lines and lines[-1] == "JOB_STATE_SUCCEEDED"
     assert_emoji(out.read_bytes(), real_stack.manifest)
     artifact = json.loads(out.with_name(out.name + ".json").read_text())
     provenance = artifact["provenance"]
@@ -60,3 +60,19 @@ def test_node_client_gets_the_shipped_models_image(real_stack, tmp_path):
         events = within(c.generate(request=request), JOB_SECONDS)
     (python_image,) = [e.artifact.data for e in events if e.HasField("artifact")]
     assert out.read_bytes() == python_image
+
+
+def test_node_client_defaults_to_a_style_the_served_model_has(real_stack, tmp_path):
+    """Without a request (or a style), the client asks ListModels and draws in the newest served
+    version's first style: never one the model lacks."""
+    if not _node_ready():
+        pytest.skip("node or the @grpc/grpc-js packages are not available")
+    out = tmp_path / "default.png"
+    done = subprocess.run(["node", str(NODE_DIR / "generate.js"), real_stack.address, real_stack.api_key, str(out)],
+                          capture_output=True, text=True, timeout=JOB_SECONDS)
+    assert done.returncode == 0, done.stdout + done.stderr
+    style = done.stdout.split()[1]
+    assert style == real_stack.manifest.styles[0]
+    assert_emoji(out.read_bytes(), real_stack.manifest)
+    provenance = json.loads(out.with_name(out.name + ".json").read_text())["provenance"]
+    assert (provenance["style"], provenance["model_name"]) == (style, real_stack.model)
