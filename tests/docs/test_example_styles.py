@@ -71,3 +71,39 @@ def test_the_check_finds_an_unknown_style(tmp_path):
     doc.write_text('```python\nc.generate("a fox", style="google")\n```\nor `atelier generate x --style twitter`\n'
                    "`atelier generate x --model mine --style mine`\n")
     assert [(m, s) for _, m, s in _examples(doc)] == [(None, "google"), (None, "twitter"), ("mine", "mine")]
+
+
+EXPORTED = re.compile(r"atelier export \S+ --name ([A-Za-z0-9_.-]+)")
+# A model by name; `--model models/NAME/N` (a folder, as `train finetune` takes) is a path.
+MODEL_NAME = re.compile(r"""--model[ =]([A-Za-z0-9_.-]+)(?![\w/.-])|\bmodel\s*=\s*["']([^"'/]+)["']""")
+
+
+def _models_named(path: Path):
+    """(line number, model) for each model an example of the file names."""
+    fenced = False
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if line.lstrip().startswith("```"):
+            fenced = not fenced
+            continue
+        for span in [line] if fenced else re.findall(r"`([^`]+)`", line):
+            for match in MODEL_NAME.finditer(span):
+                yield number, next(g for g in match.groups() if g)
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_model_in_the_examples_is_shipped_or_made_by_the_doc(doc):
+    """A model an example names is one of models/, or one the same document exports first
+    (`atelier export ... --name NAME`, as docs/MODEL.md's finetune does)."""
+    made = set(EXPORTED.findall(doc.read_text()))
+    known = set(_shipped_styles()) | made
+    wrong = [f"{doc.relative_to(ROOT)}:{n}: {model}" for n, model in _models_named(doc)
+             if model not in known and model.upper() not in {"NAME", "N"}]
+    assert not wrong, f"models that are neither shipped nor exported by the document: {wrong}"
+
+
+def test_the_check_finds_an_unknown_model(tmp_path):
+    doc = tmp_path / "X.md"
+    doc.write_text("`atelier generate x --model atelier-emoij`\n```sh\natelier export RUN --name mine --version 1\n"
+                   "atelier generate x --model mine\n```\n")
+    assert [m for _, m in _models_named(doc)] == ["atelier-emoij", "mine"]
+    assert EXPORTED.findall(doc.read_text()) == ["mine"]
