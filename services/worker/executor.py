@@ -104,16 +104,14 @@ class JobExecutor:
     def run(self, job_id: str) -> str | None:
         """Run the job if it still needs running; returns its state afterwards (None: no such job)."""
         try:
-            job = self.store.get(job_id)
+            holder, job = self.leases.claim_with_record(job_id)  # one round trip
         except JobNotFound:
             log.warning("job %s not found (expired or never written); dropping its task", job_id)
             return None
-        if job.is_final:
-            return job.state  # a redelivered task of a finished job: nothing to do
-        holder = self.leases.claim(job_id)
         if holder is None:
-            log.info("job %s is final or held by a live worker; dropping this delivery", job_id)
-            return self._state(job_id)
+            if not job.is_final:  # final: a redelivered task of a finished job, nothing to do
+                log.info("job %s is held by a live worker; dropping this delivery", job_id)
+            return job.state
         hand_back = False
         try:
             return self._run_leased(job, holder)
@@ -163,12 +161,12 @@ class JobExecutor:
             metrics.BUSY_SLOTS.set(self._busy)
         try:
             with self.watchdog.track(job, attempt) if self.watchdog else contextlib.nullcontext():
-                self._sample(job, attempt, loaded, received)
+                finished = self._sample(job, attempt, loaded, received)
         finally:
             with self._busy_lock:
                 self._busy -= 1
                 metrics.BUSY_SLOTS.set(self._busy)
-        return self._state(job_id)
+        return finished or self._state(job_id)
 
     def _models(self, job: JobRecord) -> JobModels:
         base = _model_of(job, self.settings.default_model)
@@ -178,7 +176,8 @@ class JobExecutor:
                          self.models.get(upscale.model, upscale.version) if upscale is not None else None,
                          self.concept_classifiers.get(check.model, check.version) if check is not None else None)
 
-    def _sample(self, job: JobRecord, attempt: int, loaded: JobModels, received: float) -> None:
+    def _sample(self, job: JobRecord, attempt: int, loaded: JobModels, received: float) -> str | None:
+        """Run the attempt; returns SUCCEEDED when it finished the job so (None: ask the store)."""
         reporter = StoreReporter(
             self.store,
             job.job_id,
@@ -202,7 +201,7 @@ class JobExecutor:
             reporter.planned_seconds = cost.estimate_plan(plan, self.row_times.snapshot(), left)
         measured: dict[str, float] = {}
 
-        started = time.perf_counter()
+        started, succeeded = time.perf_counter(), False
         try:
             pipeline.generate(
                 job,
@@ -240,7 +239,7 @@ class JobExecutor:
             log.exception("job %s failed", job.job_id)
             self._finish(job, attempt, JobState.FAILED, ErrorCode.INTERNAL, f"{type(err).__name__}: {err}")
         else:
-            self._finish(job, attempt, JobState.SUCCEEDED, ErrorCode.NONE, "")
+            succeeded = self._finish(job, attempt, JobState.SUCCEEDED, ErrorCode.NONE, "")
             # A whole job's time: what the next estimates are made of (a dataset's later attempt made only part).
             if plan is not None and not skip and (plan.dataset is None or attempt == 1):
                 self._measured(plan, time.perf_counter() - received, reporter.sampling_seconds,
@@ -250,6 +249,7 @@ class JobExecutor:
             sampler = (job.spec.plan.sampler or "upscaler") if job.spec.plan else job.spec.sampler
             metrics.STEPS.labels(model=model_name, sampler=sampler).inc(reporter.steps_done)
             metrics.IMAGES.labels(model=model_name).inc(reporter.images_written)
+        return JobState.SUCCEEDED if succeeded else None
 
     def _shards(self, job: JobRecord, attempt: int, reporter: StoreReporter) -> StoreShards | None:
         """A dataset job's shard sink, its time limits held per shard; None for other jobs."""

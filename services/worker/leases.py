@@ -33,8 +33,10 @@ from collections.abc import Callable
 
 import redis
 
+from services.common.jobs import JobRecord
 from services.common.queues import UNACKED_INDEX_KEY, UNACKED_KEY, job_of_delivery
 from services.common.store import JobNotFound, JobStore
+from services.common.store.reading import record_of
 
 log = logging.getLogger(__name__)
 
@@ -46,15 +48,21 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 
 # KEYS: job, leases. ARGV: job id, holder, lease ms. A job that is final, or leased by a holder
 # whose lease has not lapsed, is refused.
-_CLAIM = _NOW + """
-local state = redis.call('HGET', KEYS[1], 'state')
-if state ~= 'QUEUED' and state ~= 'RUNNING' then return 0 end
-local expiry = redis.call('ZSCORE', KEYS[2], ARGV[1])
-if expiry and tonumber(expiry) > now then return 0 end
-redis.call('HSET', KEYS[1], 'lease', ARGV[2])
-redis.call('ZADD', KEYS[2], now + tonumber(ARGV[3]), ARGV[1])
-return 1
+_CLAIMED = _NOW + """
+local function claimed()
+  local state = redis.call('HGET', KEYS[1], 'state')
+  if state ~= 'QUEUED' and state ~= 'RUNNING' then return 0 end
+  local expiry = redis.call('ZSCORE', KEYS[2], ARGV[1])
+  if expiry and tonumber(expiry) > now then return 0 end
+  redis.call('HSET', KEYS[1], 'lease', ARGV[2])
+  redis.call('ZADD', KEYS[2], now + tonumber(ARGV[3]), ARGV[1])
+  return 1
+end
 """
+_CLAIM = _CLAIMED + "return claimed()\n"
+# The same, and the job's record as it stands after it: a delivery reads and leases its job in
+# one round trip (issue 19).
+_CLAIM_READ = _CLAIMED + "local won = claimed()\nreturn {won, redis.call('HGETALL', KEYS[1])}\n"
 
 # KEYS: leases, then the held jobs' keys. ARGV: lease ms, then (job id, holder) per job.
 # Returns the ids whose lease this process no longer holds.
@@ -128,6 +136,7 @@ class Leases:
         self.key = leases_key(store)
         client = store.client
         self._claim = client.register_script(_CLAIM)
+        self._claim_read = client.register_script(_CLAIM_READ)
         self._renew = client.register_script(_RENEW)
         self._release = client.register_script(_RELEASE)
         self._held: dict[str, str] = {}  # job id -> holder token
@@ -160,6 +169,18 @@ class Leases:
         with self._lock:
             self._held[job_id] = holder
         return holder
+
+    def claim_with_record(self, job_id: str) -> tuple[str | None, JobRecord]:
+        """:meth:`claim` and the job's record, read in the same step (its last event id left empty);
+        JobNotFound when there is no such job."""
+        holder = f"{self.owner}/{uuid.uuid4().hex[:12]}"
+        won, flat = self._claim_read(keys=[self.store.job_key(job_id), self.key], args=[job_id, holder, self.lease_ms])
+        record = record_of(job_id, dict(zip(flat[::2], flat[1::2], strict=True)), "")
+        if not won:
+            return None, record
+        with self._lock:
+            self._held[job_id] = holder
+        return holder, record
 
     def release(self, job_id: str, holder: str, hand_back: bool = False) -> bool:
         """Give the lease up (the job ended, or with `hand_back` goes back to QUEUED for another

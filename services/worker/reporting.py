@@ -60,6 +60,7 @@ class StoreReporter:
         self._limit_from = self.started  # the soft time limit counts from here: the attempt, or a dataset's shard
         self.on_shard_begins = None  # called as a dataset job begins a shard (the executor's hard limit)
         self._shards_sent: tuple[int, int] | None = None
+        self._images_sent = 0  # images_done of the last progress event written
         self.time_limit_seconds = time_limit_seconds
         self.progress_interval = progress_interval_ms / 1000.0
         self._last_progress = float("-inf")
@@ -106,12 +107,15 @@ class StoreReporter:
         if steps_done > self.steps_done:
             self._sampled_until = now
         self.steps_done = steps_done
-        final = steps_done >= steps_total
-        # A shard written is always told, however soon after the last progress event.
-        if not final and shards == self._shards_sent and now - self._last_progress < self.progress_interval:
+        # At most one event per interval (a client needs a few a second, not one a step), except that
+        # an image or a shard written is always told at once: the report after a chunk's last image
+        # is the attempt's last progress event, so the final count is never left out. A step count
+        # alone (the last step, before decoding) waits for the interval like any other.
+        told = (images_done, shards) != (self._images_sent, self._shards_sent)
+        if not told and now - self._last_progress < self.progress_interval:
             return
         self._last_progress = now
-        self._shards_sent = shards
+        self._images_sent, self._shards_sent = images_done, shards
         elapsed = now - self.started
         eta = cost.remaining_seconds(elapsed, steps_done, steps_total, self.planned_seconds)
         payload = ev.Progress(steps_done, steps_total, eta, images_done, *(shards or (0, 0)))
