@@ -8,7 +8,7 @@ PROTOS := $(wildcard proto/atelier/v1/*.proto)
 
 .PHONY: setup proto test test-fast mutation lint demo clean
 
-setup: $(STAMP) deploy-tools cpp-tools
+setup: $(STAMP) deploy-tools cpp-tools browser-tools
 
 # The worker's ONNX Runtime: the CPU build (`worker`), unless this venv already holds
 # onnxruntime-gpu (`worker-gpu`; the two must never be installed side by side).
@@ -76,11 +76,21 @@ deploy-tools: $(STAMP)
 # gRPC C++ packages, protoc, cmake, pkg-config and a compiler, each installed only when missing.
 CPP_TOOLS := protobuf-compiler-grpc libgrpc++-dev protobuf-compiler libprotobuf-dev cmake pkg-config g++ make
 cpp-tools:
-	@missing=$$(for p in $(CPP_TOOLS); do \
+	$(call apt_missing,$(CPP_TOOLS),the C++ client's build tools)
+.PHONY: cpp-tools
+
+# Chromium for the playground's browser tests (tests/web/test_playground_browser.py, Playwright).
+browser-tools:
+	$(call apt_missing,chromium,Chromium for the browser tests)
+.PHONY: browser-tools
+
+# Installs those of the Debian packages $(1) that are missing (sudo when not root); $(2) says what for.
+define apt_missing
+	@missing=$$(for p in $(1); do \
 		dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
 	test -z "$$missing" || { \
-		echo "installing the C++ client's build tools:" $$missing; \
+		echo "installing $(2):" $$missing; \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 		$$SUDO apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$missing; }
-.PHONY: cpp-tools
+endef

@@ -248,10 +248,17 @@ def dataclass_replace(settings: Settings, **changes) -> Settings:
     return replaced
 
 
+# Where `atelier up` serves the playground unless told otherwise (a laptop's browser reaches it).
+PLAYGROUND_LISTEN = "127.0.0.1:8080"
+
+
 def register(parser: argparse.ArgumentParser, name: str = "up") -> None:
     parser.add_argument("--demo", type=Path, metavar="OUT_DIR",
                         help="run the demo jobs, write their images to OUT_DIR, then stop")
     parser.add_argument("--listen", help=f"gateway address (default: {env_name('grpc_listen')})")
+    parser.add_argument("--http", metavar="HOST:PORT",
+                        help=f"address of the HTTP/JSON API and playground page (default: {env_name('http_listen')} "
+                             f"or {PLAYGROUND_LISTEN}; '' turns it off; off with --demo unless given)")
     parser.add_argument("--redis-url", help="use this Redis instead of a private embedded one")
     parser.add_argument("--state-dir", type=Path, default=Path(".atelier"),
                         help="where the embedded Redis, the worker log and the API keys live (default .atelier)")
@@ -264,6 +271,10 @@ def register(parser: argparse.ArgumentParser, name: str = "up") -> None:
 def run(args: argparse.Namespace) -> int:
     try:
         overrides = {"grpc_listen": args.listen} if args.listen else {}
+        if args.http is not None:
+            overrides["http_listen"] = args.http
+        elif not os.environ.get(env_name("http_listen")) and args.demo is None:
+            overrides["http_listen"] = PLAYGROUND_LISTEN
         # Metrics ports are off unless asked for: a laptop may already use the defaults.
         if not os.environ.get(env_name("gateway_metrics_port")):
             overrides["gateway_metrics_port"] = 0
@@ -291,6 +302,9 @@ def run(args: argparse.Namespace) -> int:
             path = save_api_key(stack.api_key)
             print(f"development API key saved to {path}", file=sys.stderr)
         print(f"gateway ready at {stack.address} (tenant {TENANT!r})", file=sys.stderr)
+        if stack.gateway.http_address:
+            # The key rides in the fragment, which a browser never sends: the page keeps it and drops it from the URL.
+            print(f"playground: {stack.gateway.http_address}/#key={stack.api_key}", file=sys.stderr)
         if args.demo is not None:
             from atelier_cli.demo import run_demo
 

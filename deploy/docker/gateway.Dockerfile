@@ -34,6 +34,7 @@ COPY --chmod=0755 deploy/docker/grpc_health_check.py /usr/local/bin/grpc-health-
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     ATELIER_GRPC_LISTEN=0.0.0.0:50051 \
+    ATELIER_HTTP_LISTEN=0.0.0.0:8080 \
     ATELIER_GATEWAY_METRICS_PORT=9464 \
     ATELIER_MODEL_REPOSITORY=/app/models
 WORKDIR /app
@@ -41,7 +42,7 @@ WORKDIR /app
 # (the prompt check); the shipped model is baked in, a studio's own repository is mounted over /app/models.
 COPY models ./models
 USER 10001:10001
-EXPOSE 50051 9464
+EXPOSE 50051 8080 9464
 HEALTHCHECK --interval=15s --timeout=5s --start-period=20s --retries=3 \
     CMD ["grpc-health-check", "--timeout", "3"]
 STOPSIGNAL SIGTERM

@@ -34,6 +34,10 @@ class Settings:
         "127.0.0.1:50051",
         "Address the gRPC gateway listens on (`0.0.0.0:50051` in containers).",
     )
+    http_listen: str = _setting(
+        "",
+        "Address of the gateway's HTTP/JSON API and playground page (`0.0.0.0:8080` in containers; empty: off).",
+    )
     gateway_metrics_port: int = _setting(9464, "Prometheus metrics port of the gateway (0: off).")
     worker_metrics_port: int = _setting(9465, "Prometheus metrics port of a worker (0: off).")
     # --- models

@@ -51,7 +51,16 @@ UNKNOWN_EVENT_FIELDS = Counter(
     " it left out: a newer worker's event (docs/ARCHITECTURE.md, Event contract).",
     ["kind", "field"], registry=None,
 )
-_ALL = (RPCS, RPC_SECONDS, SUBMITTED, REJECTED, EDGE_QUEUE, EDGE_LATENCY, OUTBOX_RESENT, UNKNOWN_EVENT_FIELDS)
+HTTP_REQUESTS = Counter(
+    "atelier_http_requests_total", "HTTP/JSON API calls by route template and HTTP status.", ["route", "code"],
+    registry=None,
+)
+HTTP_SECONDS = Histogram(
+    "atelier_http_request_seconds", "Duration of HTTP/JSON API calls (event streams: until they end).", ["route"],
+    buckets=_SECONDS, registry=None,
+)
+_ALL = (RPCS, RPC_SECONDS, HTTP_REQUESTS, HTTP_SECONDS, SUBMITTED, REJECTED, EDGE_QUEUE, EDGE_LATENCY, OUTBOX_RESENT,
+        UNKNOWN_EVENT_FIELDS)
 
 
 # The tenant label is the one exception to "no tenant ids as labels" (docs/ARCHITECTURE.md, Contracts:

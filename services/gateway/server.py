@@ -39,6 +39,8 @@ from services.gateway.service import JobService
 from services.gateway.servicers import GenerationServicer, ModelsServicer, add_to_server
 from services.gateway.streams import StreamLimits, StreamSlots
 from services.gateway.validation import Limits
+from services.gateway.web.app import build_app
+from services.gateway.web.server import HttpServer
 
 log = logging.getLogger(__name__)
 STOP_OVERRUN_SECONDS = 5.0  # how long a stop waits for calls past the grace period
@@ -68,6 +70,11 @@ class Gateway:
     metrics_server: object | None = None
     registry: object | None = None
     _closers: list = field(default_factory=list)
+    http: HttpServer | None = None  # the HTTP/JSON API and playground, when ATELIER_HTTP_LISTEN is set
+
+    @property
+    def http_address(self) -> str | None:
+        return self.http.address if self.http else None
 
     def stop(self, grace: float | None = None) -> None:
         """Stop taking calls; open streams get `grace` seconds (default: the setting) to end."""
@@ -76,6 +83,8 @@ class Gateway:
         self.stopping.set()
         grace = self.settings.shutdown_grace_seconds if grace is None else grace
         self.health.stop()
+        if self.http is not None:
+            self.http.stop(grace)
         # A handler that ignores its cancellation (blocked in a Redis read) would hold the
         # shutdown open past the grace period; the orchestrator's kill would then be all that
         # ends it, with nothing said. Bound the wait and show where the threads stand.
@@ -143,12 +152,25 @@ def serve(
     if settings.api_keys_file is None:
         log.warning("ATELIER_API_KEYS_FILE is unset: every call will be refused as UNAUTHENTICATED")
     stopping = threading.Event()
-    server, health_servicer = _grpc_server(settings, keys)
-    add_to_server(server, GenerationServicer(jobs, keys, stopping), ModelsServicer(catalog, keys))
+    slots = StreamSlots(settings.gateway_max_streams, settings.tenant_max_streams)  # shared by gRPC and HTTP
+    server, health_servicer = _grpc_server(settings, keys, slots)
+    generation, models = GenerationServicer(jobs, keys, stopping), ModelsServicer(catalog, keys)
+    add_to_server(server, generation, models)
     monitor = HealthMonitor(health_servicer, _health_check(client, catalog, settings.key_prefix),
                             interval=health_interval)
     port, credentials = _listen(server, settings, cleanup=[*closers, client.close])
     server.start()
+    http = None
+    if settings.http_listen:
+        app = build_app({"Generation": generation, "Models": models}, jobs, keys, slots,
+                        max_body_bytes=_max_receive(settings) * 4 // 3 + (64 << 10))  # base64 in JSON
+        try:
+            http = HttpServer(app, settings.http_listen, settings).start()
+        except (OSError, ValueError):
+            server.stop(None)
+            for close in [*closers, client.close]:
+                close()
+            raise
     monitor.start()
     sweeper = OutboxSweeper(store, enqueue, grace_seconds=settings.outbox_grace_seconds).start()
     closers.insert(0, sweeper.stop)
@@ -161,26 +183,29 @@ def serve(
         f", metrics on :{settings.gateway_metrics_port}" if metrics_server else "",
     )
     return Gateway(
-        settings, server, f"{host}:{port}", port, monitor, client, jobs, stopping, metrics_server, registry, closers
+        settings, server, f"{host}:{port}", port, monitor, client, jobs, stopping, metrics_server, registry, closers,
+        http,
     )
 
 
-def _grpc_server(settings: Settings, keys: KeyRing) -> tuple[grpc.Server, health.HealthServicer]:
+def _max_receive(settings: Settings) -> int:
+    """Uploads ride in the request: room for an init image and a mask at their limit."""
+    return 2 * settings.max_upload_bytes + (1 << 20)
+
+
+def _grpc_server(settings: Settings, keys: KeyRing, slots: StreamSlots) -> tuple[grpc.Server, health.HealthServicer]:
     """The server with its interceptors, health and reflection; the servicers are added by the caller."""
-    # Uploads ride in the request: room for an init image and a mask at their limit.
-    max_receive = 2 * settings.max_upload_bytes + (1 << 20)
     # Open streams hold a thread each, so they get threads of their own beside the unary
     # calls' (services/gateway/streams.py): health checks and GetJob are served whatever the
     # streams do. gRPC's own cap, which refuses without a RetryInfo, is only a backstop
     # against a flood of unary calls: UNARY_BACKLOG_PER_THREAD may wait for each thread.
-    slots = StreamSlots(settings.gateway_max_streams, settings.tenant_max_streams)
     threads = settings.gateway_threads + settings.gateway_max_streams
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=threads, thread_name_prefix="atelier-grpc"),
         interceptors=[metrics.MetricsInterceptor(), StreamLimits(slots, keys)],
         maximum_concurrent_rpcs=threads + UNARY_BACKLOG_PER_THREAD * settings.gateway_threads,
         options=[
-            ("grpc.max_receive_message_length", max_receive),
+            ("grpc.max_receive_message_length", _max_receive(settings)),
             ("grpc.max_send_message_length", -1),
             ("grpc.so_reuseport", 0),
         ],

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import redis
 from kombu.exceptions import OperationalError
 
-from services.common.events import JobEvent
+from services.common.events import EventKind, JobEvent
 from services.common.jobs import ErrorCode, JobRecord, JobSpec, JobState
 from services.common.plan import wants_upscale
 from services.common.store import JobNotFound, JobStore, new_job_id
@@ -211,6 +211,16 @@ class JobService:
                     return
                 if not keep_going():
                     return
+
+    @_unavailable_without_redis
+    def artifact(self, tenant: str, job_id: str, index: int) -> JobEvent | None:
+        """The `artifact` event of image `index` (its blob is the file), None while there is none;
+        JobNotFound for an unknown or foreign job."""
+        self.store.get(job_id, tenant)
+        for event in self.store.read_events(job_id):
+            if event.kind == EventKind.ARTIFACT and event.data.get("index") == index:
+                return event
+        return None
 
 
 def _check_event_id(after: str) -> None:

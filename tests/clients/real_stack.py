@@ -45,19 +45,20 @@ class RealStack:
     version: str  # the newest shipped version, which the worker serves
     model_sha256: str  # of its manifest.json: the model's identity in provenance
     manifest: Manifest
+    http_address: str  # the HTTP/JSON API and playground of the same gateway
 
 
 @pytest.fixture(scope="session")
 def real_stack(tmp_path_factory) -> RealStack:
     """A real worker process serving the newest shipped model, behind the real gateway."""
     settings = Settings.from_env({}, model_repository=SHIPPED_MODELS, grpc_listen="127.0.0.1:0",
-                                 gateway_metrics_port=0, worker_metrics_port=0)
+                                 http_listen="127.0.0.1:0", gateway_metrics_port=0, worker_metrics_port=0)
     shipped = ModelRepository(SHIPPED_MODELS).open(settings.default_model, newest_version(settings.default_model))
     with redis_server() as server, \
             EmbeddedStack(settings, state_dir=tmp_path_factory.mktemp("real-stack"), redis_url=server.url,
                           worker_concurrency=2, ready_timeout=READY_SECONDS) as stack:
         yield RealStack(stack.address, stack.api_key, shipped.name, shipped.version, shipped.manifest_sha256,
-                        shipped.manifest)
+                        shipped.manifest, stack.gateway.http_address)
 
 
 def newest_version(model: str) -> str:

@@ -10,6 +10,7 @@ import jsonschema
 import pytest
 import yaml
 
+from atelier_cli.up import PLAYGROUND_LISTEN
 from services.common.settings import Settings, SettingsError
 
 from .helpers import COMPOSE, COMPOSE_SCHEMA, DEFAULTS, DEPLOY, ROOT, SETTING_NAMES, port_of
@@ -107,7 +108,9 @@ def test_ports_match_the_settings_defaults(compose):
     assert port_of(gateway["ATELIER_GRPC_LISTEN"]) == grpc_port
     assert gateway["ATELIER_GRPC_LISTEN"].startswith("0.0.0.0:")
     assert int(gateway["ATELIER_GATEWAY_METRICS_PORT"]) == DEFAULTS.gateway_metrics_port
-    assert services["gateway"]["ports"] == [f"{grpc_port}:{grpc_port}"]
+    http_port = port_of(PLAYGROUND_LISTEN)  # the HTTP/JSON API is off by default; `atelier up`'s port
+    assert gateway["ATELIER_HTTP_LISTEN"] == f"0.0.0.0:{http_port}"
+    assert services["gateway"]["ports"] == [f"{grpc_port}:{grpc_port}", f"{http_port}:{http_port}"]
     assert services["gateway"]["expose"] == [str(DEFAULTS.gateway_metrics_port)]
     for name in ("worker", "worker-cpu"):
         env = _env(services[name])

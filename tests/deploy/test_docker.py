@@ -22,12 +22,13 @@ import pytest
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from atelier_cli.main import SUBCOMMANDS
+from atelier_cli.up import PLAYGROUND_LISTEN
 
 from .helpers import DEFAULTS, DOCKER, ROOT, SETTING_NAMES, port_of, run, tool
 
 DOCKERFILES = sorted(DOCKER.glob("*.Dockerfile"))
 SERVICES = {  # image -> (ports it must expose, health check kind)
-    "gateway": ({port_of(DEFAULTS.grpc_listen), DEFAULTS.gateway_metrics_port}, "grpc"),
+    "gateway": ({port_of(DEFAULTS.grpc_listen), port_of(PLAYGROUND_LISTEN), DEFAULTS.gateway_metrics_port}, "grpc"),
     "worker-gpu": ({DEFAULTS.worker_metrics_port}, "celery"),
     "worker-cpu": ({DEFAULTS.worker_metrics_port}, "celery"),
     "trainer": (set(), "none"),
@@ -140,9 +141,10 @@ def test_ports_settings_and_entrypoint_match_the_code(path):
     if len(entry) > 1:
         assert entry[1] in SUBCOMMANDS, f"`atelier {entry[1]}` is no subcommand"
     for ins in final:
-        if ins.op == "ENV" and "ATELIER_GRPC_LISTEN=" in ins.args:
-            listen = re.search(r"ATELIER_GRPC_LISTEN=(\S+)", ins.args).group(1)
-            assert listen.startswith("0.0.0.0:"), "listen on every interface inside a container"
+        for name in ("ATELIER_GRPC_LISTEN", "ATELIER_HTTP_LISTEN"):
+            if ins.op == "ENV" and f"{name}=" in ins.args:
+                listen = re.search(rf"{name}=(\S+)", ins.args).group(1)
+                assert listen.startswith("0.0.0.0:"), "listen on every interface inside a container"
 
 
 def _dockerignore() -> list[str]:

@@ -170,8 +170,11 @@ def test_gateway_probes_and_ports_match_the_settings(objects, settings):
     spec = find(objects, "Deployment", "atelier-gateway")["spec"]["template"]["spec"]
     assert spec["terminationGracePeriodSeconds"] > settings.shutdown_grace_seconds
     service = find(objects, "Service", "atelier-gateway")
+    http_port = port_of(settings.http_listen)
+    assert settings.http_listen.startswith("0.0.0.0:") and _port_number(container, "http") == http_port
     assert {p["name"]: p["port"] for p in service["spec"]["ports"]} == {
         "grpc": grpc_port,
+        "http": http_port,
         "metrics": settings.gateway_metrics_port,
     }
 
