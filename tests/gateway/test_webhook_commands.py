@@ -60,3 +60,16 @@ def test_bad_values_are_refused_in_one_line(tmp_path):
     path.write_text('{"tenants": {"t": {"endpoints": [{"id": "e", "url": "https://x/"}]}}}')
     with pytest.raises(config.WebhookConfigError, match="no secret to sign with"):
         config.read(path)
+
+
+def test_services_follow_edits_of_the_file_and_keep_the_last_good_one(tmp_path):
+    path = tmp_path / "webhooks.json"
+    hooks = config.Webhooks(path)
+    assert hooks.tenant("studio-a").endpoints == ()
+    first, _ = config.add_endpoint(path, "studio-a", "https://hooks.example/a")
+    assert hooks.tenant("studio-a").endpoints == (first,)
+    path.write_text('{"tenants": {"studio-a": {"endpoints": [')  # an edit caught half-written
+    assert hooks.tenant("studio-a").endpoints == (first,)
+    path.unlink()
+    second, _ = config.add_endpoint(path, "studio-a", "https://hooks.example/b")
+    assert hooks.tenant("studio-a").endpoints == (second,)

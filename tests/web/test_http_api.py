@@ -14,6 +14,7 @@ from PIL import Image
 
 from atelier.v1 import generation_pb2, generation_pb2_grpc
 from services.gateway import metrics
+from services.gateway.web.transcode import to_json
 from tests.web.conftest import CALL_SECONDS, Api, parse_sse
 
 
@@ -225,7 +226,7 @@ def test_the_openapi_document_and_the_page_are_served(alice):
     document = alice.get("/openapi.json").json()
     assert document["openapi"].startswith("3.1")
     assert set(document["paths"]) >= {"/v1/jobs", "/v1/jobs/{job_id}", "/v1/jobs/{job_id}:cancel",
-                                      "/v1/jobs/{job_id}/events", "/v1/models"}
+                                      "/v1/jobs/{job_id}/events", "/v1/models", "/v1/policy"}
     submit_op = document["paths"]["/v1/jobs"]["post"]
     body = submit_op["requestBody"]["content"]["application/json"]["schema"]["$ref"]
     request = document["components"]["schemas"][body.rsplit("/", 1)[-1]]
@@ -235,3 +236,13 @@ def test_the_openapi_document_and_the_page_are_served(alice):
     page = alice.get("/")
     assert page.status_code == 200 and "Atelier" in page.text
     assert alice.get("/static/playground.js").status_code == 200
+
+
+def test_the_content_policy_in_force_is_readable_over_http_as_over_grpc(web, alice):
+    policy = alice.get("/v1/policy")
+    assert policy.status_code == 200, policy.text
+    with grpc.insecure_channel(web.address) as channel:
+        stub = generation_pb2_grpc.GenerationStub(channel)
+        over_grpc = stub.GetContentPolicy(generation_pb2.GetContentPolicyRequest(), timeout=CALL_SECONDS,
+                                          metadata=[("authorization", f"Bearer {web.keys.alice}")])
+    assert policy.json() == to_json(over_grpc)

@@ -20,18 +20,15 @@ from __future__ import annotations
 
 import base64
 import json
-import logging
 import os
 import secrets as random_secrets
-import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from services.common.events import EventKind
-
-log = logging.getLogger(__name__)
+from services.common.watched_file import WatchedFile
 
 SECRET_PREFIX = "whsec_"
 # The job events a webhook can carry, in the order of the contract's WebhookEvent.
@@ -179,30 +176,16 @@ def file_of(webhooks_file: Path | None, api_keys_file: Path | None) -> Path | No
 
 
 class Webhooks:
-    """The webhooks file as it is now, re-read when it changes (like the keys file)."""
+    """The webhooks file as it is now, re-read when it changes (like the keys file); a half-edited
+    file keeps the webhooks read before."""
 
     def __init__(self, path: Path | None):
         self.path = Path(path) if path else None
-        self._lock = threading.Lock()
-        self._stamp: tuple[int, int] | None = None
-        self._config = WebhooksFile()
+        self._file: WatchedFile[WebhooksFile] = WatchedFile(self.path, read, WebhooksFile(),
+                                                            keep_on=(WebhookConfigError,))
 
     def current(self) -> WebhooksFile:
-        if self.path is None:
-            return WebhooksFile()
-        try:
-            st = self.path.stat()
-            stamp = (st.st_mtime_ns, st.st_size)
-        except FileNotFoundError:
-            stamp = None
-        with self._lock:
-            if stamp != self._stamp:
-                try:
-                    self._config = read(self.path) if stamp else WebhooksFile()
-                except WebhookConfigError as err:  # a half-edited file: keep the last good one, say so once
-                    log.error("%s; still using the webhooks read before", err)
-                self._stamp = stamp
-            return self._config
+        return self._file.current()
 
     def tenant(self, name: str) -> TenantWebhooks:
         return self.current().tenant(name)

@@ -59,6 +59,7 @@ ROUTES = (
     Route("GET", "/v1/jobs/{job_id}/events", "Generation", "Watch",
           "A job's events as server-sent events; resumes after `Last-Event-ID`", events=True),
     Route("GET", "/v1/models", "Models", "ListModels", "The models, styles and samplers on offer"),
+    Route("GET", "/v1/policy", "Generation", "GetContentPolicy", "The content policy in force for the caller"),
 )
 
 # Not an RPC: an artifact's file, read off its `artifact` event (gRPC clients get it in the event).
