@@ -55,6 +55,106 @@ WEBHOOK_EVENT_FINISHED: WebhookEvent.ValueType  # 4
 Global___WebhookEvent: _TypeAlias = WebhookEvent  # noqa: Y015
 
 @_typing.final
+class LookupImageRequest(_message.Message):
+    """An image to look up."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    IMAGE_FIELD_NUMBER: _builtins.int
+    image: _builtins.bytes
+    """Encoded PNG, JPEG or WEBP bytes (the upload limits of InputImage apply)."""
+    def __init__(
+        self,
+        *,
+        image: _builtins.bytes = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["image", b"image"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LookupImageRequest: _TypeAlias = LookupImageRequest  # noqa: Y015
+
+@_typing.final
+class LookupImageResponse(_message.Message):
+    """What LookupImage found."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MATCHES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def matches(self) -> _containers.RepeatedCompositeFieldContainer[Global___ImageMatch]:
+        """The matching images, the exact file first, then the closest; empty when none."""
+
+    def __init__(
+        self,
+        *,
+        matches: _abc.Iterable[Global___ImageMatch] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["matches", b"matches"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LookupImageResponse: _TypeAlias = LookupImageResponse  # noqa: Y015
+
+@_typing.final
+class ImageMatch(_message.Message):
+    """One delivered image that is the looked-up picture."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JOB_ID_FIELD_NUMBER: _builtins.int
+    INDEX_FIELD_NUMBER: _builtins.int
+    EXACT_FIELD_NUMBER: _builtins.int
+    PHASH_DISTANCE_FIELD_NUMBER: _builtins.int
+    THUMBNAIL_PSNR_FIELD_NUMBER: _builtins.int
+    DELIVERED_AT_FIELD_NUMBER: _builtins.int
+    MIME_TYPE_FIELD_NUMBER: _builtins.int
+    PROVENANCE_FIELD_NUMBER: _builtins.int
+    job_id: _builtins.str
+    """The job that made it."""
+    index: _builtins.int
+    """Which image of that job (Artifact.index)."""
+    exact: _builtins.bool
+    """Whether the looked-up bytes are exactly the delivered file (its sha256)."""
+    phash_distance: _builtins.int
+    """Bits in which the two perceptual hashes differ (0 to 64)."""
+    thumbnail_psnr: _builtins.float
+    """Agreement of the two colour thumbnails at 16x16, in dB (99 when identical)."""
+    mime_type: _builtins.str
+    """MIME type it was delivered as."""
+    @_builtins.property
+    def delivered_at(self) -> _timestamp_pb2.Timestamp:
+        """When the image was delivered."""
+
+    @_builtins.property
+    def provenance(self) -> _types_pb2.Provenance:
+        """How it was made (the artifact's provenance)."""
+
+    def __init__(
+        self,
+        *,
+        job_id: _builtins.str = ...,
+        index: _builtins.int = ...,
+        exact: _builtins.bool = ...,
+        phash_distance: _builtins.int = ...,
+        thumbnail_psnr: _builtins.float = ...,
+        delivered_at: _timestamp_pb2.Timestamp | None = ...,
+        mime_type: _builtins.str = ...,
+        provenance: _types_pb2.Provenance | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["delivered_at", b"delivered_at", "provenance", b"provenance"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["delivered_at", b"delivered_at", "exact", b"exact", "index", b"index", "job_id", b"job_id", "mime_type", b"mime_type", "phash_distance", b"phash_distance", "provenance", b"provenance", "thumbnail_psnr", b"thumbnail_psnr"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ImageMatch: _TypeAlias = ImageMatch  # noqa: Y015
+
+@_typing.final
 class GetContentPolicyRequest(_message.Message):
     """Ask for the caller's content policy."""
 
@@ -1029,6 +1129,7 @@ class Artifact(_message.Message):
     PROVENANCE_FIELD_NUMBER: _builtins.int
     PROMPT_INDEX_FIELD_NUMBER: _builtins.int
     CONCEPT_FIELD_NUMBER: _builtins.int
+    CONTENT_CREDENTIALS_FIELD_NUMBER: _builtins.int
     index: _builtins.int
     """Which image of the job (0-based, in seeds order; prompt-major for bulk jobs)."""
     data: _builtins.bytes
@@ -1049,6 +1150,11 @@ class Artifact(_message.Message):
     """With FINISH_REASON_FILTERED or FINISH_REASON_PROMPT_FILTERED: the concept of the content
     policy that filtered it (ContentPolicy.vocabulary); empty otherwise.
     """
+    content_credentials: _builtins.bytes
+    """application/x-atelier-rgba8 only: the image's C2PA manifest store (application/c2pa), detached
+    and bound to `data` by a data hash, signed with the service's key. PNG, JPEG and WEBP
+    carry their manifest inside `data` and leave this empty (docs/API.md, "Content credentials").
+    """
     @_builtins.property
     def provenance(self) -> _types_pb2.Provenance:
         """How to make it again."""
@@ -1066,10 +1172,11 @@ class Artifact(_message.Message):
         provenance: _types_pb2.Provenance | None = ...,
         prompt_index: _builtins.int = ...,
         concept: _builtins.str = ...,
+        content_credentials: _builtins.bytes = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["provenance", b"provenance"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["concept", b"concept", "data", b"data", "finish_reason", b"finish_reason", "height", b"height", "index", b"index", "mime_type", b"mime_type", "prompt_index", b"prompt_index", "provenance", b"provenance", "seed", b"seed", "width", b"width"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["concept", b"concept", "content_credentials", b"content_credentials", "data", b"data", "finish_reason", b"finish_reason", "height", b"height", "index", b"index", "mime_type", b"mime_type", "prompt_index", b"prompt_index", "provenance", b"provenance", "seed", b"seed", "width", b"width"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

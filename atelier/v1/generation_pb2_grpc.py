@@ -72,6 +72,11 @@ class GenerationStub:
                 request_serializer=atelier_dot_v1_dot_generation__pb2.GetContentPolicyRequest.SerializeToString,
                 response_deserializer=atelier_dot_v1_dot_types__pb2.ContentPolicy.FromString,
                 _registered_method=True)
+        self.LookupImage = channel.unary_unary(
+                '/atelier.v1.Generation/LookupImage',
+                request_serializer=atelier_dot_v1_dot_generation__pb2.LookupImageRequest.SerializeToString,
+                response_deserializer=atelier_dot_v1_dot_generation__pb2.LookupImageResponse.FromString,
+                _registered_method=True)
 
 
 class GenerationServicer:
@@ -140,6 +145,17 @@ class GenerationServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def LookupImage(self, request, context):
+        """"Was this image made here?": the caller's tenant's delivered images that are this picture,
+        found by the file's sha256 or, after resizing or re-encoding, by its perceptual hash and
+        colour thumbnail (docs/API.md, "Was this made here?"). Only the caller's tenant's images
+        are searched; an image is kept for the service's retention period. INVALID_ARGUMENT when
+        the image is not a readable PNG, JPEG or WEBP within the upload limits.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_GenerationServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -177,6 +193,11 @@ def add_GenerationServicer_to_server(servicer, server):
                     servicer.GetContentPolicy,
                     request_deserializer=atelier_dot_v1_dot_generation__pb2.GetContentPolicyRequest.FromString,
                     response_serializer=atelier_dot_v1_dot_types__pb2.ContentPolicy.SerializeToString,
+            ),
+            'LookupImage': grpc.unary_unary_rpc_method_handler(
+                    servicer.LookupImage,
+                    request_deserializer=atelier_dot_v1_dot_generation__pb2.LookupImageRequest.FromString,
+                    response_serializer=atelier_dot_v1_dot_generation__pb2.LookupImageResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -370,6 +391,33 @@ class Generation:
             '/atelier.v1.Generation/GetContentPolicy',
             atelier_dot_v1_dot_generation__pb2.GetContentPolicyRequest.SerializeToString,
             atelier_dot_v1_dot_types__pb2.ContentPolicy.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LookupImage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/atelier.v1.Generation/LookupImage',
+            atelier_dot_v1_dot_generation__pb2.LookupImageRequest.SerializeToString,
+            atelier_dot_v1_dot_generation__pb2.LookupImageResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -68,6 +68,13 @@ class GenerationStub:
     """The content policy in force for the caller's tenant: which concepts are blocked and with
     which action (docs/API.md, "Content policy").
     """
+    LookupImage: _grpc.UnaryUnaryMultiCallable[_generation_pb2.LookupImageRequest, _generation_pb2.LookupImageResponse]
+    """"Was this image made here?": the caller's tenant's delivered images that are this picture,
+    found by the file's sha256 or, after resizing or re-encoding, by its perceptual hash and
+    colour thumbnail (docs/API.md, "Was this made here?"). Only the caller's tenant's images
+    are searched; an image is kept for the service's retention period. INVALID_ARGUMENT when
+    the image is not a readable PNG, JPEG or WEBP within the upload limits.
+    """
 
 @_typing.type_check_only
 class GenerationAsyncStub(GenerationStub):
@@ -107,6 +114,13 @@ class GenerationAsyncStub(GenerationStub):
     GetContentPolicy: _aio.UnaryUnaryMultiCallable[_generation_pb2.GetContentPolicyRequest, _types_pb2.ContentPolicy]  # type: ignore[assignment]
     """The content policy in force for the caller's tenant: which concepts are blocked and with
     which action (docs/API.md, "Content policy").
+    """
+    LookupImage: _aio.UnaryUnaryMultiCallable[_generation_pb2.LookupImageRequest, _generation_pb2.LookupImageResponse]  # type: ignore[assignment]
+    """"Was this image made here?": the caller's tenant's delivered images that are this picture,
+    found by the file's sha256 or, after resizing or re-encoding, by its perceptual hash and
+    colour thumbnail (docs/API.md, "Was this made here?"). Only the caller's tenant's images
+    are searched; an image is kept for the service's retention period. INVALID_ARGUMENT when
+    the image is not a readable PNG, JPEG or WEBP within the upload limits.
     """
 
 class GenerationServicer(metaclass=_abc_1.ABCMeta):
@@ -186,6 +200,19 @@ class GenerationServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_types_pb2.ContentPolicy, _abc.Awaitable[_types_pb2.ContentPolicy]]:
         """The content policy in force for the caller's tenant: which concepts are blocked and with
         which action (docs/API.md, "Content policy").
+        """
+
+    @_abc_1.abstractmethod
+    def LookupImage(
+        self,
+        request: _generation_pb2.LookupImageRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_generation_pb2.LookupImageResponse, _abc.Awaitable[_generation_pb2.LookupImageResponse]]:
+        """"Was this image made here?": the caller's tenant's delivered images that are this picture,
+        found by the file's sha256 or, after resizing or re-encoding, by its perceptual hash and
+        colour thumbnail (docs/API.md, "Was this made here?"). Only the caller's tenant's images
+        are searched; an image is kept for the service's retention period. INVALID_ARGUMENT when
+        the image is not a readable PNG, JPEG or WEBP within the upload limits.
         """
 
 def add_GenerationServicer_to_server(servicer: GenerationServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
