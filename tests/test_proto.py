@@ -37,6 +37,7 @@ def test_generation_service_has_every_rpc():
         "CancelJob": ("atelier.v1.CancelJobRequest", "atelier.v1.CancelJobResponse", False),
         "ListJobs": ("atelier.v1.ListJobsRequest", "atelier.v1.ListJobsResponse", False),
         "GetContentPolicy": ("atelier.v1.GetContentPolicyRequest", "atelier.v1.ContentPolicy", False),
+        "LookupImage": ("atelier.v1.LookupImageRequest", "atelier.v1.LookupImageResponse", False),
     }
 
 
