@@ -59,6 +59,12 @@ def worker_exposition(redis_client) -> str:
     return generate_latest(REGISTRY).decode() + generate_latest(queues).decode()
 
 
+def webhooks_exposition() -> str:
+    import services.webhooks.metrics  # noqa: F401  (the dispatcher's metrics, in the default registry)
+
+    return generate_latest(REGISTRY).decode()
+
+
 # --- promtool -------------------------------------------------------------------------------------
 
 
@@ -163,7 +169,7 @@ def test_metric_name_extraction():
 def test_every_series_used_is_exported_by_the_code(redis_client):
     exported = exposed_series(gateway_exposition(redis_client)) | exposed_series(
         worker_exposition(redis_client)
-    )
+    ) | exposed_series(webhooks_exposition())
     known = set(exported) | recorded_names() | BUILTIN
     missing = {}
     for name, expr in {**rule_exprs(), **dashboard_exprs()}.items():
