@@ -26,12 +26,15 @@ FROM ${PYTHON_IMAGE}
 LABEL org.opencontainers.image.title="atelier-worker-cpu" \
       org.opencontainers.image.description="Atelier Celery worker on CPUs (ONNX Runtime)" \
       org.opencontainers.image.licenses="Apache-2.0"
-RUN useradd --system --uid 10001 --user-group --home-dir /app --create-home atelier
+# /data/datasets: where dataset jobs write (a volume in compose and Kubernetes), the worker's own.
+RUN useradd --system --uid 10001 --user-group --home-dir /app --create-home atelier \
+    && install -d -o 10001 -g 10001 /data/datasets
 COPY --from=build /opt/venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     ATELIER_WORKER_METRICS_PORT=9465 \
     ATELIER_MODEL_REPOSITORY=/app/models \
+    ATELIER_DATASET_DIR=/data/datasets \
     ATELIER_EXECUTION_PROVIDERS=CPUExecutionProvider
 WORKDIR /app
 COPY models ./models

@@ -41,7 +41,8 @@ ENV DEBIAN_FRONTEND=noninteractive
 RUN apt-get update \
     && apt-get install -y --no-install-recommends python3 \
     && rm -rf /var/lib/apt/lists/* \
-    && useradd --system --uid 10001 --user-group --home-dir /app --create-home atelier
+    && useradd --system --uid 10001 --user-group --home-dir /app --create-home atelier \
+    && install -d -o 10001 -g 10001 /data/datasets
 COPY --from=build /opt/venv /opt/venv
 COPY --from=build /opt/tensorrt_libs /opt/tensorrt_libs
 ENV PATH=/opt/venv/bin:$PATH \
@@ -49,6 +50,7 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     ATELIER_WORKER_METRICS_PORT=9465 \
     ATELIER_MODEL_REPOSITORY=/app/models \
+    ATELIER_DATASET_DIR=/data/datasets \
     ATELIER_EXECUTION_PROVIDERS=auto \
     ATELIER_TRT_ENGINE_CACHE=/app/.cache/trt
 WORKDIR /app

@@ -153,6 +153,16 @@ def test_every_worker_is_scraped_under_one_alias(compose):
     assert gateway_sd["port"] == DEFAULTS.gateway_metrics_port
 
 
+def test_every_worker_writes_datasets_into_the_one_shared_volume(compose):
+    override = interpolate(yaml.safe_load(OVERRIDE.read_text()))
+    workers = {n: s for n, s in {**compose["services"], **override["services"]}.items() if n.startswith("worker")}
+    assert len(workers) >= 3
+    for name, service in workers.items():
+        directory = _env(service)["ATELIER_DATASET_DIR"]
+        assert f"datasets:{directory}" in service["volumes"], f"{name}: datasets not on the shared volume"
+    assert "datasets" in compose["volumes"]
+
+
 def test_builds_and_mounts_point_at_real_files(compose):
     for name, service in compose["services"].items():
         if "build" in service:

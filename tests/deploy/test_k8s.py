@@ -24,6 +24,7 @@ CORE_KINDS = {
     "StatefulSet",
     "HorizontalPodAutoscaler",
     "PodDisruptionBudget",
+    "PersistentVolumeClaim",
 }
 CUSTOM = {
     ("keda.sh/v1alpha1", "ScaledObject"),
@@ -193,6 +194,15 @@ def test_worker_requests_a_gpu_and_outlives_a_job(objects, settings):
     assert deployment["spec"]["strategy"]["rollingUpdate"]["maxSurge"] == 0, (
         "a rollout never needs a spare GPU"
     )
+
+
+def test_workers_write_datasets_to_one_shared_claim(objects, settings):
+    pod = find(objects, "Deployment", "atelier-worker")["spec"]["template"]["spec"]
+    mount = next(m for m in pod["containers"][0]["volumeMounts"] if m["mountPath"] == str(settings.dataset_dir))
+    volume = next(v for v in pod["volumes"] if v["name"] == mount["name"])
+    claim = find(objects, "PersistentVolumeClaim", volume["persistentVolumeClaim"]["claimName"])
+    assert claim["spec"]["accessModes"] == ["ReadWriteMany"], "every worker pod writes shards to it"
+    assert {"secretRef": {"name": "atelier-dataset-s3", "optional": True}} in pod["containers"][0]["envFrom"]
 
 
 def test_pods_run_as_non_root_with_a_read_only_root(objects):
