@@ -1,0 +1,112 @@
+"""The worker's settings reach the job (services/worker/executor.py), in process on the real job
+store: rows per chunk, preview size, the upload limit; an attempt's first ETA counts only the
+images it has left; a redelivered job samples only those; a superseded attempt that meets its
+deadline or time limit ends nothing."""
+
+from __future__ import annotations
+
+import io
+import time
+
+import pytest
+from PIL import Image
+
+from services.common import cost
+from services.common import events as ev
+from services.common.events import EventKind
+from services.common.jobs import ErrorCode, JobState
+from services.common.settings import Settings
+from services.worker.executor import JobExecutor
+from tests.services.test_pipeline import models, store, submit  # noqa: F401 - fixtures
+
+pytestmark = pytest.mark.redis
+
+
+def executor_with(store, models, **settings) -> JobExecutor:  # noqa: F811 - the fixtures
+    values = dict(default_model="toy", progress_interval_ms=0) | settings
+    return JobExecutor(store, models, Settings.from_env({}, **values), name="test-worker")
+
+
+def png(side: int) -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGBA", (side, side), (10, 200, 30, 255)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def test_max_batch_rows_make_a_chunk_whose_images_are_sent_before_the_next_is_sampled(store, models):  # noqa: F811
+    job_id = submit(store, seeds=(1, 2), steps=3)  # guided: two rows an image, so one image a chunk
+    assert executor_with(store, models, max_batch=2).run(job_id) == JobState.SUCCEEDED
+    events = store.read_events(job_id)
+    first_image = next(i for i, e in enumerate(events) if e.kind == EventKind.ARTIFACT)
+    sampled_after = [e.data["step"] for e in events[first_image:] if e.kind == EventKind.PROGRESS]
+    assert sampled_after[:4] == [3, 4, 5, 6]  # image 1's steps come after image 0 was sent
+
+
+def test_previews_are_the_worker_s_preview_size(store, models):  # noqa: F811
+    job_id = submit(store, steps=4, preview_every_steps=2)
+    assert executor_with(store, models, preview_size=8).run(job_id) == JobState.SUCCEEDED
+    previews = [e.data for e in store.read_events(job_id) if e.kind == EventKind.PREVIEW]
+    assert [(p["width"], p["height"]) for p in previews] == [(8, 8)]
+
+
+def test_an_upload_over_the_worker_s_pixel_limit_fails_the_job_as_invalid(store, models):  # noqa: F811
+    job_id = submit(store, init_image=png(16), strength=0.5, steps=2)
+    assert executor_with(store, models, max_upload_pixels=100).run(job_id) == JobState.FAILED
+    record = store.get(job_id)
+    assert record.error_code == ErrorCode.INVALID_INPUT and "256" in record.error_message
+    allowed = submit(store, init_image=png(16), strength=0.5, steps=2)
+    assert executor_with(store, models, max_upload_pixels=256).run(allowed) == JobState.SUCCEEDED
+
+
+def redelivered(store, seeds: tuple[int, ...], made: int) -> str:  # noqa: F811
+    """A job whose lost first attempt stored its first `made` images."""
+    job_id = submit(store, seeds=seeds, steps=3)
+    attempt = store.begin_attempt(job_id, "lost-worker")
+    for index in range(made):
+        store.add_artifact(job_id, attempt, ev.Artifact(index=index, seed=seeds[index]), b"from the lost worker")
+    return job_id
+
+
+def test_an_attempt_s_first_eta_is_the_estimate_of_the_images_it_has_left(store, models):  # noqa: F811
+    executor = executor_with(store, models)
+    job_id = redelivered(store, (1, 2, 3, 4), made=3)
+    plan = store.get(job_id).spec.plan
+    executor.row_times.record(cost.of_plan(plan), 10.0, 6.0)  # a measured job of 4 images
+    measured = executor.row_times.snapshot()
+    assert executor.run(job_id) == JobState.SUCCEEDED
+    first = next(e.data for e in store.read_events(job_id) if e.kind == EventKind.PROGRESS)
+    assert first["step"] == 0
+    assert first["eta_seconds"] == pytest.approx(cost.estimate_plan(plan, measured, 1))
+    assert cost.estimate_plan(plan, measured, 1) != pytest.approx(cost.estimate_plan(plan, measured, 4))
+
+
+def test_a_redelivered_job_samples_only_the_images_it_has_left(store, models, tmp_path, monkeypatch):  # noqa: F811
+    calls = tmp_path / "calls.log"
+    monkeypatch.setenv("ATELIER_TOY_CALL_LOG", str(calls))
+    job_id = redelivered(store, (1, 2, 3), made=2)
+    assert executor_with(store, models).run(job_id) == JobState.SUCCEEDED
+    rows = [int(line.split()[1]) for line in calls.read_text().splitlines()]
+    assert rows == [2] * 3  # 3 steps of one guided image: 2 rows each
+    assert store.artifact_bytes(job_id, 0) == store.artifact_bytes(job_id, 1) == b"from the lost worker"
+
+
+@pytest.mark.parametrize("limit", ["deadline", "time limit"])
+def test_an_attempt_taken_over_that_meets_its_limit_ends_nothing(store, models, monkeypatch, limit):  # noqa: F811
+    # Ownership is asked of Redis only once a minute here, so the superseded attempt goes on
+    # sampling until its own clock stops it; its finish must be refused all the same.
+    monkeypatch.setenv("ATELIER_TOY_CALL_SECONDS", "0.25")
+    job_id = submit(store, steps=12, deadline=time.time() + 1.0 if limit == "deadline" else None)
+    executor = executor_with(store, models, progress_interval_ms=60_000, task_soft_time_limit=1,
+                             task_time_limit=30)
+    checks = []
+
+    def take_over(asked):
+        checks.append(asked)
+        if len(checks) == 3:  # after the first progress write, before the limit
+            store.begin_attempt(job_id, "another-worker")
+        return False
+
+    executor.cancelled = take_over
+    assert executor.run(job_id) == JobState.RUNNING
+    record = store.get(job_id)
+    assert (record.attempt, record.error_code, record.error_message) == (2, ErrorCode.NONE, "")
