@@ -42,6 +42,13 @@ def _timestamp(deadline: float | datetime) -> float:
     return time.time() + deadline if deadline < 1e9 else float(deadline)
 
 
+def _webhook(hook: Mapping[str, Any]) -> gen.JobWebhook:
+    events = [gen.WebhookEvent.Value("WEBHOOK_EVENT_" + e.upper()) if isinstance(e, str) else e
+              for e in hook.get("events", ())]
+    return gen.JobWebhook(url=hook["url"], events=events,
+                          progress_interval_seconds=hook.get("progress_interval_seconds", 0))
+
+
 def build_request(
     prompt: str = "",
     *,
@@ -78,6 +85,7 @@ def build_request(
     upscale_fast: bool = False,
     upscale_image: bytes | str | Path | None = None,
     dataset: Mapping[str, Any] | None = None,
+    webhook: Mapping[str, Any] | None = None,
 ) -> gen.GenerateRequest:
     """Every keyword is the GenerateRequest field of the same name (see the .proto); images are
     bytes or a path."""
@@ -122,6 +130,8 @@ def build_request(
         req.upscale_image.CopyFrom(image)
     if dataset is not None:  # output, shard_size, styles (DatasetSpec)
         req.dataset.CopyFrom(gen.DatasetSpec(**dataset))
+    if webhook is not None:  # url, events (names: "started", ... or WebhookEvent numbers), progress_interval_seconds
+        req.webhook.CopyFrom(_webhook(webhook))
     if deadline is not None:
         req.deadline.FromNanoseconds(int(_timestamp(deadline) * 1e9))
     for p in prompts:

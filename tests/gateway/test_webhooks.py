@@ -16,6 +16,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from atelier.v1 import generation_pb2 as gen
+from clients import Client
 from clients.webhooks import WebhookVerificationError, verify
 from services.common.webhooks import config
 from services.common.webhooks.deliveries import WebhookStore
@@ -143,8 +144,8 @@ def test_a_job_names_its_own_endpoint_under_an_allowed_prefix(make_stack, keys, 
     dispatch()
     stubs = Stubs(stack.address)
     try:
-        hook = gen.JobWebhook(url=receiver.url, events=[gen.WEBHOOK_EVENT_FINISHED])
-        stubs.gen.Submit(request(seeds=[1], webhook=hook), metadata=auth(keys.alice))
+        with Client(stack.address, keys.alice) as sdk:  # the SDK names events as the docs do
+            sdk.submit("a red fox", seeds=[1], webhook={"url": receiver.url, "events": ["finished"]})
         refused = {
             "webhook.url": (keys.alice, gen.JobWebhook(url="http://10.0.0.1/steal")),
             "webhook": (keys.bob, gen.JobWebhook(url=receiver.url)),  # bob may name none
