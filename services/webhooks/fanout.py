@@ -18,7 +18,7 @@ from services.webhooks import metrics
 
 log = logging.getLogger(__name__)
 
-FOLLOW_AT_ONCE = 1000  # jobs read per round (the oldest first); the rest wait a round
+FOLLOW_AT_ONCE = 1000  # followed jobs read per round (a page); pages go round the followed set
 EVENTS_AT_ONCE = 100  # events read per job per round
 
 
@@ -37,29 +37,43 @@ class FanOut:
         self.deliveries, self.jobs, self.webhooks = deliveries, jobs, webhooks
         self.max_inline_image_bytes = max_inline_image_bytes
         self.state_ttl_seconds = state_ttl_seconds
+        self.page_size = FOLLOW_AT_ONCE
+        self._offset = 0  # where the next page of the followed jobs starts
+        self._pass_events = 0
 
     def step(self, block_ms: int) -> int:
-        """One round: wait up to `block_ms` for events of the followed jobs and schedule their
-        deliveries; returns how many were scheduled."""
-        following = self.deliveries.following(FOLLOW_AT_ONCE)
-        metrics.FOLLOWED.set(len(following))
-        if not following:
-            return -1
-        states = self.deliveries.states(following)
-        streams = {self.jobs.events_key(j): s.get("cursor") or "0" for j, s in zip(following, states, strict=True)}
-        read = self.jobs.client.xread(streams, count=EVENTS_AT_ONCE, block=block_ms) or []
-        by_key = {key.decode(): entries for key, entries in read}
-        scheduled = 0
-        for job_id, state in zip(following, states, strict=True):
-            entries = by_key.get(self.jobs.events_key(job_id))
-            if entries:
-                scheduled += self._fan_out(job_id, state, entries)
-        return scheduled
+        """One round over a page of the followed jobs: read their new events and schedule their
+        deliveries; returns the events read, or -1 when a whole pass over the followed jobs found
+        none (the caller then waits). With one page it waits up to `block_ms` for events itself.
+
+        Pages go round the followed set (oldest first), so a thousand long queued jobs never keep
+        a newer job's events waiting for more than a pass."""
+        total = self.deliveries.following_count()
+        metrics.FOLLOWED.set(total)
+        following = self.deliveries.following(self.page_size, offset=self._offset)
+        single = self._offset == 0 and total <= self.page_size
+        self._offset = 0 if self._offset + self.page_size >= total else self._offset + self.page_size
+        read = []
+        if following:
+            states = self.deliveries.states(following)
+            streams = {self.jobs.events_key(j): s.get("cursor") or "0" for j, s in zip(following, states, strict=True)}
+            read = self.jobs.client.xread(streams, count=EVENTS_AT_ONCE, block=block_ms if single else None) or []
+            by_key = {key.decode(): entries for key, entries in read}
+            for job_id, state in zip(following, states, strict=True):
+                entries = by_key.get(self.jobs.events_key(job_id))
+                if entries:
+                    self._fan_out(job_id, state, entries)
+        events = sum(len(entries) for _, entries in read)
+        self._pass_events += events
+        if self._offset == 0:  # a pass ended
+            passed, self._pass_events = self._pass_events, 0
+            return passed if passed or (single and following) else -1
+        return events
 
     def prune(self) -> int:
         """Stop following jobs whose record expired before their `finished` event was read (a
         dispatcher down for longer than ATELIER_RESULT_TTL_SECONDS); returns how many."""
-        following = self.deliveries.following(FOLLOW_AT_ONCE)
+        following = self.deliveries.following(self.deliveries.following_count())
         pipe = self.jobs.client.pipeline(transaction=False)
         for job_id in following:
             pipe.exists(self.jobs.job_key(job_id))

@@ -294,3 +294,18 @@ def test_a_dispatcher_killed_mid_delivery_loses_no_event_and_repeats_only_the_sa
     assert len({r.msg_id for r in accepted}) == 8, "each of the 8 events accepted, none lost"
     assert receiver.received[0].msg_id in {r.msg_id for r in accepted}, "the one cut off was sent again, same id"
     assert all(r.payload is not None for r in receiver.received)
+
+
+def test_more_followed_jobs_than_a_page_are_all_served(make_stack, keys, webhooks_file, receivers, dispatch):
+    receiver = receivers([])
+    _, secret = config.add_endpoint(webhooks_file, "alice", receiver.url, ("finished",))
+    receiver.secrets = [secret]
+    stack = make_stack(start_worker=True)
+    dispatch().fanout.page_size = 2  # 5 jobs: three pages a pass
+    stubs = Stubs(stack.address)
+    try:
+        handles = [stubs.gen.Submit(request(seeds=[i]), metadata=auth(keys.alice)) for i in range(5)]
+    finally:
+        stubs.close()
+    receiver.wait_for(_finished(receiver, jobs=5))
+    assert sorted(r.payload["data"]["job_id"] for r in receiver.accepted()) == sorted(h.job_id for h in handles)

@@ -31,7 +31,7 @@ import redis
 
 from services.common.webhooks.config import Endpoint
 
-DEAD_LETTERS = 10_000
+DEAD_LETTERS = 1000  # each keeps its body (an inline image up to 256 KiB) to be sent again
 
 # Run by the admission script after it wrote the record (KEYS[1], id ARGV[1], time ARGV[2]): a
 # job admitted with webhooks (its `webhooks` field) is followed. The key is derived from
@@ -164,8 +164,14 @@ class WebhookStore:
 
     # --- fanning out
 
-    def following(self, limit: int) -> list[str]:
-        return [m.decode() for m in self.client.zrange(self.following_key, 0, limit - 1)]
+    def following(self, limit: int, offset: int = 0) -> list[str]:
+        """Up to `limit` followed jobs from the `offset`-th oldest."""
+        if limit <= 0:
+            return []
+        return [m.decode() for m in self.client.zrange(self.following_key, offset, offset + limit - 1)]
+
+    def following_count(self) -> int:
+        return int(self.client.zcard(self.following_key))
 
     def states(self, job_ids: list[str]) -> list[dict[str, str]]:
         pipe = self.client.pipeline(transaction=False)
