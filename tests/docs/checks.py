@@ -14,6 +14,8 @@ command unchecked.
   schema, kubernetes-validate, promtool).
 - `grpcurl`: the method exists in the contract and the `-d` JSON is its request message.
 - `protoc`: the .proto files compile (to a descriptor set; the language plugins may be absent).
+- `curl`: the URL's path is a route of the HTTP/JSON API for its method (POST with `-d`), and the
+  `-d` JSON is that route's request message.
 """
 
 from __future__ import annotations
@@ -58,6 +60,8 @@ def check(command: str) -> list[str]:
         return _grpcurl(argv[1:])
     if program == "protoc":
         return _protoc(argv[1:], command)
+    if program == "curl":
+        return _curl(argv[1:])
     if program == "chmod":
         return []  # a file mode: nothing to check before the file exists
     return [f"`{command}`: no check for `{program}` in tests/docs/checks.py"]
@@ -176,6 +180,33 @@ def _protoc(argv: list[str], command: str) -> list[str]:
         return [f"`{command}`: no .proto files"]
     return _ran(["protoc", *files, "--descriptor_set_out=/dev/null"], command)
 
+
+
+def _curl(argv: list[str]) -> list[str]:
+    from urllib.parse import urlsplit
+
+    from google.protobuf import json_format
+
+    from services.gateway.web.routes import ARTIFACT_PATH, ROUTES
+
+    url = next((w for w in argv if w.startswith(("http://", "https://"))), None)
+    if url is None:
+        return [f"`curl {' '.join(argv)}`: no URL"]
+    data = argv[argv.index("-d") + 1] if "-d" in argv else None
+    verb = argv[argv.index("-X") + 1] if "-X" in argv else ("POST" if data is not None else "GET")
+    path = urlsplit(url).path
+    templates = [(r.verb, r.path, r) for r in ROUTES] + [("GET", ARTIFACT_PATH, None)]
+    matching = [route for route_verb, template, route in templates if route_verb == verb
+                and re.match("^" + re.sub(r"\\\{\w+\\\}", "[^/]+", re.escape(template)) + "$", path)]
+    if not matching:
+        return [f"curl: {verb} {path} is no route of the HTTP/JSON API (services/gateway/web/routes.py)"]
+    route = matching[0]
+    if data is not None and route is not None:
+        try:
+            json_format.Parse(data, route.new_request())
+        except json_format.ParseError as bad:
+            return [f"curl {verb} {path}: the -d JSON is not a {route.request_type.name}: {bad}"]
+    return []
 
 if __name__ == "__main__":  # python -m tests.docs.checks 'atelier train vae --data x.npz'
     print("\n".join(check(" ".join(sys.argv[1:]))) or "ok")

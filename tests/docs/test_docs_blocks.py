@@ -52,6 +52,10 @@ def test_the_checks_catch_what_they_are_for():
     assert check("python -m bench.batching --wave 6")
     assert check("docker build -f deploy/docker/nothing.Dockerfile .")
     assert check("grpcurl -d '{\"prompt\": 1, \"colour\": 2}' 127.0.0.1:50051 atelier.v1.Generation/Submit")
+    assert check("curl -d '{\"prompt\": 1}' http://127.0.0.1:8080/v1/jobs")  # not a GenerateRequest
+    assert check("curl http://127.0.0.1:8080/v1/job/JOB_ID")  # no such route
+    assert check("curl -X DELETE http://127.0.0.1:8080/v1/jobs/JOB_ID")  # no route for the method
+    assert not check("curl -sN http://127.0.0.1:8080/v1/jobs/JOB_ID/events")
     assert check("frobnicate --all")  # a program without a check
     assert not check("atelier train vae --data emoji-32.npz --run-dir RUN/vae [--steps N]")
     assert not check("atelier generate 'cat face' --style twemoji --seed 7 --out out/")
