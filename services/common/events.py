@@ -129,6 +129,8 @@ class Artifact:
     provenance: Provenance = Provenance()
     prompt_index: int = 0
     concept: str = ""  # the content policy's concept when finish_reason is a filtered one
+    # Raw RGBA8 rows' detached C2PA manifest store, base64 (services/common/credentials.py); files embed theirs.
+    content_credentials: str = ""
 
 
 @dataclass(frozen=True)

@@ -46,6 +46,7 @@ class Stage:
     CONCEPTS = "concepts"  # the output concept check: drops an image the job's content policy blocks
     METADATA = "metadata"  # provenance written into the image file
     ENCODE = "encode"
+    CREDENTIALS = "credentials"  # the delivered bytes signed: a C2PA manifest (services/worker/content_credentials.py)
     REPORT = "report"
     ARCHIVE = "archive"  # a dataset job's report: the images go into their shard (services/worker/datasets.py)
 
@@ -269,7 +270,8 @@ def job_kind(has_init_image: bool, has_mask: bool, has_upscale_image: bool = Fal
 
 
 def stages_of(kind: str, output_format: str, upscale: bool = False, concept_check: bool = False) -> tuple[str, ...]:
-    """The stages a job of ``kind`` runs; raw pixels carry no metadata.
+    """The stages a job of ``kind`` runs; raw pixels carry no metadata; every delivered image is
+    signed (its content credentials) after it is encoded, a dataset job's shards are not.
 
     The upscaler runs on the final base image: after inpainting's composite, which keeps the
     unmasked pixels exactly at the base size (an upload has no larger original to keep). The
@@ -286,7 +288,9 @@ def stages_of(kind: str, output_format: str, upscale: bool = False, concept_chec
         out.append(Stage.CONCEPTS)
     if output_format != "raw_rgba8":
         out.append(Stage.METADATA)
-    return (*out, Stage.ENCODE, Stage.ARCHIVE if kind == JobKind.DATASET else Stage.REPORT)
+    if kind == JobKind.DATASET:
+        return (*out, Stage.ENCODE, Stage.ARCHIVE)
+    return (*out, Stage.ENCODE, Stage.CREDENTIALS, Stage.REPORT)
 
 
 def wants_upscale(spec) -> bool:

@@ -80,6 +80,16 @@ class Settings:
     tls_cert: Path | None = _setting(None, "PEM certificate chain of the gateway; set with `tls_key` to serve TLS.")
     tls_key: Path | None = _setting(None, "PEM private key of the gateway.")
     tls_client_ca: Path | None = _setting(None, "PEM CA bundle; when set, clients must present a certificate (mTLS).")
+    signing_cert_chain: Path | None = _setting(
+        None, "PEM certificate chain (the leaf first) that signs every image's content credentials (C2PA); set with "
+        "`signing_key`. Unset: each worker makes a development chain of its own at start (`atelier up` makes one "
+        "it keeps); production mounts both from a secret (docs/DEPLOY.md)."
+    )
+    signing_key: Path | None = _setting(None, "PEM private key (ES256, P-256) of `signing_cert_chain`.")
+    image_record_retention_days: int = _setting(
+        90, "How long each delivered image's fingerprint (sha256, perceptual hash) and provenance are kept for "
+        "LookupImage (\"was this made here?\"), per tenant."
+    )
     # --- request limits
     max_side: int = _setting(1024, "Largest width or height of a generated image, in pixels.")
     max_steps: int = _setting(150, "Most sampler steps a request may ask for.")
@@ -213,6 +223,8 @@ class Settings:
             )
         if (self.tls_cert is None) != (self.tls_key is None):
             raise SettingsError(f"set both {env_name('tls_cert')} and {env_name('tls_key')}, or neither")
+        if (self.signing_cert_chain is None) != (self.signing_key is None):
+            raise SettingsError(f"set both {env_name('signing_cert_chain')} and {env_name('signing_key')}, or neither")
         if self.tls_client_ca is not None and self.tls_cert is None:
             raise SettingsError(f"{env_name('tls_client_ca')} needs {env_name('tls_cert')} and {env_name('tls_key')}")
         batching_modes(self.batching)
@@ -228,7 +240,8 @@ class Settings:
             raise SettingsError(f"{env_name('job_lease_seconds')} must be positive")
         for name in ("max_batch", "worker_concurrency", "max_side", "max_steps", "max_images_per_job",
                      "max_dataset_images", "max_dataset_prompts",
-                     "gateway_threads", "gateway_max_streams", "tenant_max_streams", "webhook_max_attempts",
+                     "gateway_threads", "gateway_max_streams", "tenant_max_streams",
+                     "image_record_retention_days", "webhook_max_attempts",
                      "webhook_concurrency"):
             if getattr(self, name) < 1:
                 raise SettingsError(f"{env_name(name)} must be at least 1")

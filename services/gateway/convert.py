@@ -7,6 +7,9 @@ fields ending in `_seconds`; timestamps as Unix seconds.
 
 from __future__ import annotations
 
+import base64
+import dataclasses
+import json
 import logging
 import secrets
 import struct
@@ -21,7 +24,7 @@ from services.common.events import JobEvent
 from services.common.jobs import JobRecord, JobSpec, OutputFormat, Priority, PromptSpec
 from services.common.policy import concepts
 from services.common.policy.policies import ContentPolicy
-from services.common.store import HistoryFilter
+from services.common.store import HistoryFilter, ImageMatch
 from services.gateway import metrics
 from services.gateway.catalog import ModelEntry
 from services.gateway.history import HistoryQuery, page_size
@@ -361,7 +364,24 @@ def artifact_to_pb(p: ev.Artifact, data: bytes | None) -> gen.Artifact:
         provenance=provenance_to_pb(p.provenance),
         prompt_index=p.prompt_index,
         concept=p.concept,
+        content_credentials=base64.b64decode(p.content_credentials),
     )
+
+
+_PROVENANCE_FIELDS = {f.name for f in dataclasses.fields(ev.Provenance)}
+
+
+def image_matches_to_pb(matches: list[ImageMatch]) -> gen.LookupImageResponse:
+    out = []
+    for m in matches:
+        recorded = json.loads(m.provenance_json)
+        provenance = ev.Provenance(**{k: v for k, v in recorded.items() if k in _PROVENANCE_FIELDS})
+        out.append(gen.ImageMatch(
+            job_id=m.job_id, index=m.index, exact=m.exact, phash_distance=m.likeness.phash_distance,
+            thumbnail_psnr=m.likeness.psnr_16, delivered_at=timestamp(m.created_at), mime_type=m.mime_type,
+            provenance=provenance_to_pb(provenance),
+        ))
+    return gen.LookupImageResponse(matches=out)
 
 
 def finished_to_pb(p: ev.Finished) -> gen.Finished:

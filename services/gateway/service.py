@@ -22,10 +22,10 @@ from kombu.exceptions import OperationalError
 from services.common.events import EventKind, JobEvent
 from services.common.jobs import ErrorCode, JobRecord, JobSpec, JobState
 from services.common.plan import wants_upscale
-from services.common.store import JobNotFound, JobStore, new_job_id
+from services.common.store import ImageMatch, JobNotFound, JobStore, new_job_id
 from services.common.webhooks.config import Webhooks
 from services.common.webhooks.deliveries import job_record
-from services.gateway import history, metrics, webhooks
+from services.gateway import history, image_lookup, metrics, webhooks
 from services.gateway.admission import Admission
 from services.gateway.catalog import ModelCatalog
 from services.gateway.content_policy import ContentPolicies
@@ -211,6 +211,11 @@ class JobService:
                     return
                 if not keep_going():
                     return
+
+    @_unavailable_without_redis
+    def lookup_image(self, tenant: str, data: bytes) -> list[ImageMatch]:
+        """The tenant's delivered images that are the picture in ``data`` ("was this made here?")."""
+        return image_lookup.lookup(self.store, self.limits, tenant, data)
 
     @_unavailable_without_redis
     def artifact(self, tenant: str, job_id: str, index: int) -> JobEvent | None:

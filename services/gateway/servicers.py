@@ -111,6 +111,11 @@ class GenerationServicer(generation_pb2_grpc.GenerationServicer):
         tenant = authenticate(self.keys, context)
         return convert.content_policy_to_pb(self.jobs.policies.for_tenant(tenant))
 
+    def LookupImage(self, request, context):
+        tenant = authenticate(self.keys, context)
+        with refusals(context):
+            return convert.image_matches_to_pb(self.jobs.lookup_image(tenant, request.image))
+
 
 def _observe(event, queue: str) -> None:
     if event.kind == EventKind.STARTED and event.data.get("attempt", 1) <= 1:

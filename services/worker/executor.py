@@ -26,9 +26,10 @@ from services.common.jobs import ErrorCode, JobRecord, JobState
 from services.common.plan import JobKind
 from services.common.settings import Settings
 from services.common.store import JobNotFound, JobStore
-from services.worker import pipeline
+from services.worker import content_credentials, pipeline
 from services.worker.batching import NonFiniteOutput
 from services.worker.concept_runtime import ConceptClassifiers, OnnxConceptRuntime, load_concept_classifier
+from services.worker.delivered_images import DeliveredImages
 from services.worker.leases import Leases
 from services.worker.models import UPSCALER_DENOISER, LoadedModel, ModelRegistry, ModelUnavailable
 from services.worker.reporting import (
@@ -91,6 +92,7 @@ class JobExecutor:
                                                                                                   version))
         self.datasets = DatasetStores(settings.dataset_dir, settings.dataset_s3_endpoint, settings.dataset_s3_region)
         self.row_times = cost.RowTimes()  # per model and size, from the jobs this worker finished
+        content_credentials.configure(settings)  # a key that cannot sign stops the worker here, not each job
         self.on_measured = None  # called with row_times.snapshot() after each measured job
         self._busy = 0
         self._busy_lock = threading.Lock()
@@ -190,6 +192,7 @@ class JobExecutor:
             confirmed_at=time.time(),  # begin_attempt has just handed this attempt the job
             stop_event=self.stop_event,
             cancelled=self.cancelled,
+            delivered=DeliveredImages(self.store, job.tenant, self.settings.image_record_retention_days * 86400),
         )
         model_name = loaded.main.runtime.info.name
         skip = frozenset(self.store.artifact_indices(job.job_id)) if attempt > 1 else frozenset()

@@ -18,7 +18,7 @@ import numpy as np
 
 from services.common.jobs import JobRecord, JobSpec
 from services.common.plan import JobKind, JobPlan, ModelFacts, Stage, resolve
-from services.worker import concept_check, datasets, image_metadata, images, stages, upscaling
+from services.worker import concept_check, content_credentials, datasets, image_metadata, images, stages, upscaling
 from services.worker.refused_prompts import withhold
 from services.worker.runtime import DenoiseFn, ModelRuntime
 from services.worker.stages import Chunk, JobContext, JobReporter, TextCache
@@ -36,6 +36,7 @@ STAGES: dict[str, Callable[[Chunk], None]] = {
     Stage.CONCEPTS: concept_check.check,
     Stage.METADATA: image_metadata.metadata,
     Stage.ENCODE: stages.encode,
+    Stage.CREDENTIALS: content_credentials.sign,
     Stage.REPORT: stages.report,
     Stage.ARCHIVE: datasets.archive,
 }

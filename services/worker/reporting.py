@@ -18,6 +18,7 @@ import time
 
 from services.common import cost
 from services.common import events as ev
+from services.common.jobs import FinishReason
 from services.common.store import JobStore
 
 
@@ -52,8 +53,11 @@ class StoreReporter:
         clock=time.time,
         stop_event=None,
         cancelled=None,
+        delivered=None,
     ):
         self.store, self.job_id, self.attempt = store, job_id, attempt
+        # services.worker.delivered_images.DeliveredImages: where each image is recorded for LookupImage
+        self.delivered = delivered
         self.deadline = deadline
         self.clock = clock
         self.started = clock()
@@ -135,6 +139,8 @@ class StoreReporter:
         self._require(self.store.append_event(self.job_id, self.attempt, payload, blob=jpeg))
 
     def artifact(self, payload: ev.Artifact, blob: bytes) -> None:
+        if self.delivered is not None and payload.finish_reason == FinishReason.COMPLETED:
+            self.delivered.record(self.job_id, payload, blob)
         if self.store.add_artifact(self.job_id, self.attempt, payload, blob) is not None:
             self.images_written += 1
         else:

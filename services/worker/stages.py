@@ -11,6 +11,7 @@ uploads) are on ``chunk.job``.
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -106,6 +107,7 @@ class Chunk:
     rgba: np.ndarray | None = None  # [B, H, W, 4] uint8
     metadata: list[dict[str, str]] = field(default_factory=list)  # text fields to write into each file
     encoded: list[tuple[bytes, str]] = field(default_factory=list)  # (bytes, MIME type)
+    credentials: list[bytes] = field(default_factory=list)  # each raw image's detached C2PA manifest store
 
     @property
     def picks(self):
@@ -206,4 +208,5 @@ def artifact(chunk: Chunk, row: int, mime: str) -> ev.Artifact:
         finish_reason=FinishReason.COMPLETED,
         provenance=ev.Provenance(**provenance_of(chunk, row)),
         prompt_index=prompt_index,
+        content_credentials=base64.b64encode(chunk.credentials[row]).decode() if chunk.credentials else "",
     )

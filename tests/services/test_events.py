@@ -4,9 +4,11 @@ added to a payload or to its proto message and not mapped fails here."""
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 
 import pytest
+from google.protobuf.descriptor import FieldDescriptor
 
 from atelier.v1 import generation_pb2 as gen
 from services.common import events as ev
@@ -32,7 +34,7 @@ EVERY_FIELD_SET = {
     ev.EventKind.PREVIEW: ev.Preview(width=16, height=12, index=1, step=5),
     ev.EventKind.ARTIFACT: ev.Artifact(index=2, mime_type="image/webp", width=64, height=48, seed=2**63 + 5,
                                        finish_reason="FILTERED", provenance=PROVENANCE, prompt_index=1,
-                                       concept="weapons"),
+                                       concept="weapons", content_credentials="YzJwYQ=="),
     ev.EventKind.FINISHED: ev.Finished(state="FAILED", error_code="INTERNAL", error_message="boom", images=3,
                                        elapsed_seconds=9.75, images_filtered=2),
     ev.EventKind.POLICY: ev.Policy(check="PROMPT", concept="alcohol", action="REFUSE", prompt_index=2,
@@ -57,6 +59,8 @@ def _assert_carried(payload, message) -> None:
         elif f.name in ENUMS:
             enum = message.DESCRIPTOR.fields_by_name[f.name].enum_type
             assert enum.values_by_number[getattr(message, f.name)].name.endswith("_" + value.upper()), f.name
+        elif message.DESCRIPTOR.fields_by_name[f.name].type == FieldDescriptor.TYPE_BYTES:  # base64 in the JSON
+            assert getattr(message, f.name) == base64.b64decode(value), f.name
         elif isinstance(value, float):
             assert getattr(message, f.name) == pytest.approx(value, rel=1e-6), f.name
         elif isinstance(value, tuple):

@@ -26,6 +26,9 @@ Keys (all under `Settings.key_prefix`):
                                          scored by creation time (see :meth:`JobStore.unsent`)
     leases                       zset    ids of jobs a worker holds, scored by when the hold
                                          lapses (services/worker/leases.py)
+    tenant:<t>:image:<sha256>    hash    a delivered image's fingerprint, job and provenance, kept
+                                         for the retention period (LookupImage; store/image_records.py)
+    tenant:<t>:phash:<b>:<v>     zset    the tenant's images by one byte of their perceptual hash
 
 A finished job's keys expire after `result_ttl_seconds`.
 """
@@ -39,13 +42,14 @@ from services.common.store.admission import Admitted, Admitting, DuplicateJob, Q
 from services.common.store.attempts import Attempts
 from services.common.store.finishing import Finishing
 from services.common.store.history import History, HistoryFilter, HistoryPage, Position
+from services.common.store.image_records import ImageMatch, ImageRecords
 from services.common.store.keys import KeyNames
 from services.common.store.outbox import Outbox
 from services.common.store.reading import JobNotFound, Reading
 from services.common.store.shards import Shards
 
-__all__ = ["Admitted", "DuplicateJob", "HistoryFilter", "HistoryPage", "JobNotFound", "JobStore", "Position", "Quota",
-           "QuotaExceeded", "new_job_id"]
+__all__ = ["Admitted", "DuplicateJob", "HistoryFilter", "HistoryPage", "ImageMatch", "JobNotFound", "JobStore",
+           "Position", "Quota", "QuotaExceeded", "new_job_id"]
 
 # attribute -> the Lua script it runs, registered once per store
 _SCRIPTS = {
@@ -59,7 +63,7 @@ _SCRIPTS = {
 }
 
 
-class JobStore(KeyNames, Admitting, Outbox, Reading, History, Attempts, Finishing, Shards):
+class JobStore(KeyNames, Admitting, Outbox, Reading, History, Attempts, Finishing, Shards, ImageRecords):
     """All reads and writes of job records and events. Thread-safe (redis-py pools connections)."""
 
     def __init__(self, client: redis.Redis, key_prefix: str = "atelier:", result_ttl_seconds: int = 24 * 3600):
