@@ -60,6 +60,8 @@ ROUTES = (
           "A job's events as server-sent events; resumes after `Last-Event-ID`", events=True),
     Route("GET", "/v1/models", "Models", "ListModels", "The models, styles and samplers on offer"),
     Route("GET", "/v1/policy", "Generation", "GetContentPolicy", "The content policy in force for the caller"),
+    Route("POST", "/v1/images:lookup", "Generation", "LookupImage",
+          "Was this image made here? The caller's delivered images that are this picture", body=True),
 )
 
 # Not an RPC: an artifact's file, read off its `artifact` event (gRPC clients get it in the event).
