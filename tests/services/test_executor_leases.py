@@ -151,6 +151,28 @@ def test_a_failure_outside_sampling_fails_the_job_and_releases_its_lease(store, 
     assert lease_of(store, job_id) == (None, None) and executor.leases.held() == {}
 
 
+class BrokenDecoderRuntime(toy_runtime.ToyRuntime):
+    """The toy, except that its decoder crashes: a bug inside the job's stages."""
+
+    def decode(self, latents, tiling: bool = False):
+        raise RuntimeError("decoder crashed")
+
+
+def test_a_bug_inside_the_stages_fails_the_job_and_the_worker_runs_the_next(store, models):  # noqa: F811
+    registry = ModelRegistry(lambda m, v: BrokenDecoderRuntime(m, v or "1"), max_batch=4, wait_ms=1)
+    try:
+        executor = executor_of(store, registry)
+        job_id = submit(store, steps=2)
+        assert executor.run(job_id) == JobState.FAILED
+        record = store.get(job_id)
+        assert (record.attempt, record.error_code, record.error_message) == (
+            1, ErrorCode.INTERNAL, "RuntimeError: decoder crashed")
+        assert lease_of(store, job_id) == (None, None)
+    finally:
+        registry.close()
+    assert executor_of(store, models).run(submit(store, steps=2)) == JobState.SUCCEEDED
+
+
 def test_a_deadline_passed_before_the_start_expires_the_job_with_no_attempt(store, executor):  # noqa: F811
     job_id = submit(store, deadline=1.0)
     assert executor.run(job_id) == JobState.EXPIRED
