@@ -25,6 +25,12 @@ def api_key_file() -> Path:
     return base / "atelier" / "api_key"
 
 
+def signing_dir() -> Path:
+    """Where `atelier up` keeps its development signing chain, whose CA `atelier verify` trusts."""
+    base = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+    return base / "atelier" / "signing"
+
+
 def default_api_key() -> str | None:
     if os.environ.get("ATELIER_API_KEY"):
         return os.environ["ATELIER_API_KEY"]

@@ -29,13 +29,15 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "jobs": ("atelier_cli.commands", "list, get, watch or cancel jobs"),
     "dataset": ("atelier_cli.dataset", "make a dataset of generated images (WebDataset shards), or inspect one"),
     "models": ("atelier_cli.commands", "list the models a gateway serves"),
+    "lookup": ("atelier_cli.provenance", "was this image made here? (the tenant's delivered images that match it)"),
+    "verify": ("atelier_cli.provenance", "check an image's content credentials (C2PA) and who signed them"),
 }
 
 
 # The pyproject extra each server-side subcommand needs; a bare `pip install atelier` has the client ones.
 EXTRAS: dict[str, str] = {"data": "train", "train": "train", "eval": "train", "export": "train",
                           "worker": "worker", "gateway": "server", "up": "server",
-                          "webhooks": "server"}
+                          "webhooks": "server", "verify": "server"}
 PROJECT_PACKAGES = {"atelier", "atelier_cli", "clients", "diffusion", "export", "repository", "services", "bench"}
 
 

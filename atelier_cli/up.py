@@ -48,10 +48,14 @@ class EmbeddedStack:
         redis_url: str | None = None,
         worker_concurrency: int = 4,
         ready_timeout: float = 180.0,
+        signing_dir: Path | None = None,
     ):
         self.base_settings = settings
         self._tmp = None if state_dir else tempfile.TemporaryDirectory(prefix="atelier-up-")
         self.state_dir = Path(state_dir or self._tmp.name)
+        # The development signing chain of the content credentials, made once there and reused
+        # (unless the settings name a chain and key of their own).
+        self.signing_dir = Path(signing_dir) if signing_dir else self.state_dir / "signing"
         self.redis_url = redis_url
         self.worker_concurrency = worker_concurrency
         self.ready_timeout = ready_timeout
@@ -91,6 +95,7 @@ class EmbeddedStack:
                 redis_url=redis_url,
                 api_keys_file=keys_file,
                 model_repository=repository,
+                **self._signing(),
             )
             self._start_worker()
             self._start_dispatcher()
@@ -102,6 +107,14 @@ class EmbeddedStack:
             self.stop()
             raise
         return self
+
+    def _signing(self) -> dict[str, Path]:
+        if self.base_settings.signing_cert_chain is not None:
+            return {}
+        from services.common.signing_keys import write_development_chain
+
+        chain, key, _ = write_development_chain(self.signing_dir)
+        return {"signing_cert_chain": chain, "signing_key": key}
 
     def _start_redis(self) -> str:
         if self.redis_url:
@@ -287,8 +300,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"atelier up: {exc}", file=sys.stderr)
         return 2
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from atelier_cli.config import signing_dir
+
     stack = EmbeddedStack(settings, state_dir=args.state_dir, redis_url=args.redis_url,
-                          worker_concurrency=args.concurrency)
+                          worker_concurrency=args.concurrency, signing_dir=signing_dir())
     print("starting Redis, a worker and the gateway (the worker loads and warms up the model) ...", file=sys.stderr)
     try:
         stack.start()
@@ -302,6 +317,9 @@ def run(args: argparse.Namespace) -> int:
             path = save_api_key(stack.api_key)
             print(f"development API key saved to {path}", file=sys.stderr)
         print(f"gateway ready at {stack.address} (tenant {TENANT!r})", file=sys.stderr)
+        if settings.signing_cert_chain is None:
+            print(f"images are signed with the development chain in {stack.signing_dir} "
+                  "(`atelier verify` trusts its CA)", file=sys.stderr)
         if stack.gateway.http_address:
             # The key rides in the fragment, which a browser never sends: the page keeps it and drops it from the URL.
             print(f"playground: {stack.gateway.http_address}/#key={stack.api_key}", file=sys.stderr)

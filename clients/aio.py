@@ -16,7 +16,7 @@ from grpc_health.v1 import health_pb2
 
 from atelier.v1 import generation_pb2 as gen
 from atelier.v1 import models_pb2
-from clients.client import RETRYABLE, Client, Connection, backoff
+from clients.client import RETRYABLE, Client, Connection, _read, backoff
 from clients.errors import AtelierError, from_rpc_error
 from clients.history import Pages, build_list_request
 
@@ -97,6 +97,11 @@ class AsyncClient(Connection):
 
     async def list_models(self) -> list[models_pb2.ModelInfo]:
         return list((await self._unary(self._models.ListModels, models_pb2.ListModelsRequest())).models)
+
+    async def lookup_image(self, image: bytes | str | Path) -> list[gen.ImageMatch]:
+        """:meth:`clients.client.Client.lookup_image`."""
+        request = gen.LookupImageRequest(image=_read(image))
+        return list((await self._unary(self._gen.LookupImage, request)).matches)
 
     async def health(self, service: str = "") -> str:
         try:

@@ -184,6 +184,12 @@ class Client(Connection):
     def list_models(self) -> list[models_pb2.ModelInfo]:
         return list(self._unary(self._models.ListModels, models_pb2.ListModelsRequest(), retry=True).models)
 
+    def lookup_image(self, image: bytes | str | Path) -> list[gen.ImageMatch]:
+        """"Was this made here?": this tenant's delivered images that are the picture in `image`
+        (bytes or a path), the exact file first (docs/API.md, "Was this made here?")."""
+        request = gen.LookupImageRequest(image=_read(image))
+        return list(self._unary(self._gen.LookupImage, request, retry=True).matches)
+
     def health(self, service: str = "") -> str:
         """"SERVING", "NOT_SERVING", ... for the server ("") or one service."""
         try:

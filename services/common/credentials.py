@@ -59,11 +59,13 @@ class Signer:
 
     def __init__(self, chain_pem: bytes, key_pem: bytes):
         info = c2pa.C2paSignerInfo(c2pa.C2paSigningAlg.ES256, chain_pem, key_pem, None)
+        self._context = _context()
         try:
             self._signer = c2pa.Signer.from_info(info)
+            # A key that is not the certificate's is only found out by signing: find it out at start.
+            self.sign(b"\0" * 4, RAW_FORMAT, manifest_definition({}, "0", RAW_FORMAT))
         except c2pa.C2paError as err:
             raise ValueError(f"the signing key and certificate chain cannot sign ES256: {err}") from None
-        self._context = _context()
 
     def sign(self, data: bytes, mime_type: str, manifest: dict[str, Any]) -> tuple[bytes, bytes]:
         """(the file with its manifest embedded, b"") for PNG, JPEG and WEBP; (``data`` unchanged,
