@@ -185,9 +185,6 @@ class Settings:
     webhook_max_inline_image_bytes: int = _setting(
         256 * 1024, "Largest image an `artifact` webhook carries inline (base64); larger ones are left to Watch."
     )
-    webhook_claim_idle_seconds: float = _setting(
-        30.0, "Age at which a job event that a dispatcher took and never scheduled (it died) is taken by another."
-    )
     log_level: str = _setting("INFO", "Python logging level.")
 
     @classmethod
@@ -232,8 +229,7 @@ class Settings:
             default_policy(self.content_policy)
         except PolicyError as exc:
             raise SettingsError(f"{env_name('content_policy')}: {exc}") from None
-        for name in ("webhook_timeout_seconds", "webhook_retry_base_seconds", "webhook_retry_max_seconds",
-                     "webhook_claim_idle_seconds"):
+        for name in ("webhook_timeout_seconds", "webhook_retry_base_seconds", "webhook_retry_max_seconds"):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"{env_name(name)} must be positive")
         if self.job_lease_seconds <= 0:
