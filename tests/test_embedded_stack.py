@@ -7,9 +7,15 @@ gRPC gateway, ONNX Runtime on a tiny exported model, the SDK as the client.
 from __future__ import annotations
 
 import json
+import os
+import re
+import signal
+import subprocess
+import sys
 
 import pytest
 import redis
+import requests
 from PIL import Image
 
 from atelier.v1 import types_pb2
@@ -119,3 +125,27 @@ def test_up_refuses_a_redis_url_where_nothing_answers(tmp_path, tiny_repository)
 def test_cli_help_lists_up(capsys):
     assert atelier(["up", "--help"]) == 0
     assert "--demo" in capsys.readouterr().out
+
+
+def test_up_serves_the_playground_at_the_address_it_prints(tiny_repository, tmp_path):
+    env = {**os.environ, "ATELIER_MODEL_REPOSITORY": str(tiny_repository), "ATELIER_DEFAULT_MODEL": "tiny",
+           "ATELIER_GRPC_LISTEN": "127.0.0.1:0"}
+    up = subprocess.Popen([sys.executable, "-m", "atelier_cli", "up", "--http", "127.0.0.1:0", "--no-save-key",
+                           "--state-dir", str(tmp_path / "state"), "--concurrency", "1"],
+                          env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        printed = ""
+        for line in up.stderr:  # the test's own timeout bounds this read
+            printed += line
+            if line.startswith("playground: "):
+                break
+        address = re.search(r"playground: (http://127\.0\.0\.1:\d+)/#key=(atk_\S+)", printed)
+        assert address, printed
+        base, key = address.groups()
+        page = requests.get(base + "/", timeout=10)
+        assert page.status_code == 200 and "Atelier" in page.text
+        models = requests.get(base + "/v1/models", headers={"Authorization": f"Bearer {key}"}, timeout=10)
+        assert [m["name"] for m in models.json()["models"]] == ["tiny"]
+    finally:
+        up.send_signal(signal.SIGINT)
+        assert up.wait(timeout=60) == 0
