@@ -228,19 +228,21 @@ def decimal_of_float32(value: float) -> float:
 
 
 def _deadline(req: gen.GenerateRequest, out: list[Violation]) -> float | None:
-    if not req.HasField("deadline"):
-        return None
-    seconds, nanos = req.deadline.seconds, req.deadline.nanos
+    return _timestamp_seconds("deadline", req.deadline, out) if req.HasField("deadline") else None
+
+
+def _timestamp_seconds(field: str, ts: timestamp_pb2.Timestamp, out: list[Violation]) -> float | None:
+    """Unix seconds of a Timestamp field, or None with each way it is outside a Timestamp's range."""
     low, high = TIMESTAMP_SECONDS
     valid = True
-    if not low <= seconds <= high:
-        out.append(("deadline", f"seconds {seconds} is outside a Timestamp's range, {low} to {high}"
-                                " (0001-01-01 to 9999-12-31)"))
+    if not low <= ts.seconds <= high:
+        out.append((field, f"seconds {ts.seconds} is outside a Timestamp's range, {low} to {high}"
+                           " (0001-01-01 to 9999-12-31)"))
         valid = False
-    if not 0 <= nanos <= 999_999_999:
-        out.append(("deadline", f"nanos {nanos} is outside a Timestamp's range, 0 to 999999999"))
+    if not 0 <= ts.nanos <= 999_999_999:
+        out.append((field, f"nanos {ts.nanos} is outside a Timestamp's range, 0 to 999999999"))
         valid = False
-    return seconds + nanos / 1e9 if valid else None
+    return ts.seconds + ts.nanos / 1e9 if valid else None
 
 
 def _upload(req: gen.GenerateRequest, name: str, out: list[Violation]) -> bytes | None:
@@ -523,12 +525,8 @@ def history_query_from_pb(req: gen.ListJobsRequest) -> tuple[HistoryQuery, list[
     kinds = {name.lower() for name in _filter_values(types_pb2.JobKind, "JOB_KIND_", "kinds", req.kinds, out)}
     bounds = {}
     for name in ("created_after", "created_before"):
-        if req.HasField(name):
-            ts = getattr(req, name)
-            if not TIMESTAMP_SECONDS[0] <= ts.seconds <= TIMESTAMP_SECONDS[1] or not 0 <= ts.nanos < 10**9:
-                out.append((name, "not a valid timestamp"))
-            else:
-                bounds[name] = ts.seconds + ts.nanos / 1e9
+        if req.HasField(name) and (seconds := _timestamp_seconds(name, getattr(req, name), out)) is not None:
+            bounds[name] = seconds
     after, before = bounds.get("created_after"), bounds.get("created_before")
     if after is not None and before is not None and before <= after:
         out.append(("created_before", "must be later than created_after"))

@@ -320,8 +320,8 @@ def test_the_api_docs_examples_run(stack, capsys):
     ids = make_jobs(stack.store, "alice", [time.time() - 60 * i for i in range(3)])
     stack.store.finish(ids[0], None, JobState.FAILED, "INTERNAL", "broken")
     stack.store.finish(ids[2], None, JobState.FAILED, "INTERNAL", "broken")
-    python, command = re.findall(r"```(python)?\n(.*?)```", _history_section(), re.S)[:2]
-    assert python[0] == "python" and command[0] == ""
+    python, command = re.findall(r"```(python|sh)\n(.*?)```", _history_section(), re.S)[:2]
+    assert python[0] == "python" and command[0] == "sh"
     code = python[1].replace('"127.0.0.1:50051"', repr(stack.address))
     exec(compile(code, "docs/API.md", "exec"), {"api_key": stack.keys.alice})  # noqa: S102 - our own docs
     assert [line.split()[0] for line in capsys.readouterr().out.splitlines()] == [ids[0], ids[2]]
