@@ -5,7 +5,10 @@ split into the stages of the interactive path, at the events' own timestamps and
 moments the in-process gateway's admission and enqueue returned (:class:`GatewayProbe`; all
 processes share this machine's clock):
 
-    accept    call -> `queued`            gRPC, auth, parsing, validation, planning
+    accept    call -> `queued`, less the  gRPC, auth, parsing, validation, planning
+              screen
+    screen    the prompt check            the content policy's check of the prompts (the text
+                                          encoder at the gateway, services/gateway/content_policy.py)
     admit     `queued` -> admitted        the admission script: quotas, record, queued event
                                           (and, where the script also enqueues, the broker message)
     enqueue   admitted -> on the broker   the separate publish, when there is one
@@ -34,7 +37,7 @@ from services.common.jobs import JobRecord, JobSpec, PromptSpec
 from services.common.plan import resolve
 from services.worker import pipeline
 
-SERVICE_STAGES = ("accept", "admit", "enqueue", "pickup", "run", "finish", "deliver")
+SERVICE_STAGES = ("accept", "screen", "admit", "enqueue", "pickup", "run", "finish", "deliver")
 IN_PROCESS_STAGES = ("first_step", "steps", "to_artifact", "finish")
 
 
@@ -55,17 +58,31 @@ class ServiceTiming:
 
 
 class GatewayProbe:
-    """Records when the in-process gateway's admission and enqueue return, per job id.
+    """Records when the in-process gateway's admission and enqueue return, per job id, and how long
+    its prompt check took, per prompt.
 
-    It wraps the JobService's two collaborators (composition, no patching of modules); the
-    wrapped calls are the gateway's own."""
+    It wraps the JobService's collaborators (composition, no patching of modules); the wrapped
+    calls are the gateway's own."""
 
     def __init__(self, jobs):
         self._lock = threading.Lock()
         self.admitted: dict[str, float] = {}
         self.enqueued: dict[str, float] = {}
-        admission, enqueue = jobs.admission, jobs.enqueue
+        self.screened: dict[str, float] = {}  # first prompt -> seconds in the prompt check
+        admission, enqueue, policies = jobs.admission, jobs.enqueue, getattr(jobs, "policies", None)
         probe = self
+
+        class TimedPolicies:
+            def __getattr__(self, name):
+                return getattr(policies, name)
+
+            def screen(self, tenant, spec, bulk):
+                started = time.perf_counter()
+                try:
+                    return policies.screen(tenant, spec, bulk)
+                finally:
+                    with probe._lock:
+                        probe.screened[spec.prompts[0].prompt if spec.prompts else ""] = time.perf_counter() - started
 
         class TimedAdmission:
             def __getattr__(self, name):
@@ -85,18 +102,20 @@ class GatewayProbe:
                 probe._mark(probe.enqueued, job_id)
 
         jobs.admission, jobs.enqueue = TimedAdmission(), TimedEnqueue()
+        if policies is not None:
+            jobs.policies = TimedPolicies()
 
     def _mark(self, where: dict[str, float], job_id: str) -> None:
         now = time.time()
         with self._lock:
             where[job_id] = now
 
-    def take(self, job_id: str) -> tuple[float, float]:
-        """(admitted, on the broker) wall times of the job; the second is the first where the
-        admission script itself put the job on the broker."""
+    def take(self, job_id: str, prompt: str) -> tuple[float, float, float]:
+        """(admitted, on the broker) wall times of the job, the second the first where the admission
+        script itself put the job on the broker, and the seconds its prompt check took."""
         with self._lock:
             admitted = self.admitted.pop(job_id)
-            return admitted, self.enqueued.pop(job_id, admitted)
+            return admitted, self.enqueued.pop(job_id, admitted), self.screened.pop(prompt, 0.0)
 
 
 def _seconds(ts) -> float:
@@ -118,10 +137,11 @@ def time_service_job(client, prompt: str, probe: GatewayProbe | None = None, **f
     total = time.perf_counter() - t0
     done = wall0 + total  # the receive time on the wall clock the events use
     queued, started, finished = stamps["queued"], stamps["started"], stamps["finished"]
-    admitted, on_broker = probe.take(job_id) if probe is not None else (queued, queued)
+    admitted, on_broker, screen = probe.take(job_id, prompt) if probe is not None else (queued, queued, 0.0)
     artifact = stamps.get("artifact", finished)
     stages = {
-        "accept": queued - wall0,
+        "accept": queued - wall0 - screen,
+        "screen": screen,
         "admit": admitted - queued,
         "enqueue": on_broker - admitted,
         "pickup": started - on_broker,

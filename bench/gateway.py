@@ -9,8 +9,8 @@ process, the gRPC gateway) on the default model, and in the same run:
    work shares these cores) hits both sides alike: a minimal job (1 step, the smallest size
    the model samples), a fast job (the 4-step consistency model, models/atelier-emoji-fast,
    where the repository has it) and a default job (native size, default sampler and steps);
-   each job's time split into the stages of bench._gateway_timing (accept, admit, enqueue,
-   pickup, run, finish, deliver) and the in-process job's into its compute stages; goals:
+   each job's time split into the stages of bench._gateway_timing (accept, screen, admit,
+   enqueue, pickup, run, finish, deliver) and the in-process job's into its compute stages; goals:
    the minimal job's fixed overhead <= 3 ms at p50 and p99 <= 20 ms, the fast job's
    overhead <= 10 %, the default job's <= 2 % (paired medians);
 2. Submits accepted per second from 50 concurrent asyncio SDK clients in a separate
@@ -136,6 +136,10 @@ def paired(client, probe: GatewayProbe, work: Workload, pairs: int, warmup: int)
         "in_process_stages_median_ms": stage_medians([p.stages for p in inproc]),
         # accept + admit + enqueue + pickup + deliver: no sampling in them, so this much is certain
         "fixed_overhead_median_ms": ms(fixed),
+        # the same without the prompt check, which is the content policy's cost rather than the path's
+        "fixed_overhead_without_screen_median_ms": ms(statistics.median(t.fixed - t.stages["screen"] for t in service)),
+        "overhead_ms_without_screen_paired_median": ms(statistics.median(
+            s - t.stages["screen"] - p for s, t, p in zip(totals, service, local_totals, strict=True))),
         "overhead_pct_lower_bound": round(fixed / in_process_median * 100, 2),
         # run + finish against the whole in-process job: the worker's events, writes and batching
         "run_minus_in_process_median_ms": ms(statistics.median(

@@ -42,7 +42,7 @@ def test_quick_run_reports_every_figure(tiny_repository):
     figures = record["figures"]
 
     assert figures["load_before"] and figures["load_after"]
-    stages = {"accept", "admit", "enqueue", "pickup", "run", "finish", "deliver"}
+    stages = {"accept", "screen", "admit", "enqueue", "pickup", "run", "finish", "deliver"}
     for name in ("minimal", "default"):  # the tiny repository has no fast model
         job = figures[f"{name}_job"]
         assert job["steps"] >= 1 and job["pairs"] == (5 if name == "minimal" else 2)
