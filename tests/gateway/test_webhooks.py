@@ -309,3 +309,36 @@ def test_more_followed_jobs_than_a_page_are_all_served(make_stack, keys, webhook
         stubs.close()
     receiver.wait_for(_finished(receiver, jobs=5))
     assert sorted(r.payload["data"]["job_id"] for r in receiver.accepted()) == sorted(h.job_id for h in handles)
+
+
+def test_two_dispatchers_at_once_send_each_event_once(make_stack, keys, webhooks_file, receivers, dispatch):
+    receiver = receivers([])
+    _, secret = config.add_endpoint(webhooks_file, "alice", receiver.url, ("started", "artifact", "finished"))
+    receiver.secrets = [secret]
+    stack = make_stack(start_worker=True)
+    dispatch(), dispatch()  # a rollout's overlap, or two replicas
+    stubs = Stubs(stack.address)
+    try:
+        for i in range(4):
+            stubs.gen.Submit(request(seeds=[i, i + 10]), metadata=auth(keys.alice))
+    finally:
+        stubs.close()
+    receiver.wait_for(_finished(receiver, jobs=4))
+    receiver.wait_for(lambda: len(receiver.accepted()) == 16)
+    assert len({r.msg_id for r in receiver.received}) == len(receiver.received) == 16
+
+
+def test_a_fan_out_read_before_another_dispatcher_moved_the_cursor_schedules_nothing(redis_client):
+    """What keeps two dispatchers (or one restarted over a slow one) from sending an event twice:
+    the script schedules only if the job's cursor is still the one the dispatcher read."""
+    from services.common.webhooks.deliveries import Delivery
+
+    store = WebhookStore(redis_client)
+    redis_client.zadd(store.following_key, {"job1": 1})
+    d = Delivery("ep:evt_job1_1-0", "evt_job1_1-0", "alice", "ep", "http://127.0.0.1:9/", "job1", "started", "{}")
+    assert store.commit("job1", "", "1-0", False, 60, 0.0, {}, [d])  # the first dispatcher
+    store.delivered(d)  # ... which sent it at once
+    assert not store.commit("job1", "", "1-0", False, 60, 0.0, {}, [d])  # the second read the cursor before
+    assert store.pending() == 0
+    assert store.commit("job1", "1-0", "2-0", True, 60, 0.0, {}, [])  # the finished event ends the following
+    assert store.following(10) == [] and not store.commit("job1", "2-0", "3-0", False, 60, 0.0, {}, [d])
