@@ -73,3 +73,6 @@ def test_services_follow_edits_of_the_file_and_keep_the_last_good_one(tmp_path):
     path.unlink()
     second, _ = config.add_endpoint(path, "studio-a", "https://hooks.example/b")
     assert hooks.tenant("studio-a").endpoints == (second,)
+    path.unlink()
+    path.mkdir()  # a file that cannot be read is one more bad edit, not an error of every call
+    assert hooks.tenant("studio-a").endpoints == (second,)

@@ -145,6 +145,8 @@ def read(path: Path) -> WebhooksFile:
         text = Path(path).read_text()
     except FileNotFoundError:
         return WebhooksFile()
+    except OSError as err:  # e.g. mode 600 and another owner than the service's user (docs/DEPLOY.md)
+        raise WebhookConfigError(f"{path}: cannot be read ({err.strerror})") from None
     try:
         data = json.loads(text)
         return WebhooksFile({name: _tenant(name, t) for name, t in data.get("tenants", {}).items()})
