@@ -84,7 +84,10 @@ class BatchingDenoiser:
 
     Use `with denoiser.session():` around a job's sampling: the owner then knows how many
     jobs are active and stops waiting as soon as every one of them has a request pending,
-    so a job running alone pays no batching delay.
+    so a job running alone pays no batching delay. A job that is the only one active makes
+    its calls in its own thread, with no hand-off to the owner and back (two thread wake-ups
+    a step, each a scheduling delay on a busy machine: issue 19); a second job joining makes
+    the next calls go through the owner again.
     """
 
     def __init__(self, model: Model, *, max_batch: int = 16, wait_ms: float = 2.0, name: str = "model"):
@@ -98,6 +101,8 @@ class BatchingDenoiser:
         self._pending: collections.deque[_Request] = collections.deque()
         self._sessions = 0
         self._closed = False
+        self._owner_busy = False  # the owner thread is running a batch
+        self._inline = False  # a lone job is calling the model in its own thread
         self._lock = threading.Condition()
         self._batch_metric = metrics.DENOISER_BATCH.labels(model=name)
         self._call_metric = metrics.DENOISER_CALL.labels(model=name)
@@ -111,6 +116,16 @@ class BatchingDenoiser:
         sigma = np.broadcast_to(np.asarray(sigma, dtype=np.float64), (x.shape[0],))
         if x.shape[0] == 0:
             return x.copy()
+        if x.shape[0] <= self.max_batch and self._claim_inline():
+            try:
+                out = self._call_model(x, sigma, cond, requests=1)
+            finally:
+                with self._lock:
+                    self._inline = False
+                    self._lock.notify_all()  # requests that came meanwhile go to the owner
+            if not np.isfinite(out).all():
+                raise NonFiniteOutput(f"{self.name} returned non-finite values")
+            return out
         signature, caller = _signature(x, cond), object()
         # A request wider than one call is cut into pieces that may ride in different calls.
         pieces = [
@@ -137,6 +152,17 @@ class BatchingDenoiser:
         if not np.isfinite(out).all():
             raise NonFiniteOutput(f"{self.name} returned non-finite values")
         return out
+
+    def _claim_inline(self) -> bool:
+        """Whether this call may run in the caller's thread: one job active, nothing queued, the
+        owner idle. The model then runs for no one else meanwhile."""
+        with self._lock:
+            if self._closed:
+                raise DenoiserClosed(self.name)
+            if self._sessions != 1 or self._pending or self._owner_busy or self._inline:
+                return False
+            self._inline = True
+            return True
 
     @contextmanager
     def session(self) -> Iterator[None]:
@@ -169,7 +195,7 @@ class BatchingDenoiser:
 
     def _take_batch(self) -> list[_Request] | None:
         with self._lock:
-            while not self._pending and not self._closed:
+            while (not self._pending or self._inline) and not self._closed:
                 self._lock.wait()
             if not self._pending:
                 return None
@@ -189,6 +215,7 @@ class BatchingDenoiser:
                 else:
                     skipped.append(request)
             self._pending.extendleft(reversed(skipped))  # they keep their place for the next call
+            self._owner_busy = True
             return batch
 
     def _run(self) -> None:
@@ -196,35 +223,44 @@ class BatchingDenoiser:
             batch = self._take_batch()
             if batch is None:
                 return
-            self._execute(batch)
+            try:
+                self._execute(batch)
+            finally:
+                with self._lock:
+                    self._owner_busy = False
 
     def _execute(self, batch: list[_Request]) -> None:
         x = _stack([r.x for r in batch])
         sigma = _stack([r.sigma for r in batch])
         cond = None if batch[0].cond is None else {k: _stack([r.cond[k] for r in batch]) for k in batch[0].cond}
-        started = time.perf_counter()
         try:
-            out = np.asarray(self.model(x, sigma, cond))
-            if out.shape[0] != x.shape[0]:
-                raise ValueError(f"{self.name} returned {out.shape[0]} rows for {x.shape[0]}")
+            out = self._call_model(x, sigma, cond, requests=len(batch))
         except BaseException as err:  # noqa: BLE001 - handed to exactly the callers of this call
             for r in batch:
                 r.error = err
                 r.done.set()
             return
-        finally:
-            elapsed = time.perf_counter() - started
-            self._call_metric.observe(elapsed)
-            self._batch_metric.observe(x.shape[0])
-            self.stats.calls += 1
-            self.stats.rows += x.shape[0]
-            self.stats.batch_sizes[x.shape[0]] += 1
-            self.stats.requests_per_call[len(batch)] += 1
         start = 0
         for r in batch:
             r.result = out[start : start + r.rows]
             start += r.rows
             r.done.set()
+
+    def _call_model(self, x: np.ndarray, sigma: np.ndarray, cond: Cond, requests: int) -> np.ndarray:
+        """One model call, counted (by the owner, or by a lone job in its own thread: never both at once)."""
+        started = time.perf_counter()
+        try:
+            out = np.asarray(self.model(x, sigma, cond))
+            if out.shape[0] != x.shape[0]:
+                raise ValueError(f"{self.name} returned {out.shape[0]} rows for {x.shape[0]}")
+            return out
+        finally:
+            self._call_metric.observe(time.perf_counter() - started)
+            self._batch_metric.observe(x.shape[0])
+            self.stats.calls += 1
+            self.stats.rows += x.shape[0]
+            self.stats.batch_sizes[x.shape[0]] += 1
+            self.stats.requests_per_call[requests] += 1
 
     def __enter__(self) -> BatchingDenoiser:
         return self
