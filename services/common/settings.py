@@ -114,6 +114,10 @@ class Settings:
         "(`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, a profile)."
     )
     dataset_s3_region: str = _setting("", "Region of `s3://` datasets (empty: boto3's default).")
+    dataset_chunks_in_flight: int = _setting(
+        4, "Chunks (of up to ATELIER_MAX_BATCH rows) a dataset job samples at once: one decodes and encodes while "
+        "the others sample, and the batching denoiser stacks their rows."
+    )
     # --- admission
     tenant_max_jobs_in_flight: int = _setting(64, "Jobs one tenant may have queued or running at once.")
     tenant_jobs_per_minute: int = _setting(600, "Jobs one tenant may submit per minute.")
@@ -235,7 +239,7 @@ class Settings:
         if self.job_lease_seconds <= 0:
             raise SettingsError(f"{env_name('job_lease_seconds')} must be positive")
         for name in ("max_batch", "worker_concurrency", "max_side", "max_steps", "max_images_per_job",
-                     "max_dataset_images", "max_dataset_prompts",
+                     "max_dataset_images", "max_dataset_prompts", "dataset_chunks_in_flight",
                      "gateway_threads", "gateway_max_streams", "tenant_max_streams",
                      "image_record_retention_days", "webhook_max_attempts",
                      "webhook_concurrency"):

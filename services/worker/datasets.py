@@ -8,11 +8,18 @@ then its tar file written to the store and recorded (:class:`ShardSink`), then t
 a worker lost mid-job loses at most the shard it was filling, and the next attempt starts at
 the first shard not recorded (docs/ARCHITECTURE.md, "Dataset jobs"). The job's time limits
 hold per shard: a job of any size runs as long as each shard fits in them.
+
+A shard's chunks run ``chunks_in_flight`` at a time (ATELIER_DATASET_CHUNKS_IN_FLIGHT), as
+many one-chunk jobs would: while one chunk decodes and encodes, the others sample, and the
+batching denoiser stacks their rows into its calls. The samples are put in key order when the
+shard is written, so a shard's bytes do not depend on which chunk finished first.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
 from services.common import events as ev
@@ -42,14 +49,19 @@ class ShardProgress:
         self.reporter = reporter
         self.images_written = sum(s.images for s in written.values())
         self.shards_written, self.shards_total = len(written), shards_total
+        self._steps = 0
+        self._lock = threading.Lock()
 
     def check(self) -> None:
         self.reporter.check()
 
     def progress(self, steps_done: int, steps_total: int, images_done: int) -> None:
-        # Images count once their shard is stored: the same count the job record keeps.
-        self.reporter.progress(steps_done, steps_total, self.images_written,
-                               shards=(self.shards_written, self.shards_total))
+        # Chunks in flight each count from the images made when they began: the furthest count is
+        # told, so steps never go back. Images count once their shard is stored, as the record does.
+        with self._lock:
+            self._steps = max(self._steps, steps_done)
+            self.reporter.progress(self._steps, steps_total, self.images_written,
+                                   shards=(self.shards_written, self.shards_total))
 
     def preview(self, index: int, step: int, jpeg: bytes, width: int, height: int) -> None:
         self.reporter.preview(index, step, jpeg, width, height)
@@ -63,8 +75,25 @@ class ShardProgress:
             begin()
 
     def shard_written(self, info: ShardInfo) -> None:
-        self.images_written += info.images
-        self.shards_written += 1
+        with self._lock:
+            self.images_written += info.images
+            self.shards_written += 1
+
+
+class ShardSamples:
+    """The samples of the shard being filled, from every chunk in flight."""
+
+    def __init__(self):
+        self.samples: list[Sample] = []
+        self._lock = threading.Lock()
+
+    def add(self, job: JobContext, samples: list[Sample]) -> None:
+        with self._lock:
+            self.samples += samples
+            job.made += len(samples)
+
+    def tar(self) -> bytes:
+        return tar_shard(sorted(self.samples, key=lambda s: s.key))
 
 
 def sample_metadata(chunk: Chunk, row: int) -> dict[str, Any]:
@@ -79,12 +108,13 @@ def sample_metadata(chunk: Chunk, row: int) -> dict[str, Any]:
 def archive(chunk: Chunk) -> None:
     """The dataset job's last stage: each encoded image, its caption and metadata into the shard."""
     job = chunk.job
+    samples = []
     for row, index in enumerate(chunk.indices):
         blob, _ = chunk.encoded[row]
         _, prompt, _ = job.plan.image(index)
         members = {IMAGE: blob, CAPTION: prompt.prompt.encode(), METADATA: metadata_json(sample_metadata(chunk, row))}
-        job.shard.append(Sample(sample_key(index), members))
-        job.made += 1
+        samples.append(Sample(sample_key(index), members))
+    job.shard.add(job, samples)
     job.reporter.progress(job.made * job.plan.steps_per_image, job.steps_total, job.made)
 
 
@@ -93,7 +123,7 @@ def shards_to_make(plan, written: dict[int, ShardInfo]) -> list[int]:
 
 
 def run_shards(ctx: JobContext, sink: ShardSink, written: dict[int, ShardInfo], rows: int,
-               run_chunk: Callable[[Chunk], None]) -> int:
+               run_chunk: Callable[[Chunk], None], chunks_in_flight: int = 1) -> int:
     """Make and write every shard not in ``written``, then the index; returns the images made."""
     dataset = ctx.plan.dataset
     progress = ShardProgress(ctx.reporter, written, dataset.shards_total)
@@ -101,17 +131,22 @@ def run_shards(ctx: JobContext, sink: ShardSink, written: dict[int, ShardInfo], 
     progress.check()
     progress.progress(0, ctx.steps_total, 0)
     shards = dict(written)
-    for shard in shards_to_make(ctx.plan, written):
-        progress.shard_begins()
-        ctx.texts = TextCache(ctx.runtime)  # a shard's prompts only: a prompt file's thousands are never all held
-        ctx.shard = []
-        indices = list(dataset.shard_indices(shard))
-        for start in range(0, len(indices), rows):
-            run_chunk(Chunk(ctx, indices[start:start + rows]))
-        progress.check()
-        shards[shard] = sink.write(shard, tar_shard(ctx.shard), len(indices))
-        ctx.shard = []
-        progress.shard_written(shards[shard])
-        progress.progress(ctx.made * ctx.plan.steps_per_image, ctx.steps_total, ctx.made)
+    with ThreadPoolExecutor(max(1, chunks_in_flight), thread_name_prefix="atelier-dataset") as pool:
+        for shard in shards_to_make(ctx.plan, written):
+            progress.shard_begins()
+            ctx.texts = TextCache(ctx.runtime)  # a shard's prompts only: a prompt file's thousands are never all held
+            ctx.shard = ShardSamples()
+            indices = list(dataset.shard_indices(shard))
+            chunks = [pool.submit(run_chunk, Chunk(ctx, indices[i:i + rows])) for i in range(0, len(indices), rows)]
+            try:
+                for done in chunks:
+                    done.result()
+            finally:  # a chunk that failed ends the shard: chunks not begun are dropped
+                for c in chunks:
+                    c.cancel()
+            progress.check()
+            shards[shard] = sink.write(shard, ctx.shard.tar(), len(indices))
+            progress.shard_written(shards[shard])
+            progress.progress(ctx.made * ctx.plan.steps_per_image, ctx.steps_total, ctx.made)
     sink.finish([shards[s] for s in sorted(shards)])
     return ctx.made

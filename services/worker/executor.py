@@ -220,6 +220,7 @@ class JobExecutor:
                 measured=measured,
                 concepts=loaded.concepts,
                 shards=self._shards(job, attempt, reporter),
+                dataset_chunks_in_flight=self.settings.dataset_chunks_in_flight,
             )
         except WorkerShuttingDown:
             log.info("job %s handed back: the worker is shutting down", job.job_id)

@@ -118,13 +118,15 @@ def generate(
     measured: dict[str, float] | None = None,
     concepts=None,
     shards: datasets.ShardSink | None = None,
+    dataset_chunks_in_flight: int = 1,
 ) -> int:
     """Make the job's images (except indices in `skip`, already made); returns how many were made.
 
     `denoiser(tiling, latent_shape)` gives the shared (batching) denoiser of the base model to
     use; an UPSCALE job has no base model (`runtime` and `denoiser` None). `measured`, when
     given, receives the seconds spent in the upscaler's sampling (`upscale_seconds`). A dataset
-    job writes its images to ``shards`` and skips the shards it has already written.
+    job writes its images to ``shards``, ``dataset_chunks_in_flight`` chunks at a time, and skips
+    the shards it has already written.
     """
     plan = checked_plan(job, runtime, upscaler, concepts)
     if plan.dataset is not None:
@@ -147,7 +149,7 @@ def generate(
     rows = max(1, rows_per_chunk // (2 if plan.guided else 1))
     try:
         if plan.dataset is not None:
-            return datasets.run_shards(ctx, shards, written, rows, _run_stages)
+            return datasets.run_shards(ctx, shards, written, rows, _run_stages, dataset_chunks_in_flight)
         return _run_chunks(ctx, todo, rows)
     finally:
         if measured is not None:
