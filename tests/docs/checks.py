@@ -36,16 +36,18 @@ WRAPPERS = {"nice": 2, "taskset": 2, "timeout": 1, "sudo": 0}  # program -> how 
 ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
 
 
-def check(command: str) -> list[str]:
+def check(command: str, *, mention: bool = False) -> list[str]:
+    """`mention`: the command as prose names it (`atelier webhooks`, `atelier eval model`): only its
+    subcommands and flags must exist."""
     argv = words(command)
     while argv and (ASSIGNMENT.match(argv[0]) or argv[0] in WRAPPERS):
         argv = argv[1:] if ASSIGNMENT.match(argv[0]) else argv[1 + WRAPPERS[argv[0]]:]
     if not argv:
         return [f"`{command}`: no command"]
     program = Path(argv[0]).name
-    synopsis = is_synopsis(command)
+    synopsis = mention or is_synopsis(command)
     if program == "atelier":
-        return _atelier(argv[1:], synopsis)
+        return _atelier(argv[1:], synopsis, partial=mention)
     if program.startswith("python") and argv[1:2] == ["-m"]:
         return _python_module(argv[2], argv[3:])
     if program == "make":
@@ -73,14 +75,14 @@ def _alternatives(argv: list[str]) -> list[list[str]]:
     return [list(p) for p in itertools.product(*options)]
 
 
-def _atelier(argv: list[str], synopsis: bool) -> list[str]:
+def _atelier(argv: list[str], synopsis: bool, partial: bool = False) -> list[str]:
     from atelier_cli.main import build_parser
 
     problems = []
     for variant in _alternatives(argv):
         shown = "atelier " + " ".join(variant)
         parser = build_parser(variant)
-        deepest, rest = _subcommand(parser, variant)
+        deepest, rest = _subcommand(parser, variant, partial)
         if deepest is None:
             problems.append(f"`{shown}`: {rest}")
             continue
@@ -101,13 +103,14 @@ def _atelier(argv: list[str], synopsis: bool) -> list[str]:
     return problems
 
 
-def _subcommand(parser, argv: list[str]):
-    """The parser of the deepest subcommand argv names, or (None, why)."""
+def _subcommand(parser, argv: list[str], partial: bool = False):
+    """The parser of the deepest subcommand argv names, or (None, why); `partial`: argv may stop
+    at a group of subcommands (or give a flag there)."""
     import argparse
 
     for word in argv + [None]:
         subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
-        if not subs:
+        if not subs or partial and (word is None or word.startswith("-")):
             return parser, None
         if word not in subs[0].choices:
             return None, f"{word!r} is not one of {sorted(subs[0].choices)}"

@@ -7,11 +7,12 @@ tests/clients/test_docs_examples.py.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 
 import pytest
 
-from tests.docs.blocks import ROOT, Block, blocks_of, commands, every_block
+from tests.docs.blocks import ROOT, Block, blocks_of, commands, documents, every_block
 from tests.docs.checks import check
 
 BLOCKS = every_block()
@@ -74,3 +75,29 @@ def test_markers_and_languages_are_read(tmp_path):
 def test_blocks_found_in_every_document():
     counts = {str(p.relative_to(ROOT)): len(blocks_of(p)) for p in {b.path for b in BLOCKS}}
     assert counts.get("README.md") and counts.get("docs/API.md"), json.dumps(counts)
+
+
+def _mentions(path):
+    """(line, span) for each `atelier ...` command named in the prose's inline code."""
+    fenced = False
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        if line.lstrip().startswith("```"):
+            fenced = not fenced
+        elif not fenced:
+            yield from ((number, span) for span in re.findall(r"`([^`]+)`", line)
+                        if re.match(r"(\.venv/bin/)?atelier [a-z]", span))
+
+
+@pytest.mark.parametrize("doc", documents(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_commands_named_in_the_prose_exist(doc):
+    """`atelier webhooks rotate-secret`, `atelier eval model --guidance G` in a sentence: each
+    subcommand and flag it names exists (its other arguments may be left out)."""
+    problems = [f"{doc.relative_to(ROOT)}:{n}: {p}" for n, span in _mentions(doc) for p in check(span, mention=True)]
+    assert not problems, problems
+
+
+def test_a_mention_is_checked_for_names_only():
+    assert not check("atelier webhooks", mention=True)
+    assert not check("atelier eval model --guidance G", mention=True)
+    assert check("atelier webhook", mention=True)
+    assert check("atelier eval model --guidence 3", mention=True)
