@@ -177,3 +177,64 @@ def test_an_unknown_model_is_named_with_the_repository(tmp_path: Path) -> None:
     write_version(tmp_path)
     with pytest.raises(ModelRepositoryError, match="^" + re.escape(f"no model 'nope' in {tmp_path}") + "$"):
         ModelRepository(tmp_path).latest("nope")
+
+
+def test_versions_sort_by_number_then_name_and_only_folders_with_a_manifest_and_a_safe_name_count(
+        tmp_path: Path) -> None:
+    for version in ("10", "2", "beta", "1"):
+        write_version(tmp_path, version)
+    (tmp_path / "toy" / "3").mkdir()  # no manifest
+    shutil.copytree(tmp_path / "toy" / "2", tmp_path / "toy" / ".hidden")  # a manifest, but no safe name
+    (tmp_path / "toy" / "notes.txt").write_text("not a version")
+    repo = ModelRepository(tmp_path)
+    assert repo.versions("toy") == ["1", "2", "10", "beta"]
+    assert repo.latest("toy") == "beta"
+    assert repo.versions("nothing-here") == []
+
+
+def test_models_are_the_safely_named_folders_that_hold_a_version(tmp_path: Path) -> None:
+    write_version(tmp_path)
+    shutil.copytree(tmp_path / "toy", tmp_path / ".toy-backup")  # versions, but no safe name
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "readme.md").write_text("a file, not a model")
+    assert ModelRepository(tmp_path).models() == ["toy"]
+    assert ModelRepository(tmp_path / "missing").models() == []
+
+
+@pytest.mark.parametrize("name, version, kind, value", [
+    ("../toy", None, "model name", "../toy"), ("toy", "../1", "version", "../1"), ("toy", "1 2", "version", "1 2"),
+])
+def test_a_name_or_version_that_could_leave_the_repository_is_refused_by_its_kind(
+        tmp_path: Path, name, version, kind, value) -> None:
+    write_version(tmp_path)
+    message = f"invalid {kind} {value!r}: use letters, digits, '.', '_' or '-'"
+    with pytest.raises(ModelRepositoryError, match="^" + re.escape(message) + "$"):
+        ModelRepository(tmp_path).open(name, version)
+    if version is None:
+        with pytest.raises(ModelRepositoryError, match="^" + re.escape(message) + "$"):
+            ModelRepository(tmp_path).versions(name)
+
+
+def test_each_reason_a_version_cannot_be_opened_is_named_with_its_path(tmp_path: Path) -> None:
+    folder = write_version(tmp_path)
+    repo = ModelRepository(tmp_path)
+    with pytest.raises(ModelRepositoryError, match="^" + re.escape(f"no model 'toy' version '7' in {tmp_path}") + "$"):
+        repo.open("toy", "7")
+    manifest = folder / "manifest.json"
+    moved = shutil.copytree(folder, tmp_path / "toy" / "2")
+    (moved / "manifest.json").unlink()
+    (moved / "manifest.json").symlink_to(manifest)
+    with pytest.raises(UnsafeModelError, match="^" + re.escape(
+            f"refusing {moved / 'manifest.json'}: symbolic links are not loaded") + "$"):
+        repo.open("toy", "2")
+    for name, version in (("other", "3"), ("toy", "9")):  # one of the two differs
+        shutil.copytree(folder, tmp_path / "toy" / "3", dirs_exist_ok=True)
+        raw = (folder / "manifest.json").read_text()
+        (tmp_path / "toy" / "3" / "manifest.json").write_text(
+            raw.replace('"name": "toy"', f'"name": "{name}"').replace('"version": "1"', f'"version": "{version}"'))
+        with pytest.raises(ModelRepositoryError, match="^" + re.escape(
+                f"{tmp_path / 'toy' / '3' / 'manifest.json'} describes {name}/{version}, not toy/3") + "$"):
+            repo.open("toy", "3")
+    (tmp_path / "toy" / "3" / "manifest.json").write_text("{not json")
+    with pytest.raises(ModelRepositoryError, match="^" + re.escape(f"{tmp_path / 'toy' / '3' / 'manifest.json'}: ")):
+        repo.open("toy", "3")
