@@ -128,3 +128,26 @@ def test_cpp_client_without_a_valid_key_exits_3(cpp_client, real_stack, tmp_path
                           capture_output=True, text=True, timeout=JOB_SECONDS)
     assert done.returncode == 3, done.stdout + done.stderr
     assert "atelier-generate: " in done.stderr and not (tmp_path / "x.png").exists()
+
+
+def test_cpp_client_lists_the_served_models(cpp_client, real_stack):
+    done = subprocess.run([str(cpp_client), "--models", "--address", real_stack.address, "--api-key",
+                           real_stack.api_key], capture_output=True, text=True, timeout=JOB_SECONDS)
+    assert done.returncode == 0, done.stdout + done.stderr
+    (line,) = [x for x in done.stdout.splitlines() if x.startswith(f"{real_stack.model}/{real_stack.version} ")]
+    assert line.split("styles:")[1].split()[:-1] == list(real_stack.manifest.styles)
+    assert line.endswith(" ready")
+
+
+def test_cpp_client_watches_a_job_after_an_event(cpp_client, real_stack, tmp_path):
+    """`--watch JOB --after ID`: the job's events after ID, none before, and its image."""
+    with Client(real_stack.address, real_stack.api_key) as c:
+        log = within(c.generate(request=build_request(**EMOJI_JOB, seeds=[5])), JOB_SECONDS)
+    out = tmp_path / "watched.png"
+    done = subprocess.run([str(cpp_client), "--address", real_stack.address, "--api-key", real_stack.api_key,
+                           "--watch", log[0].job_id, "--after", log[0].id, "--out", str(out)],
+                          capture_output=True, text=True, timeout=JOB_SECONDS)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert _event_ids(done.stdout.splitlines()) == [e.id for e in log[1:]]
+    (image,) = [e.artifact.data for e in log if e.HasField("artifact")]
+    assert out.read_bytes() == image
