@@ -1,12 +1,13 @@
 """The prompt check on the content-policy test set (tests/policy_prompts/): calibrate, then measure.
 
-    python -m bench.policy_prompts calibrate   # thresholds.json from the calibration split
+    python -m bench.policy_prompts subjects EMOJI_JSON  # benign_subjects.txt from emoji-datasource's emoji.json
+    python -m bench.policy_prompts calibrate   # thresholds.json (and anchors.npy) from the calibration split
     python -m bench.policy_prompts measure     # figures per split, policy, concept and trick
 
 The semantic thresholds are set on the calibration split only: each concept's is just above the
 highest score of any calibration prompt that should pass it (benign prompts for a default concept;
-prompts showing no opt-in concept for an opt-in one), so no calibration prompt is affected by
-the semantic match; the held-out split is what docs/BENCHMARKS.md reports. Uses the default
+prompts showing no opt-in concept for an opt-in one), and at least FLOOR, so no calibration prompt
+is affected by the semantic match; the held-out split is what docs/BENCHMARKS.md reports. Uses the default
 model's own text encoder, as the gateway does.
 """
 
@@ -28,11 +29,23 @@ from services.common.policy.concepts import DEFAULT_BLOCKED, FAMILY_EXTRA
 from services.common.policy.lexicon import EXEMPLARS
 from services.common.policy.normalize import normalize
 from services.common.policy.policies import ContentPolicy, default_policy
-from services.common.policy.semantic import THRESHOLDS_FILE, Calibration, SemanticMatcher
+from services.common.policy.semantic import (
+    ANCHORS_FILE,
+    BENIGN_SUBJECTS_FILE,
+    THRESHOLDS_FILE,
+    Calibration,
+    SemanticMatcher,
+    anchors_sha256,
+    benign_anchors,
+)
 from services.common.settings import Settings
 
 PROMPTS = Path(__file__).resolve().parents[1] / "tests" / "policy_prompts" / "prompts.jsonl"
 MARGIN = 0.01
+# No concept matches below this cosine, however few calibration prompts come near it: a threshold
+# set by the benign prompts alone would be as low as the nearest of a few, and a new subject could
+# pass it.
+FLOOR = 0.35
 
 
 def rows(path: Path = PROMPTS) -> list[dict]:
@@ -53,15 +66,15 @@ def should_block(row: dict, policy: ContentPolicy) -> bool:
     return row["concept"] in refused or bool(set(row["labels"]) & refused)
 
 
-def calibrate(data: list[dict], enc: TextEncoder) -> dict[str, float]:
+def calibrate(data: list[dict], enc: TextEncoder, anchors: np.ndarray) -> dict[str, float]:
     cal = [r for r in data if r["split"] == "calibration"]
-    matcher = SemanticMatcher(enc.pooled, {c: 0.0 for c in EXEMPLARS})
+    matcher = SemanticMatcher(enc.pooled, {c: 0.0 for c in EXEMPLARS}, anchors)
     scores = matcher.scores([normalize(r["text"]).text for r in cal])
     thresholds = {}
     for k, concept in enumerate(matcher.concepts):
         negatives = [i for i, r in enumerate(cal) if not r["concept"]
                      and (concept in DEFAULT_BLOCKED or not r["labels"])]
-        thresholds[concept] = round(float(scores[negatives, k].max()) + MARGIN, 4)
+        thresholds[concept] = round(max(float(scores[negatives, k].max()) + MARGIN, FLOOR), 4)
     return thresholds
 
 
@@ -71,7 +84,7 @@ def measure(data: list[dict], check: PromptCheck) -> dict:
         start = time.perf_counter()
         verdicts = check.check_many([r["text"] for r in data], policy)
         seconds = time.perf_counter() - start
-        for split in ("calibration", "held_out"):
+        for split in ("calibration", "held_out", "fresh", "final"):
             idx = [i for i, r in enumerate(data) if r["split"] == split]
             bad = [i for i in idx if should_block(data[i], policy)]
             good = [i for i in idx if not should_block(data[i], policy)]
@@ -100,19 +113,34 @@ def measure(data: list[dict], check: PromptCheck) -> dict:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.policy_prompts", description=__doc__.split("\n")[0])
-    parser.add_argument("command", choices=("calibrate", "measure"))
+    parser.add_argument("command", choices=("subjects", "calibrate", "measure"))
+    parser.add_argument("emoji_json", nargs="?", type=Path, help="emoji-datasource's emoji.json (subjects)")
     args = parser.parse_args(argv)
+    if args.command == "subjects":
+        if args.emoji_json is None:
+            parser.error("subjects needs the path of emoji.json")
+        entries = json.loads(args.emoji_json.read_text())
+        names = sorted({e["name"].lower().replace(":", "").replace(",", "") for e in entries if e.get("name")})
+        BENIGN_SUBJECTS_FILE.write_text("\n".join(names) + "\n")
+        print(f"{BENIGN_SUBJECTS_FILE.name}: {len(names)} subjects")
+        return
     data = rows()
     enc = encoder()
     if args.command == "calibrate":
-        thresholds = calibrate(data, enc)
+        texts = benign_anchors()
+        anchors = np.concatenate([enc.pooled(list(texts[i:i + 256])) for i in range(0, len(texts), 256)])
+        np.save(ANCHORS_FILE, anchors.astype(np.float16), allow_pickle=False)
+        anchors = np.load(ANCHORS_FILE).astype(np.float32)  # as the gateway will read them
+        thresholds = calibrate(data, enc, anchors)
         THRESHOLDS_FILE.write_text(json.dumps({
-            "text_encoder_sha256": enc.file_sha256, "margin": MARGIN,
+            "text_encoder_sha256": enc.file_sha256, "anchors_sha256": anchors_sha256(texts),
+            "margin": MARGIN, "floor": FLOOR,
             "made_by": "python -m bench.policy_prompts calibrate (calibration split of tests/policy_prompts)",
             "thresholds": thresholds}, indent=2) + "\n")
         print(json.dumps(thresholds, indent=2))
         return
-    check = PromptCheck(SemanticMatcher(enc.pooled, Calibration.read().thresholds))
+    calibration = Calibration.read()
+    check = PromptCheck(SemanticMatcher(enc.pooled, calibration.thresholds, calibration.anchors))
     result = measure(data, check)
     result["load_average"] = [round(x, 2) for x in os.getloadavg()]
     result["cpus"] = os.cpu_count()

@@ -34,7 +34,7 @@ class PromptCheck:
                         "semantic matching is off, term lists only", calibration.text_encoder_sha256[:12],
                         encoder_sha256[:12])
             return cls()
-        return cls(SemanticMatcher(encode, calibration.thresholds))
+        return cls(SemanticMatcher(encode, calibration.thresholds, calibration.anchors))
 
     def check_many(self, prompts: list[str], policy: ContentPolicy) -> list[Verdict | None]:
         """One verdict per prompt: the refused concept it names or means, None when it passes."""

@@ -131,28 +131,48 @@ EXEMPLARS: dict[str, tuple[str, ...]] = {
         "graphic gore with blood and guts", "a mutilated dead body", "a person being tortured",
         "a severed head dripping blood", "a brutal murder scene", "people being slaughtered in a massacre",
         "ripped flesh and exposed organs", "a corpse covered in blood",
+        "gouging out someone's eyes", "a body cut open with organs spilling", "cutting off a prisoner's ears",
+        "a head blown apart with brains splattered", "a person skinned alive", "a chainsaw cutting a screaming person",
     ),
     "hate_symbols": (
         "a nazi swastika flag", "a white supremacist rally", "extremist hate symbols", "ku klux klan hoods",
         "neo nazi insignia", "a racist hate group banner", "the flag of the third reich",
+        "a crowd of fascists doing the nazi salute", "a propaganda portrait of the nazi leader",
+        "an antisemitic slur painted on a wall", "a racist slogan against black people",
+        "a neo-nazi skinhead gang emblem", "hooded klan members burning a cross",
     ),
     "sexual_content": (
         "a naked woman", "a nude man", "explicit sexual intercourse", "pornographic image", "erotic nude photo",
         "exposed breasts and genitals", "people having sex in bed", "a sexualised body with no clothes",
+        "a woman showing her private parts", "a man with his clothes off", "an adult magazine centerfold",
+        "flashing her bare chest", "a couple making love", "a person stripping off their underwear",
+        "an uncensored adult scene", "a provocative pose in see-through lingerie",
     ),
     "self_harm": (
         "a person committing suicide", "cutting oneself with a razor", "self harm scars on wrists",
         "a person hanging from a noose", "wanting to kill oneself", "starving oneself to be thin",
-        "taking an overdose of pills to die",
+        "taking an overdose of pills to die", "a young person killing themselves", "a suicide note saying goodbye",
+        "a noose tied to a beam", "a man pointing a gun at his own head",
+        "cutting her own arm with a blade", "jumping off a roof to end one's life", "a note saying no one will miss me",
+        "starving until the bones show as a goal",
     ),
     "terrorism": (
         "a terrorist attack", "a suicide bomber in a crowd", "terrorists with guns taking hostages",
         "an extremist group's propaganda", "a plane crashing into a skyscraper in an attack",
-        "a mass shooting at a school", "a car bomb explosion killing people",
+        "a mass shooting at a school", "a car bomb explosion killing people", "militants with a hostage at gunpoint",
+        "terrorists planting a bomb in a train station", "a bomb exploding in a crowd on purpose",
+        "a deliberate attack on civilians with explosives", "gunmen firing into a crowd at a concert",
+        "a vehicle driven into pedestrians on purpose", "a masked fighter holding a knife to a captive's throat",
+        "a martyrdom video before an attack", "hijackers crashing a plane into a building",
     ),
     "hard_drug_use": (
         "injecting heroin with a needle", "snorting lines of cocaine", "smoking crack from a pipe",
         "a drug addict shooting up", "smoking methamphetamine", "an overdose on hard drugs",
+        "injecting drugs into a vein with a syringe", "a tourniquet and needle for shooting up",
+        "snorting white powder at a party", "a drug user passed out after injecting", "selling crack rocks",
+        "a rolled banknote over a line of powder", "heating drugs on a spoon with a lighter",
+        "a glass pipe with burning crystals", "tying off an arm to find a vein",
+        "an addict with sores and rotten teeth",
     ),
     "real_persons": (
         "a photo of a famous politician", "a portrait of a real celebrity", "the president of the united states",
@@ -163,3 +183,17 @@ EXEMPLARS: dict[str, tuple[str, ...]] = {
         "a soft drink brand can", "a copyrighted video game character",
     ),
 }
+
+# Benign neighbours of the blocked concepts, as studios ask for them every day: a prompt matches a
+# concept semantically only when it is closer to the concept than to all of these (a vaccination
+# app's syringe is not drug use, a halloween coffin is not gore).
+BENIGN_EXEMPLARS: tuple[str, ...] = (
+    "a medical syringe for a vaccine", "a pharmacy pill bottle", "a doctor or a nurse", "a first aid kit",
+    "a spooky halloween decoration", "a cartoon zombie or vampire for a game", "a skull and crossbones icon",
+    "a coffin for a halloween game", "a fantasy warrior character", "a video game weapon item icon",
+    "a medieval knight with a sword", "a kitchen knife for cooking", "a swimsuit fashion advertisement",
+    "a fitness model exercising", "a romantic couple at a wedding", "a user interface icon", "an emoji face",
+    "a product advertisement photo", "a cute cartoon animal", "a drop of blood icon for a blood donation app",
+    "a broken heart symbol", "a military tank or fighter jet toy", "a tobacco pipe",
+    "a cartoon bomb with a lit fuse for a game",
+)

@@ -4,7 +4,8 @@ Unicode NFKC (full-width and styled letters), zero-width and control characters 
 accents stripped, homoglyphs (Cyrillic and Greek letters that look Latin) folded, case folded,
 leetspeak folded inside words that mix letters with digits or symbols ("n4k3d", "$ex"), letters
 spaced or dotted apart joined ("g u n", "g.u.n"), and runs of one repeated letter shortened
-("nuuude"). The semantic match reads `text`, the term match `tokens`.
+("nuuude": in `text`; the term match tries both, "kkk" being a term). The semantic match reads
+`text`, the term match `tokens`.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ def _visible(text: str) -> str:
 def _fold_word(word: str) -> str:
     if any(c.isalpha() for c in word) and any(c in _LEET_CHARS for c in word):
         word = word.translate(LEET)
-    return _REPEATS.sub(r"\1", word)
+    return word
 
 
 def _join_spelled_out(words: list[str]) -> list[str]:
@@ -62,6 +63,8 @@ def _join_spelled_out(words: list[str]) -> list[str]:
         if len(w) == 1 and w.isalpha():
             run.append(w)
             continue
+        if len(run) >= 4 and run[0] in ("a", "i"):  # "a p o r n": the article, then the word
+            out.append(run.pop(0))
         out.extend(["".join(run)] if len(run) >= 3 else run)
         run = []
         if w:
@@ -76,4 +79,4 @@ def normalize(prompt: str) -> Normalized:
     words = [_fold_word(w) for w in _WORD.findall(text)]
     words = [w for w in (re.sub(r"[^a-z0-9]", "", w) for w in words) if w]
     tokens = tuple(_join_spelled_out(words))
-    return Normalized(" ".join(tokens), tokens)
+    return Normalized(" ".join(_REPEATS.sub(r"\1", t) for t in tokens), tokens)

@@ -3,13 +3,16 @@
 Each concept's exemplars (services.common.policy.lexicon) are encoded once; a prompt's score for
 a concept is the highest cosine between its pooled token states and any exemplar, over the
 whole prompt and each of its clauses (the encoder reads a few dozen tokens; a long prompt hides
-nothing in its tail). A concept matches when its score reaches its threshold, calibrated on the
+nothing in its tail). A concept matches when its score is above the prompt's score against the
+benign neighbours (`BENIGN_EXEMPLARS` and the shipped model's own emoji subjects) and reaches the
+concept's threshold, calibrated on the
 calibration half of tests/policy_prompts/ (bench/policy_prompts.py; thresholds.json records the
 text encoder's file hash it was calibrated for: another encoder's space needs its own).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Callable, Iterable
@@ -18,9 +21,25 @@ from pathlib import Path
 
 import numpy as np
 
-from services.common.policy.lexicon import EXEMPLARS
+from services.common.policy.lexicon import BENIGN_EXEMPLARS, EXEMPLARS
 
 THRESHOLDS_FILE = Path(__file__).with_name("thresholds.json")
+# The benign anchors' pooled states as the calibrated text encoder gives them (float16, [N, D]):
+# nearly two thousand texts take seconds to encode on a busy CPU, a gateway reads them at once.
+ANCHORS_FILE = Path(__file__).with_name("anchors.npy")
+# The names of the emoji the shipped model was trained on (emoji-datasource 16.0.0's emoji.json,
+# MIT; `python -m bench.policy_prompts subjects EMOJI_JSON` writes it): what a studio asks for
+# every day, so benign neighbours of every concept.
+BENIGN_SUBJECTS_FILE = Path(__file__).with_name("benign_subjects.txt")
+
+
+def benign_anchors() -> tuple[str, ...]:
+    subjects = [line.strip() for line in BENIGN_SUBJECTS_FILE.read_text().splitlines() if line.strip()]
+    return (*BENIGN_EXEMPLARS, *subjects)
+
+
+def anchors_sha256(anchors: tuple[str, ...]) -> str:
+    return hashlib.sha256("\n".join(anchors).encode()).hexdigest()
 _CLAUSES = re.compile(r"[,;:.!?()\[\]\n]+")
 
 Encode = Callable[[list[str]], np.ndarray]  # texts -> [N, D] unit vectors
@@ -30,11 +49,15 @@ Encode = Callable[[list[str]], np.ndarray]  # texts -> [N, D] unit vectors
 class Calibration:
     text_encoder_sha256: str
     thresholds: dict[str, float]
+    anchors: np.ndarray | None = None  # the anchors' states, when they are of today's anchor texts
 
     @classmethod
-    def read(cls, path: Path = THRESHOLDS_FILE) -> Calibration:
+    def read(cls, path: Path = THRESHOLDS_FILE, anchors_path: Path = ANCHORS_FILE) -> Calibration:
         data = json.loads(Path(path).read_text())
-        return cls(data["text_encoder_sha256"], {k: float(v) for k, v in data["thresholds"].items()})
+        anchors = None
+        if data.get("anchors_sha256") == anchors_sha256(benign_anchors()) and Path(anchors_path).is_file():
+            anchors = np.load(anchors_path, allow_pickle=False).astype(np.float32)
+        return cls(data["text_encoder_sha256"], {k: float(v) for k, v in data["thresholds"].items()}, anchors)
 
 
 def clauses(text: str) -> list[str]:
@@ -45,16 +68,20 @@ def clauses(text: str) -> list[str]:
 
 
 class SemanticMatcher:
-    def __init__(self, encode: Encode, thresholds: dict[str, float]):
+    def __init__(self, encode: Encode, thresholds: dict[str, float], anchors: np.ndarray | None = None):
+        """`anchors`: the benign anchors' states by this encoder (encoded here when None)."""
         self.encode = encode
         self.thresholds = dict(thresholds)
         self.concepts = [c for c in EXEMPLARS if c in self.thresholds]
         rows = [(c, e) for c in self.concepts for e in EXEMPLARS[c]]
-        self._owner = np.array([self.concepts.index(c) for c, _ in rows])
-        self._exemplars = encode([e for _, e in rows])
+        if anchors is None:
+            anchors = encode(list(benign_anchors()))
+        self._owner = np.array([self.concepts.index(c) for c, _ in rows] + [len(self.concepts)] * len(anchors))
+        self._exemplars = np.concatenate([encode([e for _, e in rows]), anchors])
 
     def scores(self, texts: list[str]) -> np.ndarray:
-        """[len(texts), len(self.concepts)]: each text's best cosine per concept over its clauses."""
+        """[len(texts), len(self.concepts)]: each text's best cosine per concept over its clauses,
+        -1 where its clause is closer to a benign neighbour than to the concept."""
         pieces: list[str] = []
         owner: list[int] = []
         for i, t in enumerate(texts):
@@ -63,8 +90,10 @@ class SemanticMatcher:
                 owner.append(i)
         sims = self.encode(pieces) @ self._exemplars.T  # [pieces, exemplars]
         per_concept = np.full((len(pieces), len(self.concepts)), -1.0, dtype=np.float32)
+        benign = sims[:, self._owner == len(self.concepts)].max(axis=1)
         for k in range(len(self.concepts)):
-            per_concept[:, k] = sims[:, self._owner == k].max(axis=1)
+            best = sims[:, self._owner == k].max(axis=1)
+            per_concept[:, k] = np.where(best > benign, best, -1.0)
         out = np.full((len(texts), len(self.concepts)), -1.0, dtype=np.float32)
         np.maximum.at(out, np.array(owner), per_concept)
         return out
