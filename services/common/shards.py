@@ -86,13 +86,17 @@ def read_shard(data: bytes) -> Iterator[Sample]:
 
 
 def index_document(job_id: str, plan: dict[str, Any], shards: list[ShardInfo], images_total: int) -> bytes:
-    """``index.json``: the layout, the plan the images were made with, and every shard in order."""
+    """``index.json``: the layout, the plan the images were made with, and every shard in order;
+    ``images`` counts the images in the shards, ``filtered`` those of the ``images_total`` that the
+    content policy's output check withheld."""
     shards = sorted(shards, key=lambda s: s.shard)
+    written = sum(s.images for s in shards)
     document = {
         "layout": LAYOUT,
         "members": [IMAGE, CAPTION, METADATA],
         "job_id": job_id,
-        "images": images_total,
+        "images": written,
+        "filtered": images_total - written,
         "urls": shard_pattern(len(shards)),
         "shards": [{k: v for k, v in asdict(s).items() if k != "attempt"} for s in shards],
         "plan": plan,

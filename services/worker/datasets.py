@@ -24,6 +24,7 @@ from typing import Any, Protocol
 
 from services.common import events as ev
 from services.common.datasets import sample_key
+from services.common.jobs import FinishReason
 from services.common.shards import CAPTION, IMAGE, METADATA, Sample, ShardInfo, metadata_json, tar_shard
 from services.worker.stages import Chunk, JobContext, JobReporter, TextCache, provenance_of
 
@@ -67,7 +68,14 @@ class ShardProgress:
         self.reporter.preview(index, step, jpeg, width, height)
 
     def artifact(self, payload: ev.Artifact, blob: bytes) -> None:
-        raise AssertionError("a dataset job's images go into shards, not artifacts")
+        # Only an image the content policy's output check withheld is reported as it is for any job
+        # (FILTERED, no data): it is in no shard. The images themselves go into shards.
+        if payload.finish_reason != FinishReason.FILTERED:
+            raise AssertionError("a dataset job's images go into shards, not artifacts")
+        self.reporter.artifact(payload, blob)
+
+    def policy(self, payload: ev.Policy) -> None:
+        self.reporter.policy(payload)
 
     def shard_begins(self) -> None:
         begin = getattr(self.reporter, "shard_begins", None)
@@ -145,7 +153,7 @@ def run_shards(ctx: JobContext, sink: ShardSink, written: dict[int, ShardInfo], 
                 for c in chunks:
                     c.cancel()
             progress.check()
-            shards[shard] = sink.write(shard, ctx.shard.tar(), len(indices))
+            shards[shard] = sink.write(shard, ctx.shard.tar(), len(ctx.shard.samples))
             progress.shard_written(shards[shard])
             progress.progress(ctx.made * ctx.plan.steps_per_image, ctx.steps_total, ctx.made)
     sink.finish([shards[s] for s in sorted(shards)])

@@ -178,3 +178,24 @@ def test_chunks_in_flight_make_the_same_shards_as_one_chunk_at_a_time(store, mod
         index = json.loads((tmp_path / f"f{in_flight}" / "index.json").read_text())
         digests[in_flight] = [s["sha256"] for s in index["shards"]]
     assert len(digests[1]) == 1 and digests[1] == digests[4]
+
+
+def test_only_an_image_the_output_check_withheld_is_reported_as_an_artifact_of_a_dataset_job():
+    from services.common import events as ev
+    from services.worker.datasets import ShardProgress
+
+    told = []
+
+    class Reporter:
+        def artifact(self, payload, blob):
+            told.append(payload.index)
+
+        def policy(self, payload):
+            told.append(payload.concept)
+
+    progress = ShardProgress(Reporter(), {}, 3)
+    progress.artifact(ev.Artifact(index=4, finish_reason="FILTERED"), b"")
+    progress.policy(ev.Policy(concept="weapons"))
+    with pytest.raises(AssertionError):
+        progress.artifact(ev.Artifact(index=5), b"png bytes")
+    assert told == [4, "weapons"]
