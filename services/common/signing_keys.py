@@ -98,3 +98,12 @@ def read(chain_file: Path, key_file: Path) -> SigningMaterial:
             raise SigningKeyError(f"the signing {what} {path} is not PEM")
         material.append(data)
     return SigningMaterial(*material)
+
+
+if __name__ == "__main__":  # python -m services.common.signing_keys FOLDER: a development chain for Compose
+    import sys
+
+    if len(sys.argv) != 2:
+        sys.exit("usage: python -m services.common.signing_keys FOLDER")
+    for path in write_development_chain(Path(sys.argv[1])):
+        print(path)
