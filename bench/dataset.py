@@ -23,6 +23,7 @@ import argparse
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -203,6 +204,7 @@ def main(argv: list[str] | None = None) -> int:
             checked = same_images(store, Path(runs["dataset"][-1]["folder"]), runs["individual"][-1]["ids"],
                                   args.check)
     load_after = uptime()
+    shutil.rmtree(tmp, ignore_errors=True)
 
     def best(side: str) -> float:
         return max(r["images_per_s"] for r in runs[side])
