@@ -199,3 +199,17 @@ def test_only_an_image_the_output_check_withheld_is_reported_as_an_artifact_of_a
     with pytest.raises(AssertionError):
         progress.artifact(ev.Artifact(index=5), b"png bytes")
     assert told == [4, "weapons"]
+
+
+@pytest.mark.parametrize("sampler", ["euler_ancestral", "dpmpp_2m"])
+def test_a_sample_s_provenance_sent_back_as_a_request_makes_the_same_image(store, models, tmp_path,  # noqa: F811
+                                                                          sampler):
+    from tests.services.test_provenance_replay import replay
+    from tests.services.test_provenance_replay import run as run_alone
+
+    run(store, models, dataset_spec("replay", sampler=sampler, guidance_scale=3.5), dataset_dir=tmp_path)
+    samples = list(read_shard((tmp_path / "replay" / "shard-000001.tar").read_bytes()))
+    meta = json.loads(samples[-1].members["json"])
+    _, blob, _ = run_alone(replay(meta["provenance"]))
+    pixels = Image.open(io.BytesIO(samples[-1].members["png"])).convert("RGBA")
+    assert pixels.tobytes() == blob, "the replayed request made another image"
