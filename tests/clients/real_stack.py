@@ -46,6 +46,8 @@ class RealStack:
     model_sha256: str  # of its manifest.json: the model's identity in provenance
     manifest: Manifest
     http_address: str  # the HTTP/JSON API and playground of the same gateway
+    keys_file: Path  # the gateway's API keys (it reloads them on change): add another tenant's here
+    signing_ca: Path  # the CA of the development chain that signs the images' content credentials
 
 
 @pytest.fixture(scope="session")
@@ -58,7 +60,8 @@ def real_stack(tmp_path_factory) -> RealStack:
             EmbeddedStack(settings, state_dir=tmp_path_factory.mktemp("real-stack"), redis_url=server.url,
                           worker_concurrency=2, ready_timeout=READY_SECONDS) as stack:
         yield RealStack(stack.address, stack.api_key, shipped.name, shipped.version, shipped.manifest_sha256,
-                        shipped.manifest, stack.gateway.http_address)
+                        shipped.manifest, stack.gateway.http_address, stack.settings.api_keys_file,
+                        stack.signing_dir / "signing-ca.pem")
 
 
 def newest_version(model: str) -> str:
