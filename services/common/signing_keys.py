@@ -101,9 +101,9 @@ def read(chain_file: Path, key_file: Path) -> SigningMaterial:
 
 
 if __name__ == "__main__":  # python -m services.common.signing_keys FOLDER: a development chain for Compose
-    import sys
+    import argparse
 
-    if len(sys.argv) != 2:
-        sys.exit("usage: python -m services.common.signing_keys FOLDER")
-    for path in write_development_chain(Path(sys.argv[1])):
+    parser = argparse.ArgumentParser(description="Write a development signing chain (CA, leaf, key) into FOLDER.")
+    parser.add_argument("folder", type=Path, help="e.g. deploy/compose/signing")
+    for path in write_development_chain(parser.parse_args().folder):
         print(path)
