@@ -205,12 +205,18 @@ def _upscale_generated(args: argparse.Namespace, package, report: dict, out: Pat
 def _concepts(args: argparse.Namespace) -> int:
     import json
 
+    import numpy as np
     import torch
     from tqdm import tqdm
 
     from diffusion.data import build, load_dataset, sources
     from diffusion.data.concept_labels import label_matrix
-    from diffusion.evaluation.concepts_generated import add_to_package, evaluate_generated, load_package_net
+    from diffusion.evaluation.concepts_generated import (
+        add_to_package,
+        evaluate_generated,
+        generated_images,
+        load_package_net,
+    )
     from diffusion.evaluation.pipeline import load_shipped_model
 
     torch.set_num_threads(args.threads)
@@ -222,11 +228,20 @@ def _concepts(args: argparse.Namespace) -> int:
         sources.fetch_package(*sources.METADATA_PACKAGE, cache / "npm")))
     model, meta = load_shipped_model(args.model)
     defaults = meta["defaults"]
-    with torch.no_grad():
-        g = evaluate_generated(model, net, thresholds, ds, labels, seeds=args.seeds,
-                               steps=args.steps or defaults.get("steps", 20),
-                               sampler=args.sampler or defaults.get("sampler", "unipc"),
-                               guidance=args.guidance or defaults.get("guidance_scale", 5.0), progress=tqdm)
+    how = dict(seeds=args.seeds, steps=args.steps or defaults.get("steps", 20),
+               sampler=args.sampler or defaults.get("sampler", "unipc"),
+               guidance=args.guidance or defaults.get("guidance_scale", 5.0))
+    cached = Path(args.images) if args.images else None
+    if cached is not None and cached.exists():
+        images = np.load(cached, allow_pickle=False)["images"]
+    else:
+        with torch.no_grad():
+            images = generated_images(model, ds, labels, progress=tqdm, **how)
+        if cached is not None:
+            np.savez_compressed(cached, images=images)
+    if args.generate_only:
+        return 0
+    g = evaluate_generated(images, net, thresholds, ds, labels, **how)
     label = "/".join(Path(args.model).resolve().parts[-2:])
     add_to_package(package, g, label)
     print(json.dumps({"package": str(package), "generated": g}))
@@ -309,5 +324,8 @@ def register(parser: argparse.ArgumentParser, name: str = "eval") -> None:
     k.add_argument("--steps", type=int, help="default: the model's")
     k.add_argument("--sampler", help="default: the model's")
     k.add_argument("--guidance", type=float, help="default: the model's")
+    k.add_argument("--images", help="an .npz of the generations: read when it exists, else written (the "
+                                    "generations do not depend on the classifier)")
+    k.add_argument("--generate-only", action="store_true", help="make --images and stop")
     k.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     k.set_defaults(func=_concepts)

@@ -35,18 +35,35 @@ def _rate(flags: np.ndarray) -> dict:
             "share": round(float(flags.mean()), 4) if flags.size else None}
 
 
-def evaluate_generated(model: LatentModel, net: ConceptNet, thresholds: dict[str, float], ds: ImageDataset,
-                       labels: np.ndarray, *, seeds: int = 2, steps: int = 20, sampler: str = "unipc",
-                       guidance: float = 5.0, progress: Callable[[Iterable], Iterable] | None = None) -> dict:
-    concepts = list(net.config.concepts)
-    limit = np.asarray([thresholds[c] for c in concepts], dtype=np.float32)
+def generated_rows(ds: ImageDataset, labels: np.ndarray, seeds: int) -> tuple[np.ndarray, np.ndarray]:
+    """(dataset rows, seeds) of the prompts: every concept row with `seeds` seeds, then every validation row."""
     positive = (labels == 1).any(axis=1)
     benign = ds.split == 1
     rows = np.concatenate([np.repeat(np.flatnonzero(positive), seeds), np.flatnonzero(benign)])
     seed_of = np.concatenate([np.tile(np.arange(seeds), positive.sum()), np.zeros(benign.sum(), np.int64)])
-    images = generate(model, ds.captions[rows], model_style_ids(model, ds, ds.style_ids[rows]),
-                      (1000 + seed_of).astype(np.uint64), steps=steps, sampler=sampler, guidance=guidance,
-                      progress=progress)
+    return rows, (1000 + seed_of).astype(np.uint64)
+
+
+def generated_images(model: LatentModel, ds: ImageDataset, labels: np.ndarray, *, seeds: int = 2, steps: int = 20,
+                     sampler: str = "unipc", guidance: float = 5.0,
+                     progress: Callable[[Iterable], Iterable] | None = None) -> np.ndarray:
+    """The base model's images of :func:`generated_rows`, uint8 premultiplied RGBA."""
+    rows, seed = generated_rows(ds, labels, seeds)
+    return generate(model, ds.captions[rows], model_style_ids(model, ds, ds.style_ids[rows]), seed, steps=steps,
+                    sampler=sampler, guidance=guidance, progress=progress)
+
+
+def evaluate_generated(images: np.ndarray, net: ConceptNet, thresholds: dict[str, float], ds: ImageDataset,
+                       labels: np.ndarray, *, seeds: int = 2, steps: int = 20, sampler: str = "unipc",
+                       guidance: float = 5.0) -> dict:
+    """Flag rates of ``images`` (:func:`generated_images` of the same arguments) at ``thresholds``."""
+    concepts = list(net.config.concepts)
+    limit = np.asarray([thresholds[c] for c in concepts], dtype=np.float32)
+    positive = (labels == 1).any(axis=1)
+    benign = ds.split == 1
+    rows, _ = generated_rows(ds, labels, seeds)
+    if len(images) != len(rows):
+        raise ValueError(f"{len(images)} generated images for {len(rows)} prompts: generated with other arguments")
     flags = scores(net, images) >= limit
     n_pos = int(positive.sum()) * seeds
     pos_rows, pos_flags, ben_flags = rows[:n_pos], flags[:n_pos], flags[n_pos:]

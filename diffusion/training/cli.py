@@ -195,9 +195,15 @@ def _concepts(args: argparse.Namespace) -> int:
     cache = Path(args.cache) if args.cache else build.default_cache()
     metadata = sources.load_metadata(sources.fetch_package(*sources.METADATA_PACKAGE, cache / "npm"))
     labels = label_matrix(ds.emoji_ids, metadata)
-    opts = ConceptTrainOptions(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed)
+    opts = ConceptTrainOptions(steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+                               max_false_flags=args.max_false_flags)
     model, report = evaluate(ds.images, labels, folds(ds.emoji_ids, ds.split), ds.emoji_ids,
                              concepts_config(), opts, log=lambda m: print(m, flush=True))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    # Out-of-fold scores, for choosing thresholds again without retraining (not part of the package).
+    np.savez_compressed(out.with_name(out.name + ".scores.npz"), oof=report.pop("oof_scores"), labels=labels,
+                        folds=folds(ds.emoji_ids, ds.split), emoji_ids=ds.emoji_ids)
     card_path = data.with_suffix(".card.json")
     card = json.loads(card_path.read_text(encoding="utf-8")) if card_path.exists() else {}
     card = {**card, "dataset": build.shown_path(data), "labels": "diffusion/data/concept_labels.py rules over "
@@ -206,7 +212,7 @@ def _concepts(args: argparse.Namespace) -> int:
                  "source": f"{src.registry}:{src.package}@{src.version}"}
                 for s, src in sources.SOURCES.items() if s in ds.styles]
     command = "atelier train " + " ".join(shlex.quote(a) for a in sys.argv[2:])
-    out = write_package(Path(args.out), model, report, card, licences, command)
+    out = write_package(out, model, report, card, licences, command)
     print(json.dumps({"package": str(out), "thresholds": report["thresholds"],
                       "held_out": {c: r["held_out"] for c, r in report["concepts"].items()},
                       "positives": int((labels == 1).any(axis=1).sum()), "images": int(len(np.asarray(labels)))}))
@@ -309,5 +315,7 @@ def register(parser: argparse.ArgumentParser, name: str = "train") -> None:
     c.add_argument("--batch-size", type=int, default=64)
     c.add_argument("--lr", type=float, default=3e-3)
     c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--max-false-flags", type=float, default=0.002,
+                   help="share of held-out benign images each concept's threshold may flag (default 0.002)")
     c.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     c.set_defaults(func=_concepts)

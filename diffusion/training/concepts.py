@@ -5,8 +5,9 @@ subjects (eight weapons, one cigarette), each in three styles, so the measuremen
 
 1. Cross-validation over the base model's train subjects in ``FOLDS`` folds (whole subjects):
    a network trained without fold k scores fold k, so every image has an out-of-fold score.
-2. Thresholds: per concept, the one maximising F1 on the out-of-fold scores (the validation);
-   a concept whose held-out positives never score above any negative keeps 0.5.
+2. Thresholds: per concept, the lowest at which at most ``max_false_flags`` (0.2 %) of the
+   negatives' out-of-fold scores (the validation) are flagged: a tenant that blocks a concept
+   loses few benign images to it, and recall is what that budget allows.
 3. Held-out precision and recall: fold k's images judged at the thresholds chosen on the other
    folds' out-of-fold scores only, so no image helps choose the threshold it is judged at.
 4. The shipped network trains on every train subject; the base model's validation subjects
@@ -31,6 +32,8 @@ import torch.nn.functional as F
 from diffusion.data.concept_labels import CONCEPTS, FOLDS, RULES, TEST_FOLD
 from diffusion.nets.concept_net import ConceptNet, ConceptNetConfig
 
+MIN_THRESHOLD = 1e-6  # thresholds stay strictly inside (0, 1), as the manifest requires
+
 
 @dataclass
 class ConceptTrainOptions:
@@ -40,6 +43,9 @@ class ConceptTrainOptions:
     weight_decay: float = 5e-4
     positive_share: float = 0.3   # of each batch, drawn from images showing some concept
     seed: int = 0
+    # Each concept's share of benign images it may flag (on held-out scores): five concepts at 0.2 %
+    # keep a tenant that blocks them all under 1 % of its benign images dropped.
+    max_false_flags: float = 0.002
 
 
 def to_input(images: np.ndarray) -> torch.Tensor:
@@ -107,19 +113,15 @@ def scores(model: ConceptNet, images: np.ndarray, batch: int = 256) -> np.ndarra
     return np.concatenate(out) if out else np.zeros((0, len(model.config.concepts)), np.float32)
 
 
-def best_threshold(score: np.ndarray, label: np.ndarray) -> float:
-    """The threshold maximising F1 over the known labels (ties: the higher); 0.5 when no
-    threshold finds a positive without flagging at least as many negatives."""
-    keep = label >= 0
-    s, y = score[keep], label[keep] == 1
-    best, best_f1 = 0.5, 0.0
-    for t in np.unique(s[y]) if y.any() else ():
-        flagged = s >= t
-        tp = int((flagged & y).sum())
-        f1 = 2 * tp / (flagged.sum() + y.sum())
-        if f1 > best_f1 or (f1 == best_f1 and f1 > 0 and t > best):
-            best, best_f1 = float(t), f1
-    return best
+def threshold_for(score: np.ndarray, label: np.ndarray, max_false_flags: float) -> float:
+    """The lowest threshold at which at most ``max_false_flags`` of the known negatives score at or
+    over it: the most recall that false-flag budget allows (unsure rows left out)."""
+    negatives = np.sort(score[label == 0])[::-1]
+    allowed = int(np.floor(max_false_flags * len(negatives)))
+    if allowed >= len(negatives):
+        return MIN_THRESHOLD
+    # Just over the (allowed + 1)-th highest negative: exactly `allowed` negatives stay at or over it.
+    return float(np.clip(np.nextafter(negatives[allowed], np.inf), MIN_THRESHOLD, 1.0 - MIN_THRESHOLD))
 
 
 def counts(score: np.ndarray, label: np.ndarray, threshold: float) -> dict[str, int]:
@@ -156,13 +158,15 @@ def evaluate(images: np.ndarray, labels: np.ndarray, folds: np.ndarray, emoji_id
         model = fit(images[inside], labels[inside], cfg, opts)
         oof[folds == k] = scores(model, images[folds == k])
         log(f"fold {k}: trained on {int(inside.sum())} images, scored {int((folds == k).sum())}")
-    thresholds = {c: best_threshold(oof[trainable, j], labels[trainable, j]) for j, c in enumerate(cfg.concepts)}
+    budget = opts.max_false_flags
+    thresholds = {c: threshold_for(oof[trainable, j], labels[trainable, j], budget)
+                  for j, c in enumerate(cfg.concepts)}
     # Held-out figures: each fold judged at thresholds chosen without it.
     nested = {c: {"tp": 0, "fp": 0, "fn": 0, "tn": 0} for c in cfg.concepts}
     for k in range(FOLDS):
         others, here = trainable & (folds != k), folds == k
         for j, c in enumerate(cfg.concepts):
-            t = best_threshold(oof[others, j], labels[others, j])
+            t = threshold_for(oof[others, j], labels[others, j], budget)
             for key, v in counts(oof[here, j], labels[here, j], t).items():
                 nested[c][key] += v
     final = fit(images[trainable], labels[trainable], cfg, opts)
@@ -173,7 +177,7 @@ def evaluate(images: np.ndarray, labels: np.ndarray, folds: np.ndarray, emoji_id
         n = nested[c]
         positives = labels[trainable, j] == 1
         per_concept[c] = {
-            "threshold": round(thresholds[c], 6),
+            "threshold": thresholds[c],
             "positive_subjects": sorted({str(e) for e in emoji_ids[trainable][positives]}),
             "positive_images": int(positives.sum()),
             "unsure_images": int((labels[:, j] == -1).sum()),
@@ -184,8 +188,9 @@ def evaluate(images: np.ndarray, labels: np.ndarray, folds: np.ndarray, emoji_id
         }
     any_flag = (test_scores >= np.asarray([thresholds[c] for c in cfg.concepts])).any(axis=1)
     report = {
+        "oof_scores": oof,  # popped by the caller into scores.npz beside the package
         "concepts": per_concept,
-        "thresholds": {c: round(t, 6) for c, t in thresholds.items()},
+        "thresholds": thresholds,
         "rules": [asdict(r) for r in RULES if r.concept in cfg.concepts],
         "folds": FOLDS,
         "images": {"train_subjects_images": int(trainable.sum()), "test_images": int(test.sum())},
@@ -201,7 +206,8 @@ def evaluate(images: np.ndarray, labels: np.ndarray, folds: np.ndarray, emoji_id
 def report_markdown(report: dict) -> str:
     lines = ["# Concept classifier: evaluation", "",
              f"Held-out: {report['folds']}-fold cross-validation over whole subjects of the base model's train "
-             "split; each fold's images judged at thresholds chosen on the other folds' out-of-fold scores. "
+             "split; each fold's images judged at thresholds chosen on the other folds' out-of-fold scores "
+             f"(the lowest flagging at most {report['options']['max_false_flags']:.1%} of their negatives). "
              "Test: the base model's validation subjects (no concept among them), scored by the shipped "
              "network at the shipped thresholds.", "",
              "| concept | subjects | images | threshold | held-out precision | held-out recall | TP | FP | FN "
@@ -209,7 +215,7 @@ def report_markdown(report: dict) -> str:
     for c, r in report["concepts"].items():
         h, t = r["held_out"], r["test"]
         fmt = lambda v: "-" if v is None else f"{v:.2f}"  # noqa: E731
-        lines.append(f"| {c} | {len(r['positive_subjects'])} | {r['positive_images']} | {r['threshold']:.3f} "
+        lines.append(f"| {c} | {len(r['positive_subjects'])} | {r['positive_images']} | {r['threshold']:.4g} "
                      f"| {fmt(h['precision'])} | {fmt(h['recall'])} | {h['tp']} | {h['fp']} | {h['fn']} "
                      f"| {r['average_precision']:.2f} | {t['fp']} / {t['fp'] + t['tn']} |")
     flagged = report["test_flagged_any"]

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from diffusion.data.concept_labels import CONCEPTS, FOLDS, TEST_FOLD, fold_of, folds, label_matrix, subject_labels
-from diffusion.training.concepts import average_precision, best_threshold, counts
+from diffusion.training.concepts import MIN_THRESHOLD, average_precision, counts, threshold_for
 from services.common.policy.concepts import BY_NAME
 
 METADATA = [
@@ -59,14 +59,17 @@ def test_rows_unknown_to_the_metadata_are_negatives():
     assert m.shape == (2, len(CONCEPTS)) and m[1].tolist() == [0] * len(CONCEPTS)
 
 
-def test_the_threshold_maximises_f1_and_the_counts_skip_unsure_rows():
+def test_the_threshold_flags_at_most_the_allowed_share_of_negatives_and_counts_skip_unsure_rows():
     score = np.asarray([0.9, 0.8, 0.7, 0.6, 0.2, 0.95])
     label = np.asarray([1, 0, 1, 0, 0, -1])
-    # At 0.7: 2 TP, 1 FP -> F1 0.8; at 0.9: 1 TP -> F1 0.667.
-    assert best_threshold(score, label) == pytest.approx(0.7)
-    assert counts(score, label, 0.7) == {"tp": 2, "fp": 1, "fn": 0, "tn": 2}
+    # Three negatives (0.8, 0.6, 0.2): a third of them may be flagged -> just over 0.6, the second highest.
+    t = threshold_for(score, label, 1 / 3)
+    assert 0.6 < t < 0.6 + 1e-9
+    assert counts(score, label, t) == {"tp": 2, "fp": 1, "fn": 0, "tn": 2}
+    strict = threshold_for(score, label, 0.0)  # none may be flagged: just over the highest negative
+    assert counts(score, label, strict) == {"tp": 1, "fp": 0, "fn": 1, "tn": 3}
     assert average_precision(score, label) == pytest.approx((1 / 1 + 2 / 3) / 2)
 
 
-def test_a_concept_whose_positives_never_lead_keeps_the_even_threshold():
-    assert best_threshold(np.asarray([0.1, 0.2]), np.asarray([0, 0])) == 0.5
+def test_a_budget_covering_every_negative_keeps_the_threshold_inside_zero_one():
+    assert threshold_for(np.asarray([0.1, 0.2]), np.asarray([0, 1]), 1.0) == MIN_THRESHOLD
