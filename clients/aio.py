@@ -15,7 +15,7 @@ import grpc
 from grpc_health.v1 import health_pb2
 
 from atelier.v1 import generation_pb2 as gen
-from atelier.v1 import models_pb2
+from atelier.v1 import models_pb2, types_pb2
 from clients.client import RETRYABLE, Client, Connection, _read, backoff
 from clients.errors import AtelierError, from_rpc_error
 from clients.history import Pages, build_list_request
@@ -97,6 +97,10 @@ class AsyncClient(Connection):
 
     async def list_models(self) -> list[models_pb2.ModelInfo]:
         return list((await self._unary(self._models.ListModels, models_pb2.ListModelsRequest())).models)
+
+    async def content_policy(self) -> types_pb2.ContentPolicy:
+        """The content policy in force for this tenant (Client.content_policy)."""
+        return await self._unary(self._gen.GetContentPolicy, gen.GetContentPolicyRequest())
 
     async def lookup_image(self, image: bytes | str | Path) -> list[gen.ImageMatch]:
         """:meth:`clients.client.Client.lookup_image`."""

@@ -26,7 +26,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from atelier.v1 import generation_pb2 as gen
-from atelier.v1 import generation_pb2_grpc, models_pb2, models_pb2_grpc
+from atelier.v1 import generation_pb2_grpc, models_pb2, models_pb2_grpc, types_pb2
 from clients.errors import AtelierError, from_rpc_error
 from clients.history import Pages, build_list_request
 from clients.requests import build_request
@@ -183,6 +183,11 @@ class Client(Connection):
 
     def list_models(self) -> list[models_pb2.ModelInfo]:
         return list(self._unary(self._models.ListModels, models_pb2.ListModelsRequest(), retry=True).models)
+
+    def content_policy(self) -> types_pb2.ContentPolicy:
+        """The content policy in force for this tenant: the concepts it blocks and each one's action
+        (docs/API.md, "Content policy")."""
+        return self._unary(self._gen.GetContentPolicy, gen.GetContentPolicyRequest(), retry=True)
 
     def lookup_image(self, image: bytes | str | Path) -> list[gen.ImageMatch]:
         """"Was this made here?": this tenant's delivered images that are the picture in `image`

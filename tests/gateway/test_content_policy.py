@@ -16,6 +16,7 @@ from grpc_status import rpc_status
 
 from atelier.v1 import generation_pb2 as gen
 from atelier.v1 import generation_pb2_grpc, types_pb2
+from clients import Client
 from services.gateway import metrics
 from services.gateway.server import serve
 from tests.gateway.conftest import gateway_settings
@@ -38,7 +39,7 @@ def stack(redis_url, keys, tmp_path):
     channel = grpc.insecure_channel(gateway.address)
     try:
         workers.start(concurrency=2, call_seconds=0.01, model_repository=str(tmp_path / "repo"))
-        yield generation_pb2_grpc.GenerationStub(channel), keys
+        yield generation_pb2_grpc.GenerationStub(channel), keys, gateway.address
     finally:
         channel.close()
         gateway.stop(grace=0)
@@ -72,7 +73,7 @@ def _counted(concept: str, tenant: str) -> float:
 @pytest.mark.redis
 @pytest.mark.timeout(120, func_only=True)
 def test_a_tenant_policy_refuses_what_another_allows_and_a_bulk_job_filters_only_its_refused_variant(stack):
-    stub, keys = stack
+    stub, keys, _ = stack
     # The default refuses sexual content for everyone, with the concept and never the words.
     before = _counted("sexual_content", "alice")
     code, info, violations = _refusal(stub, keys.alice, prompt="a n4k3d w\u200bоman", seeds=[1])
@@ -115,13 +116,15 @@ def test_a_tenant_policy_refuses_what_another_allows_and_a_bulk_job_filters_only
 @pytest.mark.redis
 @pytest.mark.timeout(120, func_only=True)
 def test_a_client_reads_its_policy_and_an_edited_keys_file_changes_it_at_once(stack):
-    stub, keys = stack
+    stub, keys, address = stack
     default = stub.GetContentPolicy(gen.GetContentPolicyRequest(), metadata=_auth(keys.alice))
     assert default.name == "default" and "weapons" in default.vocabulary
     assert {r.concept for r in default.rules} == {"sexual_content", "hate_symbols", "violence_gore", "self_harm",
                                                    "terrorism", "hard_drug_use"}
     family = stub.GetContentPolicy(gen.GetContentPolicyRequest(), metadata=_auth(keys.bob))
     assert family.name == "family" and {"weapons", "alcohol"} <= {r.concept for r in family.rules}
+    with Client(address, keys.bob) as sdk:  # the SDK's call is the RPC
+        assert sdk.content_policy() == family
     assert all(r.action == types_pb2.POLICY_ACTION_REFUSE and r.description for r in family.rules)
 
     document = json.loads(keys.path.read_text())
