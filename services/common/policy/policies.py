@@ -2,7 +2,7 @@
 
 The service's default comes from `ATELIER_CONTENT_POLICY` (Settings.content_policy); a tenant's
 own policy lives beside its API keys, in the keys file's `policies` section
-(docs/CONFIGURATION.md, "Content policies"):
+(docs/API.md, "Content policy"; docs/DEPLOY.md):
 
     {"keys": [...],
      "policies": {"kids-studio": {"block": {"weapons": "REFUSE", "alcohol": "REFUSE"},
