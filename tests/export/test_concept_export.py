@@ -30,8 +30,8 @@ def exported(tmp_path_factory) -> tuple[Path, ConceptNet]:
     root = tmp_path_factory.mktemp("concepts")
     torch.manual_seed(0)
     net = ConceptNet(ConceptNetConfig(channels=(4, 8), concepts=CONCEPTS)).eval()
-    report = {"thresholds": THRESHOLDS, "options": {}, "seconds": 0.0, "concepts": {},
-              "test_flagged_any": {"images": 0, "of": 0}}
+    report = {"thresholds": THRESHOLDS, "options": {"max_false_flags": 0.002}, "seconds": 0.0,
+              "concepts": {}, "test_flagged_any": {"images": 0, "of": 0}}
     package = write_package(root / "package", net, {**report, "folds": 5}, {"images": 0},
                             [{"style": "noto", "license": "Apache-2.0"}], "test")
     export_model(package, ExportOptions(name="atelier-concepts", version="1", out=root / "models"))
@@ -81,8 +81,8 @@ def test_the_runtime_premultiplies_as_training_did_and_box_filters_an_upscaled_i
 
 def _manifest(**concepts) -> Manifest:
     spec = dataclasses.replace(ConceptSpec(CONCEPTS, (0.4, 0.6), 32), **concepts)
-    return Manifest(name="c", version="1", concepts=spec, files={"c.onnx": FileEntry("a" * 64, 1, "concept_classifier")},
-                    components={"concept_classifier": "c.onnx"})
+    files = {"c.onnx": FileEntry("a" * 64, 1, "concept_classifier")}
+    return Manifest(name="c", version="1", concepts=spec, files=files, components={"concept_classifier": "c.onnx"})
 
 
 def test_the_manifest_round_trips_and_refuses_contradictions():
