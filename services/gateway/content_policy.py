@@ -4,10 +4,10 @@ A tenant's policy is the service's default (Settings.content_policy) changed by 
 the keys file's `policies` (services.gateway.auth.KeyRing), read again when the file changes. A
 submission's prompts (not its negative prompts: naming what to avoid is how a studio steers away
 from it) go through the prompt check (services.common.policy.check); a single prompt it refuses,
-or a bulk job all of whose prompts it refuses, is answered with PromptRefused (INVALID_ARGUMENT
-with an ErrorInfo naming the concept, never the words that matched); a bulk job's refused
-variants are kept in its plan (`refused_prompts`), so the worker reports their images
-PROMPT_FILTERED and the other prompts proceed (docs/API.md, "Content policy").
+a bulk job all of whose prompts it refuses, or a dataset job with any, is answered with
+PromptRefused (INVALID_ARGUMENT with an ErrorInfo naming the concept, never the words that
+matched); a bulk job's refused variants are kept in its plan (`refused_prompts`), so the worker
+reports their images PROMPT_FILTERED and the other prompts proceed (docs/API.md, "Content policy").
 """
 
 from __future__ import annotations
@@ -58,7 +58,8 @@ class ContentPolicies:
         for _, concept in refused:
             metrics.POLICY_DECISIONS.labels(concept=concept, action=policy.action(concept), check=Check.PROMPT,
                                             tenant=tenant).inc()
-        if refused and (not bulk or len(refused) == len(spec.prompts)):
+        # A dataset job writes shards, not artifacts: it has no per-image filtered result to carry.
+        if refused and (not bulk or len(refused) == len(spec.prompts) or spec.dataset is not None):
             metrics.REJECTED.labels(reason="content_policy").inc()
             index, concept = refused[0]
             raise PromptRefused(concept, policy.name, f"prompts[{index}].prompt" if bulk else "prompt")
