@@ -89,8 +89,9 @@ def test_a_worker_that_is_stopping_hands_a_new_job_back_unstarted(store, executo
     job_id = submit(store, steps=2)
     executor.stop_event = threading.Event()
     executor.stop_event.set()
-    with pytest.raises(WorkerShuttingDown):
+    with pytest.raises(WorkerShuttingDown) as stopped:
         executor.run(job_id)
+    assert stopped.value.args == (job_id,)
     record = store.get(job_id)
     assert (record.state, record.attempt) == (JobState.QUEUED, 0)
     assert lease_of(store, job_id) == (None, None) and executor.leases.held() == {}
@@ -243,10 +244,11 @@ def test_a_measured_job_records_its_row_times_and_reports_them(store, executor):
     executor.on_measured = reported.append
     job_id = submit(store, seeds=(1, 2), steps=3)
     assert executor.run(job_id) == JobState.SUCCEEDED
+    age = time.time() - store.get(job_id).created_at  # the whole job took less than this
     measured = executor.row_times.snapshot()
     assert set(measured) == {"toy/1"} and set(measured["toy/1"]) == {cost.size_key(16, 16)}
     row = measured["toy/1"]["16x16"]
-    assert row["row"] > 0 and row["fixed"] >= 0
+    assert row["row"] > 0 and 0 <= row["fixed"] < age
     assert reported == [measured]
 
 
@@ -300,3 +302,72 @@ def test_an_outcome_is_counted_with_its_latency_under_its_queue(store, executor)
     latest = time.time() - store.get(job_id).created_at  # no later than now: at most this long
     assert latencies()[0] - count == 1.0
     assert 0.0 <= latencies()[1] - total <= latest
+
+
+def test_an_attempt_begins_under_its_worker_s_name_provider_and_lease(store, executor):  # noqa: F811
+    job_id = submit(store, steps=2)
+    assert executor.run(job_id) == JobState.SUCCEEDED
+    started = next(e.data for e in store.read_events(job_id) if e.kind == EventKind.STARTED)
+    assert (started["worker"], started["execution_provider"], started["attempt"]) == (
+        "test-worker", "CPUExecutionProvider", 1)
+
+
+def test_a_lease_lost_while_the_model_loads_begins_no_attempt(store):  # noqa: F811
+    # The lease lapses during the load and another worker leases the job: this delivery's
+    # attempt must not begin, the other's holds the job.
+    job_id = submit(store, steps=2)
+    other = Leases(store, 30, owner="other-worker")
+    taken = []
+
+    def slow_load(model, version):
+        time.sleep(0.05)  # past this worker's 10 ms lease
+        taken.append(other.claim(job_id))
+        return toy_runtime.load(None, model, version)
+
+    registry = ModelRegistry(slow_load, max_batch=4, wait_ms=1)
+    try:
+        executor = JobExecutor(store, registry, Settings.from_env({}, default_model="toy", progress_interval_ms=0,
+                                                                  job_lease_seconds=0.01), name="test-worker")
+        assert executor.run(job_id) == JobState.QUEUED
+    finally:
+        registry.close()
+    record = store.get(job_id)
+    assert taken[0] is not None and lease_of(store, job_id)[0] == taken[0].encode()
+    assert (record.attempt, kinds(store, job_id)) == (0, ["queued"])
+
+
+def test_two_jobs_at_once_are_two_busy_slots(store, executor):  # noqa: F811
+    both = threading.Barrier(2, timeout=10)
+    first_checks, seen = set(), []
+
+    def look(job_id):
+        if job_id not in first_checks:  # each job's first check waits until the other job runs too
+            first_checks.add(job_id)
+            both.wait()
+            seen.append(executor.busy)
+            both.wait()  # neither goes on before both have looked
+        return False
+
+    executor.cancelled = look
+    jobs = [submit(store, steps=2) for _ in range(2)]
+    threads = [threading.Thread(target=executor.run, args=(j,)) for j in jobs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=20)
+    assert not any(t.is_alive() for t in threads)
+    assert seen == [2, 2] and executor.busy == 0
+    assert [store.get(j).state for j in jobs] == [JobState.SUCCEEDED] * 2
+
+
+def test_queue_wait_and_sampling_time_are_observed_within_the_job_s_age(store, executor):  # noqa: F811
+    def observed():
+        return (REGISTRY.get_sample_value("atelier_job_queue_seconds_sum", {"queue": Priority.INTERACTIVE}) or 0.0,
+                REGISTRY.get_sample_value("atelier_sampling_seconds_sum", {"model": "toy"}) or 0.0)
+
+    before = observed()
+    job_id = submit(store, steps=2)
+    assert executor.run(job_id) == JobState.SUCCEEDED
+    age = time.time() - store.get(job_id).created_at
+    waited, sampled = (b - a for a, b in zip(before, observed(), strict=True))
+    assert 0 <= waited < age and 0 < sampled < age

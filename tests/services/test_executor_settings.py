@@ -10,13 +10,16 @@ import time
 
 import pytest
 from PIL import Image
+from prometheus_client import REGISTRY
 
 from services.common import cost
 from services.common import events as ev
 from services.common.events import EventKind
-from services.common.jobs import ErrorCode, JobState
+from services.common.jobs import ErrorCode, JobSpec, JobState, PromptSpec
 from services.common.settings import Settings
 from services.worker.executor import JobExecutor
+from services.worker.models import ModelRegistry
+from tests.services import toy_runtime
 from tests.services.test_pipeline import models, store, submit  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.redis
@@ -111,3 +114,47 @@ def test_an_attempt_taken_over_that_meets_its_limit_ends_nothing(store, models, 
     assert executor.run(job_id) == JobState.RUNNING
     record = store.get(job_id)
     assert (record.attempt, record.error_code, record.error_message) == (2, ErrorCode.NONE, "")
+
+
+def test_the_models_loaded_are_the_versions_the_job_was_planned_against(store):  # noqa: F811
+    asked = []
+
+    def loader(model, version):
+        asked.append((model, version))
+        return toy_runtime.load(None, model, version)
+
+    registry = ModelRegistry(loader, max_batch=4, wait_ms=1)
+    try:
+        job_id = submit(store, steps=2, upscale=4, upscale_steps=1)
+        assert executor_with(store, registry).run(job_id) == JobState.SUCCEEDED
+    finally:
+        registry.close()
+    assert sorted(asked) == [("toy", "1"), ("toy-upscale", "1")]
+
+
+def steps_counted(model: str, sampler: str) -> float:
+    return REGISTRY.get_sample_value("atelier_sampler_steps_total", {"model": model, "sampler": sampler}) or 0.0
+
+
+def test_steps_are_counted_under_the_sampler_that_ran(store, models):  # noqa: F811
+    executor = executor_with(store, models)
+    planned_default = steps_counted("toy", "euler")  # the toy's default sampler, the plan's
+    job_id = submit(store, steps=3)  # no sampler asked
+    assert store.get(job_id).spec.sampler == "" and store.get(job_id).spec.plan.sampler == "euler"
+    assert executor.run(job_id) == JobState.SUCCEEDED
+    assert steps_counted("toy", "euler") - planned_default == 3
+
+    upscaled = steps_counted("toy-upscale", "upscaler")
+    upload = store.create("acme", toy_runtime.planned(JobSpec(prompts=(PromptSpec(""),), seeds=(3,),
+                                                              upscale_image=png(8), upscale_steps=2)))[0]
+    assert executor.run(upload) == JobState.SUCCEEDED
+    assert steps_counted("toy-upscale", "upscaler") - upscaled == store.get(upload).steps_done > 0
+
+
+def test_a_job_an_older_gateway_queued_without_a_plan_counts_its_steps_under_its_sampler(store, models):  # noqa: F811
+    executor = executor_with(store, models)
+    before = steps_counted("toy", "heun")
+    spec = toy_runtime.planned(JobSpec(prompts=(PromptSpec("a red apple"),), seeds=(1,), steps=2, sampler="heun"))
+    job_id = store.create("acme", spec.with_(plan=None))[0]
+    assert executor.run(job_id) == JobState.SUCCEEDED
+    assert steps_counted("toy", "heun") - before == store.get(job_id).steps_done > 0
