@@ -318,6 +318,8 @@ def _print_job(job) -> None:
         ("seeds", " ".join(str(s) for s in job.seeds)),
         ("last event", job.last_event_id or "-"),
     ]
+    if job.shards_total:
+        rows.append(("shards", f"{job.shards_done}/{job.shards_total} in {job.dataset_output}"))
     if job.error_message:
         rows.append(("error", f"{types_pb2.ErrorCode.Name(job.error_code)}: {job.error_message}"))
     if job.labels:

@@ -205,7 +205,9 @@ class JobExecutor:
         measured: dict[str, float] = {}
 
         started, succeeded = time.perf_counter(), False
+        shards = None
         try:
+            shards = self._shards(job, attempt, reporter)
             pipeline.generate(
                 job,
                 loaded.base.runtime if loaded.base else None,
@@ -219,7 +221,7 @@ class JobExecutor:
                 upscaler=loaded.upscaling(),
                 measured=measured,
                 concepts=loaded.concepts,
-                shards=self._shards(job, attempt, reporter),
+                shards=shards,
                 dataset_chunks_in_flight=self.settings.dataset_chunks_in_flight,
             )
         except WorkerShuttingDown:
@@ -252,7 +254,8 @@ class JobExecutor:
             metrics.SAMPLING.labels(model=model_name).observe(time.perf_counter() - started)
             sampler = (job.spec.plan.sampler or "upscaler") if job.spec.plan else job.spec.sampler
             metrics.STEPS.labels(model=model_name, sampler=sampler).inc(reporter.steps_done)
-            metrics.IMAGES.labels(model=model_name).inc(reporter.images_written)
+            # A dataset job's images count once their shard is written.
+            metrics.IMAGES.labels(model=model_name).inc(reporter.images_written + (shards.images if shards else 0))
         return JobState.SUCCEEDED if succeeded else None
 
     def _shards(self, job: JobRecord, attempt: int, reporter: StoreReporter) -> StoreShards | None:

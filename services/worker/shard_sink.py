@@ -19,6 +19,7 @@ from services.worker.reporting import JobStopped
 class StoreShards:
     def __init__(self, store: JobStore, job: JobRecord, attempt: int, files: DatasetFiles):
         self.store, self.job, self.attempt, self.files = store, job, attempt, files
+        self.images = 0  # in the shards this attempt wrote
 
     def written(self) -> dict[int, ShardInfo]:
         return self.store.shards(self.job.job_id)
@@ -28,6 +29,7 @@ class StoreShards:
         self.files.put(info.file, data)
         if not self.store.add_shard(self.job.job_id, self.attempt, info):
             raise JobStopped(self.job.job_id)  # a later attempt owns the job, or it ended
+        self.images += images
         return info
 
     def finish(self, shards: list[ShardInfo]) -> None:

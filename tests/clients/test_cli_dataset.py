@@ -49,6 +49,9 @@ def test_a_dataset_made_and_inspected_from_the_command_line_in_a_folder_and_in_s
         made = atelier("dataset", str(spec), "--out", "icons/v1", "--no-progress", env=env, cwd=tmp_path)
         assert made.returncode == 0, made.stderr
         assert made.stdout.strip() == "18 images in 4 shards written to icons/v1 (in the workers' dataset directory)"
+        job_id = made.stderr.split("dataset job ", 1)[1].split(":", 1)[0]
+        shown = atelier("jobs", "get", job_id, env=env, cwd=tmp_path)
+        assert "    shards  4/4 in icons/v1" in shown.stdout and "    images  18/18" in shown.stdout, shown.stdout
 
         looked = atelier("dataset", "inspect", str(tmp_path / "datasets" / "icons" / "v1"), "--sheet", "sheet.png",
                          "--sample", "6", env=env, cwd=tmp_path)

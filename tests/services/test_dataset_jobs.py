@@ -89,7 +89,14 @@ def test_a_shard_s_bytes_depend_only_on_its_samples_and_read_back_grouped_by_key
 
 def test_a_dataset_job_writes_its_images_in_shards_with_an_index_and_the_same_images_as_ordinary_jobs(
         store, models, tmp_path):  # noqa: F811
+    from prometheus_client import REGISTRY
+
+    def images_counted() -> float:
+        return REGISTRY.get_sample_value("atelier_images_total", {"model": "toy"}) or 0.0
+
+    counted = images_counted()
     job_id = run(store, models, dataset_spec("studio/run1"), dataset_dir=tmp_path)
+    assert images_counted() - counted == 12
     folder = tmp_path / "studio" / "run1"
     assert sorted(p.name for p in folder.iterdir()) == ["index.json", "shard-000000.tar", "shard-000001.tar",
                                                           "shard-000002.tar"]
