@@ -35,12 +35,13 @@ class CeleryEnqueue:
     def __init__(self, settings: Settings):
         self.app = Celery("atelier-gateway", set_as_current=False)
         self.app.conf.update(queues.celery_config(settings))
+        self.messages = queues.TaskMessages(self.app)
 
     def __call__(self, job_id: str, queue: str) -> None:
         queues.enqueue(self.app, job_id, queue)
 
     def message(self, job_id: str, queue: str) -> tuple[str, str]:
-        return queues.broker_message(self.app, job_id, queue)
+        return self.messages.message(job_id, queue)
 
     def close(self) -> None:
         self.app.close()

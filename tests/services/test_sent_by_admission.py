@@ -14,6 +14,7 @@ from services.common.jobs import JobSpec, PromptSpec
 from services.common.queues import (
     TASK_NAME,
     UNACKED_KEY,
+    TaskMessages,
     broker_message,
     enqueue,
     job_of_delivery,
@@ -60,6 +61,16 @@ def test_the_message_is_the_one_celery_publishes_but_for_its_ids(app, redis_clie
     assert json.loads(base64.b64decode(made["body"]))[0] == ["job-1"]
     with pytest.raises(ValueError, match="queue must be one of"):
         broker_message(app, "job-1", "bulk")
+
+
+def test_one_template_makes_each_job_its_own_message(app, redis_client):
+    messages = TaskMessages(app)
+    first, second = (json.loads(messages.message(job, "interactive")[1]) for job in ("job-a", "job-b"))
+    assert [json.loads(base64.b64decode(m["body"]))[0] for m in (first, second)] == [["job-a"], ["job-b"]]
+    assert [m["headers"]["argsrepr"] for m in (first, second)] == ["['job-a']", "['job-b']"]
+    ids = {first["headers"]["id"], second["headers"]["id"], first["properties"]["delivery_tag"],
+           second["properties"]["delivery_tag"]}
+    assert len(ids) == 4 and TaskMessages._STAND_IN not in json.dumps([first, second])
 
 
 def test_admission_stores_and_sends_in_one_step_with_no_outbox_entry(app, store, redis_client):
