@@ -14,6 +14,7 @@ from services.common import events as ev
 from services.common.events import EventKind
 from services.common.jobs import ErrorCode, JobSpec, JobState, PromptSpec
 from services.common.settings import Settings
+from services.common.shards import shard_info
 from services.common.store import JobStore
 from services.worker.executor import JobExecutor
 from services.worker.models import ModelRegistry
@@ -31,9 +32,10 @@ WRITES = {
     "finish succeeded": lambda s, j, a: s.finish(j, a, JobState.SUCCEEDED),
     "finish failed": lambda s, j, a: s.finish(j, a, JobState.FAILED, ErrorCode.INTERNAL, "boom"),
     "finish expired": lambda s, j, a: s.finish(j, a, JobState.EXPIRED),
+    "dataset shard": lambda s, j, a: s.add_shard(j, a, shard_info(0, b"shard of attempt", 5, a)),
 }
 # Store methods that take an attempt and write; a new one must join WRITES above.
-WRITE_METHODS = {"append_event", "add_artifact", "finish"}
+WRITE_METHODS = {"append_event", "add_artifact", "finish", "add_shard"}
 READ_METHODS = {"still_running"}
 
 
