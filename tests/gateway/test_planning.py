@@ -28,7 +28,7 @@ def test_a_request_that_leaves_everything_out_is_planned_with_the_manifest_s_val
                                                                    DEFAULT_STEPS)
     assert (plan.guidance_scale, plan.width, plan.height, plan.seeds) == (DEFAULT_GUIDANCE, 32, 32, (5,))
     assert plan.schedule["kind"] == "edm" and plan.schedule["spacing"] == "karras"
-    assert plan.stages[-3:] == ("metadata", "encode", "report")
+    assert plan.stages[-4:] == ("metadata", "encode", "credentials", "report")
 
 
 def test_an_image_to_image_request_is_planned_with_the_steps_that_will_run_and_the_sampler_s_eta(stack):

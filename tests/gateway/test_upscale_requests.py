@@ -172,7 +172,8 @@ def test_an_upscale_job_is_planned_from_its_upload_and_runs_only_the_upscaler(up
     handle, job, record = submitted(upstack, upscale_image=img(upload), seeds=[7], upscale_steps=3)
     plan = record.spec.plan
     assert (plan.kind, plan.model, plan.model_sha256, plan.stages) == ("upscale", "", "", ("upscale", "metadata",
-                                                                                         "encode", "report"))
+                                                                                         "encode", "credentials",
+                                                                                         "report"))
     assert (plan.width, plan.height, plan.output_width, plan.output_height) == (20, 12, 80, 48)
     assert plan.upscale_image_sha256 == hashlib.sha256(upload).hexdigest()
     assert record.spec.upscale_image == upload  # stored with the job, like an init image
