@@ -3,6 +3,7 @@ the file a role and variant name, and every refusal names the file and the reaso
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 from pathlib import Path
@@ -238,3 +239,37 @@ def test_each_reason_a_version_cannot_be_opened_is_named_with_its_path(tmp_path:
     (tmp_path / "toy" / "3" / "manifest.json").write_text("{not json")
     with pytest.raises(ModelRepositoryError, match="^" + re.escape(f"{tmp_path / 'toy' / '3' / 'manifest.json'}: ")):
         repo.open("toy", "3")
+
+
+@pytest.mark.parametrize("entry, reason", [
+    ("link.json", "symbolic links are not loaded"),
+    ("weights.PT", "pickled checkpoint; only ONNX, safetensors and JSON are loaded"),
+    ("extra", "folder not listed in the manifest"),
+])
+def test_each_thing_in_a_version_folder_the_manifest_does_not_vouch_for_is_refused_by_name(
+        tmp_path: Path, entry, reason) -> None:
+    folder = write_version(tmp_path)
+    if entry == "link.json":
+        (folder / entry).symlink_to(folder / "tokenizer.json")
+    elif entry == "extra":
+        (folder / entry).mkdir()
+    else:
+        (folder / entry).write_bytes(b"\x80\x04 not really a checkpoint")
+    with pytest.raises(UnsafeModelError, match=refusal(folder, entry, reason)):
+        ModelRepository(tmp_path).open("toy")
+
+
+def test_a_name_with_two_dots_in_a_row_is_refused_even_where_its_letters_are_allowed(tmp_path: Path) -> None:
+    write_version(tmp_path)
+    with pytest.raises(ModelRepositoryError, match="^" + re.escape("invalid model name 'to..y'")):
+        ModelRepository(tmp_path).open("to..y")
+
+
+def test_a_pickled_checkpoint_the_manifest_lists_is_refused_by_name(tmp_path: Path) -> None:
+    folder = write_version(tmp_path)
+    raw = json.loads((folder / "manifest.json").read_text())
+    raw["files"]["weights.CKPT"] = dict(raw["files"]["tokenizer.json"])
+    (folder / "manifest.json").write_text(json.dumps(raw))
+    with pytest.raises(UnsafeModelError, match=refusal(
+            folder, "weights.CKPT", "pickled checkpoint; only ONNX, safetensors and JSON are loaded")):
+        ModelRepository(tmp_path).open("toy")
