@@ -118,3 +118,16 @@ def test_a_tenant_over_its_rate_retries_when_its_minute_ends(job_store, into_win
     assert (refused.reason, refused.retry_after) == ("tenant_rate", retry)
     assert str(refused) == "tenant submitted 2 jobs this minute, the limit is 2 a minute"
     assert admission.admit("acme", SPEC, 6, now=start + 60.0).position == 2  # a new minute, a new count
+
+
+def test_with_no_worker_live_jobs_queue_for_one_slot_at_the_default_estimate(job_store):
+    admission = admission_of(job_store)
+    placed = [admission.admit("acme", SPEC, 6, now=NOW) for _ in range(2)]
+    one_job = placed[0].eta_seconds
+    assert one_job > 0 and placed[1].eta_seconds == 2 * one_job
+
+
+def test_a_spec_without_a_plan_is_admitted_with_no_estimate(job_store):
+    admission = admission_of(job_store, workers=[worker(1, 4.0)])
+    placed = admission.admit("acme", SPEC.with_(plan=None), 6, now=NOW)
+    assert (placed.position, placed.eta_seconds) == (0, 0.0)
