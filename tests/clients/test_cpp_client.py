@@ -89,26 +89,20 @@ def test_cpp_client_gets_the_shipped_models_image(cpp_client, real_stack, tmp_pa
 
 
 def test_cpp_client_resumes_a_dropped_stream_from_the_last_event(cpp_client, real_stack, tmp_path):
-    """The connection is cut by the network (a relay) right after the job is queued, dropping what
-    the gateway sends next: the client watches from its last event id and gets every later event
-    exactly once, and the job's image."""
+    """The connection is cut by the network (a relay) right after the job's first event, dropping
+    what the gateway sends next: the client watches from its last event id and gets every later
+    event exactly once, and the job's image."""
     out = tmp_path / "resumed.png"
-    with TcpRelay(real_stack.address) as relay:
-        client = subprocess.Popen([str(cpp_client), *_args(real_stack, out, seed=11, address=relay.address),
-                                   "--preview-every", "2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        try:
-            first = client.stdout.readline()
-            assert first.startswith("queued "), first + client.stderr.read()
-            relay.arm()
-            rest, err = client.communicate(timeout=JOB_SECONDS)
-        finally:
-            client.kill()
-    assert client.returncode == 0, first + rest + err
-    lines = [first.strip(), *rest.splitlines()]
-    job_id = first.split()[2]
+    with TcpRelay(real_stack.address, cut_before_data_frame=2) as relay:
+        done = subprocess.run([str(cpp_client), *_args(real_stack, out, seed=11, address=relay.address),
+                               "--preview-every", "2"], capture_output=True, text=True, timeout=JOB_SECONDS)
+    assert done.returncode == 0, done.stdout + done.stderr
+    lines = done.stdout.splitlines()
     assert relay.cuts == 1 and relay.connections >= 2
-    (resume,) = [line for line in lines if line.startswith("resume ")]
-    assert resume.startswith(f"resume {job_id} after {first.split()[1]} (14: ")  # UNAVAILABLE
+    queued, job_id = lines[0].split()[1:3]
+    assert lines[0].startswith("queued ")
+    # The resume comes right after the first event, from its id, on a dropped connection (UNAVAILABLE).
+    assert lines[1].startswith(f"resume {job_id} after {queued} (14: "), lines
     log = _full_log(real_stack, job_id)
     assert _event_ids(lines) == [e.id for e in log]  # each event once, in order, none missed
     (image,) = [e.artifact.data for e in log if e.HasField("artifact")]
