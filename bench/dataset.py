@@ -22,9 +22,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import os
 import shutil
-import subprocess
 import sys
 import tarfile
 import tempfile
@@ -33,6 +31,7 @@ import time
 from pathlib import Path
 
 from bench.batching import PROMPTS
+from bench.fast import uptime
 from bench.report import finish
 
 SHIPPED = Path(__file__).resolve().parents[1] / "models"
@@ -40,13 +39,6 @@ SHIPPED = Path(__file__).resolve().parents[1] / "models"
 
 def _log(message: str) -> None:
     print(message, flush=True)
-
-
-def uptime() -> str:
-    try:
-        return subprocess.run(["uptime"], capture_output=True, text=True, timeout=5).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "load average: " + ", ".join(f"{v:.2f}" for v in os.getloadavg())
 
 
 def layout(images: int, styles: list[str], prompts: list[str] = PROMPTS) -> tuple[list[str], list[str], list[int]]:
