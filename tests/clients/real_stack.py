@@ -89,6 +89,12 @@ def assert_emoji(data: bytes, manifest: Manifest) -> np.ndarray:
     return np.asarray(image)
 
 
+def pixels(data: bytes) -> np.ndarray:
+    """An image file's pixels: what "the same image" means, since each delivered file carries a
+    C2PA manifest of its own (a fresh signature and instance id), so two deliveries' bytes differ."""
+    return np.asarray(Image.open(io.BytesIO(data)).convert("RGBA"))
+
+
 def assert_different_images(a: bytes, b: bytes) -> None:
     """Two seeds' images differ as pictures, not by a few rounding bits."""
     pa, pb = (np.asarray(Image.open(io.BytesIO(x)), dtype=float) for x in (a, b))
