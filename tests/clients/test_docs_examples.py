@@ -91,6 +91,10 @@ def _pngs_open(work: Path) -> None:
 @pytest.mark.redis
 @pytest.mark.parametrize("block", [b for b in every_block() if b.runs], ids=_where)
 def test_the_example_runs_against_the_shipped_model(block, real_stack, finished_job, tmp_path):
+    _run_block(block, real_stack, finished_job, tmp_path)
+
+
+def _run_block(block: Block, real_stack, finished_job: tuple[str, str], tmp_path: Path) -> None:
     work, env = _workdir(tmp_path), _env(real_stack)
     job_id, event_id = finished_job
     if block.kind == "sh":
@@ -118,3 +122,17 @@ def test_the_example_runs_against_the_shipped_model(block, real_stack, finished_
     _pngs_open(work)
 
 
+
+
+@pytest.mark.slow
+@pytest.mark.redis
+@pytest.mark.parametrize("language, text", [
+    ("sh", 'atelier generate "a fox" --style google --out out/\n'),
+    ("python", 'from clients import Client\n\nwith Client("127.0.0.1:50051", api_key) as c:\n'
+               '    list(c.generate("a fox", style="google"))\n'),
+    ("sh", "atelier jobs watch JOB_ID --after EVENT_ID\natelier generate 'a fox' --model atelier-emoij --out out/\n"),
+])
+def test_an_example_asking_for_what_the_model_lacks_fails(language, text, real_stack, finished_job, tmp_path):
+    block = Block(ROOT / "docs" / "X.md", 1, language, text, None)
+    with pytest.raises(AssertionError, match="exited"):
+        _run_block(block, real_stack, finished_job, tmp_path)
