@@ -36,7 +36,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
 
 # The pyproject extra each server-side subcommand needs; a bare `pip install atelier` has the client ones.
 EXTRAS: dict[str, str] = {"data": "train", "train": "train", "eval": "train", "export": "train",
-                          "worker": "worker", "gateway": "server", "up": "server",
+                          "worker": "worker", "gateway": "worker", "up": "server",
                           "webhooks": "server", "verify": "server"}
 PROJECT_PACKAGES = {"atelier", "atelier_cli", "clients", "diffusion", "export", "repository", "services", "bench"}
 
