@@ -42,7 +42,7 @@ public class AtelierGenerate : MonoBehaviour
         string jobId = "", lastEventId = "";
         for (var attempt = 0; ; attempt++)
         {
-            var call = jobId == ""
+            using var call = jobId == ""
                 ? client.Generate(request, auth)
                 : client.Watch(new WatchRequest { JobId = jobId, AfterEventId = lastEventId }, auth);
             try
