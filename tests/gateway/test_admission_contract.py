@@ -105,7 +105,8 @@ def test_a_job_s_eta_counts_the_jobs_ahead_per_slot(job_store):
     admission = admission_of(job_store, workers=[worker(2, 4.0), worker(1, 4.0)])
     placed = [admission.admit("acme", SPEC, 6, now=NOW) for _ in range(4)]
     assert [(p.position, p.eta_seconds) for p in placed] == [(0, 4.0), (1, 4.0), (2, 4.0), (3, 8.0)]
-    assert job_store.get(placed[0].job_id).steps_total == 6
+    stored = job_store.get(placed[0].job_id)
+    assert (stored.steps_total, stored.created_at) == (6, NOW)
 
 
 @pytest.mark.parametrize("into_window, retry", [(10.0, 50.0), (59.75, 0.5)])

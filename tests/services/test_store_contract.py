@@ -1,6 +1,6 @@
 """The job store's smaller promises on a real Redis (services/common/store/): an expiry's time
 and reason, the outbox's clock, a tenant's jobs in flight, following a log from "0" or until
-it has been quiet, a quota refusal's text."""
+it has been quiet, a quota refusal's text, a history page's budget."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import pytest
 
 from services.common.jobs import JobSpec, JobState, PromptSpec
 from services.common.store import JobStore, QuotaExceeded
+from services.common.store.history import HistoryFilter, Position, created_ms
 
 pytestmark = pytest.mark.redis
 
@@ -67,3 +68,15 @@ def test_following_from_zero_starts_at_the_first_event_and_a_quiet_log_ends_the_
 def test_a_quota_refusal_reads_as_its_limit_and_count():
     refused = QuotaExceeded("queue_full", 7)
     assert (str(refused), refused.limit, refused.counted) == ("queue_full: 7", "queue_full", 7)
+
+
+def test_a_history_page_examines_at_most_its_budget_and_says_where_to_go_on(store):
+    jobs = [store.create("acme", SPEC, now=T0 + i)[0] for i in range(20)]  # jobs[-1] is the newest
+    none_match = HistoryFilter(states=frozenset({JobState.SUCCEEDED}))
+    page = store.history("acme", 10, none_match, budget=5)
+    assert page.records == [] and page.next == Position(created_ms(T0 + 15), jobs[15])
+    page = store.history("acme", 10, none_match, after=page.next, budget=15)
+    assert page.records == [] and page.next is None  # the budget ran out with the history
+    every = store.history("acme", 20, budget=20)
+    assert [r.job_id for r in every.records] == jobs[::-1] and every.next is None
+    assert store.history("acme", 19, budget=20).next == Position(created_ms(T0 + 1), jobs[1])
