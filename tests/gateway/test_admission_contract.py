@@ -132,3 +132,10 @@ def test_a_spec_without_a_plan_is_admitted_with_no_estimate(job_store):
     admission = admission_of(job_store, workers=[worker(1, 4.0)])
     placed = admission.admit("acme", SPEC.with_(plan=None), 6, now=NOW)
     assert (placed.position, placed.eta_seconds) == (0, 0.0)
+
+
+def test_without_a_snapshot_admission_reads_the_live_workers_from_redis(job_store):
+    readiness.report(job_store.client, job_store.prefix, worker(2, 4.0), ttl=60)
+    admission = Admission(job_store, Quotas(100, 100, {Priority.INTERACTIVE: 100, Priority.BATCH: 100}))
+    placed = [admission.admit("acme", SPEC, 6, now=NOW) for _ in range(3)]
+    assert [p.eta_seconds for p in placed] == [4.0, 4.0, 8.0]  # two slots of 4 s jobs
