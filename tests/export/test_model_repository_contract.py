@@ -273,3 +273,11 @@ def test_a_pickled_checkpoint_the_manifest_lists_is_refused_by_name(tmp_path: Pa
     with pytest.raises(UnsafeModelError, match=refusal(
             folder, "weights.CKPT", "pickled checkpoint; only ONNX, safetensors and JSON are loaded")):
         ModelRepository(tmp_path).open("toy")
+
+
+def test_a_file_the_manifest_lists_that_is_missing_is_refused_by_name(tmp_path: Path) -> None:
+    folder = write_version(tmp_path)
+    (folder / "tokenizer_fp16.json").unlink()
+    missing = refusal(folder, "tokenizer_fp16.json", "listed in the manifest but missing")
+    with pytest.raises(UnsafeModelError, match=missing):
+        ModelRepository(tmp_path).open("toy")
