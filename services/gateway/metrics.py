@@ -28,7 +28,7 @@ RPC_SECONDS = Histogram(
 SUBMITTED = Counter("atelier_jobs_submitted_total", "Jobs accepted, by priority queue.", ["queue"], registry=None)
 REJECTED = Counter(
     "atelier_jobs_rejected_total",
-    "Submissions refused: invalid, tenant_in_flight, tenant_rate, queue_full.",
+    "Submissions refused: invalid, content_policy, tenant_in_flight, tenant_rate, queue_full.",
     ["reason"],
     registry=None,
 )
