@@ -12,7 +12,8 @@ process, the gRPC gateway) on the default model, and in the same run:
    each job's time split into the stages of bench._gateway_timing (accept, screen, admit,
    enqueue, pickup, run, finish, deliver) and the in-process job's into its compute stages; goals:
    the minimal job's fixed overhead <= 3 ms at p50 and p99 <= 20 ms, the fast job's
-   overhead <= 10 %, the default job's <= 2 % (paired medians);
+   overhead <= 10 %, the default job's <= 2 % (paired medians); and the Redis commands each
+   costs, counted with MONITOR (bench._gateway_trips: the same whatever the machine's load);
 2. Submits accepted per second from 50 concurrent asyncio SDK clients in a separate
    process, bounded in jobs and seconds: with the worker paused (SIGSTOP: the gateway's
    own capacity on this machine), with it running its backlog beside the gateway on the
@@ -39,6 +40,7 @@ from typing import Any
 
 from bench import report
 from bench._gateway_timing import GatewayProbe, InProcess, InProcessTiming, ServiceTiming, time_service_job
+from bench._gateway_trips import commands_per_job
 
 # Goals of issue 19 (docs/BENCHMARKS.md, "Interactive latency"): overhead of the service over
 # the same job in-process, as a paired median, and the minimal job's fixed cost and tail.
@@ -193,6 +195,19 @@ def latency(client, probe: GatewayProbe, work: list[Workload], pairs: dict[str, 
     return figures
 
 
+def redis_commands(stack, client, work: list[Workload], jobs: int = 20) -> dict[str, Any]:
+    """Redis commands per job of each workload, counted (bench._gateway_trips): independent of the load."""
+    url = stack.settings.redis_url
+    out = {}
+    for w in work:
+        counted = commands_per_job(url, lambda i, w=w: time_service_job(client, f"counted {w.name} {i}", seeds=[i],
+                                                                        **w.fields), jobs)
+        say(f"  {w.name}: {counted['sent_per_job']} commands sent a job ({counted['scripts_per_job']} of them "
+            f"scripts), {counted['run_by_scripts']} run inside scripts; {counted['sent_by_command']}")
+        out[w.name] = counted
+    return out
+
+
 # --- 2. Submits accepted per second
 
 
@@ -330,9 +345,11 @@ def main(argv: list[str] | None = None) -> int:
             f"worker pid {stack.worker.pid}, redis {'embedded' if stack.redis else args.redis_url}")
         probe = GatewayProbe(stack.gateway.jobs)
         with Client(stack.address, stack.api_key, timeout=120.0) as client:
-            jobs = latency(client, probe, workloads(local, fast), pairs, warmup=1 if args.quick else 3)
+            workloads_of = workloads(local, fast)
+            jobs = latency(client, probe, workloads_of, pairs, warmup=1 if args.quick else 3)
             figures.update({f"{name}_job": value for name, value in jobs.items()})
             figures["load_after_latency"] = machine_load()
+            figures["redis_commands"] = redis_commands(stack, client, workloads_of, 5 if args.quick else 20)
             if not args.skip_submit_load:
                 figures["submit"] = submit_throughput(stack, client, args.clients, args.submit_jobs,
                                                       args.submit_seconds, args.filler_keys)

@@ -55,6 +55,10 @@ def test_quick_run_reports_every_figure(tiny_repository):
         q1, q2, q3 = job["overhead_pct_paired_quartiles"]
         assert q1 <= q2 <= q3
     assert "fast_job" not in figures
+    for name in ("minimal", "default"):
+        counted = figures["redis_commands"][name]
+        assert counted["jobs"] == 5 and counted["sent_per_job"] >= counted["scripts_per_job"] >= 1
+        assert counted["sent_by_command"]["EVALSHA"] >= 1
     default = figures["default_job"]
     assert default["goal_pct"] == 2.0 and default["goal_met"] == (default["overhead_pct_paired_median"] <= 2.0)
     minimal = figures["minimal_job"]
