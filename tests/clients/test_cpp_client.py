@@ -11,17 +11,16 @@ client source rebuilds what depends on it.
 from __future__ import annotations
 
 import fcntl
-import io
 import shutil
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
-from PIL import Image
 
 from clients import Client, build_request
 from tests.clients.deadlines import within
-from tests.clients.real_stack import EMOJI_JOB, JOB_SECONDS, assert_emoji
+from tests.clients.real_stack import EMOJI_JOB, JOB_SECONDS, assert_emoji, pixels
 from tests.clients.tcp_relay import TcpRelay
 
 pytestmark = [pytest.mark.slow, pytest.mark.redis]
@@ -61,10 +60,6 @@ def _event_ids(lines: list[str]) -> list[str]:
     return [line.split()[1] for line in lines if line.split()[0] in kinds]
 
 
-def _pixels(png: bytes) -> bytes:
-    return Image.open(io.BytesIO(png)).tobytes()
-
-
 def _full_log(stack, job_id: str):
     with Client(stack.address, stack.api_key) as c:
         return within(c.watch(job_id), JOB_SECONDS)
@@ -85,7 +80,7 @@ def test_cpp_client_gets_the_shipped_models_image(cpp_client, real_stack, tmp_pa
     with Client(real_stack.address, real_stack.api_key) as c:
         events = within(c.generate(request=build_request(**EMOJI_JOB, seeds=[7])), JOB_SECONDS)
     (python_image,) = [e.artifact.data for e in events if e.HasField("artifact")]
-    assert _pixels(out.read_bytes()) == _pixels(python_image)
+    assert np.array_equal(pixels(out.read_bytes()), pixels(python_image))
 
 
 def test_cpp_client_resumes_a_dropped_stream_from_the_last_event(cpp_client, real_stack, tmp_path):

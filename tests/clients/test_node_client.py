@@ -10,12 +10,13 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pytest
 from google.protobuf import json_format
 
 from clients import Client, build_request
 from tests.clients.deadlines import within
-from tests.clients.real_stack import EMOJI_JOB, JOB_SECONDS, assert_emoji
+from tests.clients.real_stack import EMOJI_JOB, JOB_SECONDS, assert_emoji, pixels
 
 pytestmark = [pytest.mark.slow, pytest.mark.redis]
 
@@ -55,11 +56,11 @@ def test_node_client_gets_the_shipped_models_image(real_stack, tmp_path):
         (real_stack.model, real_stack.version, real_stack.model_sha256)
     assert (provenance["prompt"], provenance["style"], provenance["sampler"], provenance["steps"]) == \
         (EMOJI_JOB["prompt"], EMOJI_JOB["style"], "SAMPLER_EULER", EMOJI_JOB["steps"])
-    # The same request from the Python SDK: the same seed gives the same bytes whichever client asks.
+    # The same request from the Python SDK: the same seed gives the same image whichever client asks.
     with Client(real_stack.address, real_stack.api_key) as c:
         events = within(c.generate(request=request), JOB_SECONDS)
     (python_image,) = [e.artifact.data for e in events if e.HasField("artifact")]
-    assert out.read_bytes() == python_image
+    assert np.array_equal(pixels(out.read_bytes()), pixels(python_image))  # each delivery's credentials differ
 
 
 def test_node_client_defaults_to_a_style_the_served_model_has(real_stack, tmp_path):
