@@ -48,6 +48,13 @@ MODEL_LOAD = Histogram(
     ["model"],
     buckets=(0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
 )
+# The output check's share of the gateway's counter of the same name and labels (services/gateway/metrics.py
+# counts check=PROMPT): the tenant label is the one exception there too, tenants being the keys file's.
+POLICY_DECISIONS = Counter(
+    "atelier_policy_decisions_total",
+    "Prompts (check=PROMPT) and images (check=OUTPUT) a content policy filtered, by concept, action and tenant.",
+    ["concept", "action", "check", "tenant"],
+)
 BUSY_SLOTS = Gauge("atelier_worker_busy_slots", "Jobs this worker is running now.")
 SLOTS = Gauge("atelier_worker_slots", "Jobs this worker can run at once.")
 

@@ -110,7 +110,8 @@ class JobService:
         model = None if spec.upscale_image is not None else self.catalog.resolve(spec.model, spec.model_version)
         upscaler = self.catalog.resolve_upscaler(spec.upscaler, spec.upscaler_version) if wants_upscale(spec) else None
         # Resolved once, against the versions validated against: the worker runs this plan.
-        spec = planned(spec, model, upscaler)
+        # The output concept check: the catalog's classifier, under the tenant's content policy.
+        spec = planned(spec, model, upscaler, self.catalog.concepts(), self.policies.for_tenant(tenant))
         spec = self.policies.screen(tenant, spec, bulk)
 
         if spec.request_id:

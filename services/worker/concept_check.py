@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from services.common import events as ev
+from services.common import metrics
 from services.common.jobs import FinishReason
 from services.common.policy.concepts import Check
 from services.worker.stages import Chunk, provenance_of
@@ -31,8 +32,10 @@ def _drop(chunk: Chunk, row: int, concept: str) -> None:
                                       finish_reason=FinishReason.FILTERED,
                                       provenance=ev.Provenance(**provenance_of(chunk, row)),
                                       prompt_index=prompt_index, concept=concept), b"")
-    job.reporter.policy(ev.Policy(check=Check.OUTPUT, concept=concept, action=check.drop[concept],
-                                  prompt_index=prompt_index, indices=(index,), policy=check.policy))
+    action = check.drop[concept]
+    job.reporter.policy(ev.Policy(check=Check.OUTPUT, concept=concept, action=action, prompt_index=prompt_index,
+                                  indices=(index,), policy=check.policy))
+    metrics.POLICY_DECISIONS.labels(concept=concept, action=action, check=Check.OUTPUT, tenant=job.tenant).inc()
     job.made += 1
 
 

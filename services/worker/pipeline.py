@@ -137,7 +137,7 @@ def generate(
     else:
         todo = withhold(plan, reporter, [i for i in range(plan.images_total) if i not in skip])
     shared = dict(steps_total=len(todo) * plan.steps_per_image, preview_size=preview_size, upscaler=upscaler,
-                  concepts=concepts,
+                  concepts=concepts, tenant=job.tenant,
                   **_uploads(job, plan, max_upload_pixels))
     if plan.kind == JobKind.UPSCALE:
         ctx = JobContext(plan, None, None, reporter, None, None, None, **shared)

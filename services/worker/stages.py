@@ -90,6 +90,7 @@ class JobContext:
     upscaler: Any = None  # services.worker.upscaling.Upscaler when the plan upscales
     upscale_rgba: np.ndarray | None = None  # an UPSCALE job's upload, [H, W, 4] uint8
     concepts: Any = None  # services.worker.concept_runtime.OnnxConceptRuntime when the plan checks concepts
+    tenant: str = ""  # whose job: the policy decisions' metric label
     made: int = 0  # images reported so far
     shard: Any = None  # a dataset job's samples of the shard being filled (datasets.ShardSamples)
     upscale_seconds: float = 0.0  # time in the upscaler's sampling, for the job's measured cost

@@ -10,6 +10,7 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
+from prometheus_client import REGISTRY
 
 from diffusion.nets.concept_net import ConceptNet, ConceptNetConfig
 from diffusion.training.concepts import write_package
@@ -90,7 +91,10 @@ def test_the_plan_drops_only_what_the_classifier_knows_and_runs_the_stage_before
 def test_flagged_images_are_withheld_and_reported_and_the_others_are_unchanged(setup):
     plain, runtime, check, flagged = setup
     assert 0 < len(flagged) < len(SEEDS)
+    labels = {"concept": "weapons", "action": "DROP", "check": "OUTPUT", "tenant": "family"}
+    counted = REGISTRY.get_sample_value("atelier_policy_decisions_total", labels) or 0.0
     reporter = _run(_spec(), runtime, check)
+    assert REGISTRY.get_sample_value("atelier_policy_decisions_total", labels) == counted + len(flagged)
     by_index = {d["index"]: (d, blob) for d, blob in reporter.artifacts}
     assert sorted(by_index) == list(range(len(SEEDS)))
     for index, (data, blob) in by_index.items():
