@@ -48,9 +48,16 @@ def manifest_definition(provenance: dict[str, Any], software_version: str, mime_
                 "softwareAgent": {"name": f"{model}/{version}", "version": software_version},
                 "parameters": {"model_name": model, "model_version": version, "model_sha256": sha256},
             }]}},
-            {"label": PROVENANCE_LABEL, "data": provenance},
+            {"label": PROVENANCE_LABEL, "data": _with_seed_as(str, provenance)},
         ],
     }
+
+
+def _with_seed_as(kind: type, provenance: dict[str, Any]) -> dict[str, Any]:
+    """The provenance with its uint64 seed as `kind`. C2PA's JSON numbers are signed 64-bit (the
+    library refuses a seed of 2**63 or more), so the assertion carries the seed as proto3's JSON
+    mapping writes a 64-bit integer, a decimal string; a reader gets it back as a number."""
+    return {**provenance, "seed": kind(provenance["seed"])} if "seed" in provenance else provenance
 
 
 class Signer:
@@ -98,7 +105,7 @@ class Verification:
     def provenance(self) -> dict[str, Any]:
         for assertion in self.manifest.get("assertions", []):
             if assertion.get("label") == PROVENANCE_LABEL:
-                return assertion.get("data", {})
+                return _with_seed_as(int, assertion.get("data", {}))
         return {}
 
     @property

@@ -52,6 +52,16 @@ def test_a_delivered_file_carries_a_signed_manifest_naming_the_model_and_its_pro
     assert Image.open(io.BytesIO(blob)).size == (data["width"], data["height"])  # still an ordinary image
 
 
+@pytest.mark.parametrize("seed", [2**63, 2**64 - 1])
+def test_a_seed_past_the_signed_64_bit_range_is_signed_and_read_back(chain, seed):
+    """Seeds are uint64 and the service draws them from the whole range; C2PA's JSON numbers stop
+    at 2**63 - 1 (such a job failed before the seed was written as a string)."""
+    data, blob = made("png", seed=seed)
+    found = credentials.verify(blob, "image/png", trust_anchors_pem=chain)
+    assert found.intact and found.provenance["seed"] == seed
+    assert found.provenance == data["provenance"]
+
+
 def test_without_the_ca_the_signature_still_checks_but_is_not_trusted(chain):
     _, blob = made("png")
     found = credentials.verify(blob, "image/png")
