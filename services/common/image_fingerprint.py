@@ -81,23 +81,33 @@ def of_rgba(rgba: np.ndarray, data: bytes) -> Fingerprint:
     return of_image(Image.fromarray(np.ascontiguousarray(rgba, dtype=np.uint8), "RGBA"), data)
 
 
-def _psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(np.mean((a - b) ** 2))
-    return 99.0 if mse == 0 else float(10 * np.log10(255.0 ** 2 / mse))
+def _psnr(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """PSNR in dB of each of ``b``'s images against ``a`` (99 where identical)."""
+    mse = np.mean((b - a) ** 2, axis=(1, 2, 3))
+    return np.where(mse == 0, 99.0, 10 * np.log10(255.0 ** 2 / np.maximum(mse, 1e-12)))
 
 
-def _thumb(data: bytes) -> np.ndarray:
-    return np.frombuffer(data, dtype=np.uint8).reshape(THUMBNAIL_SIDE, THUMBNAIL_SIDE, 3).astype(np.float64)
+def _thumbs(data: list[bytes]) -> np.ndarray:
+    flat = np.frombuffer(b"".join(data), dtype=np.uint8)
+    return flat.reshape(len(data), THUMBNAIL_SIDE, THUMBNAIL_SIDE, 3).astype(np.float64)
 
 
 def _halved(t: np.ndarray) -> np.ndarray:
-    return t.reshape(t.shape[0] // 2, 2, t.shape[1] // 2, 2, 3).mean(axis=(1, 3))
+    return t.reshape(t.shape[0], t.shape[1] // 2, 2, t.shape[2] // 2, 2, 3).mean(axis=(2, 4))
+
+
+def likenesses(query: Fingerprint, phashes: list[int], thumbnails: list[bytes]) -> list[Likeness]:
+    """How close each recorded image (its phash and thumbnail) is to ``query``, all at once."""
+    if not thumbnails:
+        return []
+    a, b = _thumbs([query.thumbnail]), _thumbs(thumbnails)
+    p16, p8 = _psnr(a, b), _psnr(_halved(a), _halved(b))
+    return [Likeness(hamming(query.phash, h), float(x), float(y)) for h, x, y in zip(phashes, p16, p8, strict=True)]
 
 
 def likeness(query: Fingerprint, phash: int, thumbnail: bytes) -> Likeness:
-    """How close a recorded image (its ``phash`` and ``thumbnail``) is to ``query``."""
-    a, b = _thumb(query.thumbnail), _thumb(thumbnail)
-    return Likeness(hamming(query.phash, phash), _psnr(a, b), _psnr(_halved(a), _halved(b)))
+    """How close one recorded image is to ``query``."""
+    return likenesses(query, [phash], [thumbnail])[0]
 
 
 def hamming(a: int, b: int) -> int:

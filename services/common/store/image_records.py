@@ -73,13 +73,11 @@ class ImageRecords:
         pipe = self.client.pipeline(transaction=False)
         for sha in shas:
             pipe.hmget(self.image_key(tenant, sha), "phash", "thumbnail")
-        matches = []
-        for sha, (phash, thumbnail) in zip(shas, pipe.execute(), strict=True):
-            if phash is None or thumbnail is None:
-                continue  # expired since it was listed
-            seen = fp.likeness(query, int(phash, 16), thumbnail)
-            if sha == query.sha256 or seen.same_picture:
-                matches.append((sha == query.sha256, sha, seen))
+        live = [(sha, int(phash, 16), thumbnail) for sha, (phash, thumbnail) in zip(shas, pipe.execute(), strict=True)
+                if phash is not None and thumbnail is not None]  # not expired since it was listed
+        seen = fp.likenesses(query, [h for _, h, _ in live], [t for _, _, t in live])
+        matches = [(sha == query.sha256, sha, like) for (sha, _, _), like in zip(live, seen, strict=True)
+                   if sha == query.sha256 or like.same_picture]
         matches.sort(key=lambda m: (not m[0], m[2].phash_distance, -m[2].psnr_16))
         out = []
         for exact, sha, seen in matches[:limit]:
