@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import urllib.request
 
+import pytest
 from prometheus_client import REGISTRY, CollectorRegistry, Counter
 
 from services.common import metrics
@@ -33,3 +34,14 @@ def test_an_outcome_counts_once_under_its_lower_case_name_with_its_latency():
              sample("atelier_job_latency_seconds_count", queue="batch", outcome="expired"),
              sample("atelier_job_latency_seconds_sum", queue="batch", outcome="expired"))
     assert [b - a for a, b in zip(before, after, strict=True)] == [2.0, 2.0, 0.25]
+
+
+@pytest.mark.redis
+def test_queue_depth_sums_the_lists_of_the_collector_s_own_priority_steps(redis_client):
+    redis_client.rpush("depth-q", b"{}")
+    redis_client.rpush("depth-q\x06\x165", b"{}", b"{}")
+    redis_client.rpush("depth-q\x06\x163", b"{}")  # a step this collector was not given
+    collector = metrics.QueueDepthCollector(redis_client, ["depth-q"], priority_steps=(0, 5))
+    assert collector.depth("depth-q") == 3
+    (family,) = collector.collect()
+    assert [(s.labels, s.value) for s in family.samples] == [({"queue": "depth-q"}, 3.0)]
