@@ -16,11 +16,12 @@ import hmac
 import json
 import os
 import secrets
-import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+from services.common.watched_file import WatchedFile
 
 PREFIX = "atk"
 
@@ -119,36 +120,17 @@ class KeyRing:
 
     def __init__(self, path: Path | None):
         self.path = Path(path) if path else None
-        self._lock = threading.Lock()
-        self._stamp: tuple[int, int] | None = None
-        self._entries: dict[str, KeyEntry] = {}
-        self._policies: dict[str, Any] = {}
-
-    def _current(self) -> dict[str, KeyEntry]:
-        if self.path is None:
-            return {}
-        try:
-            st = self.path.stat()
-            stamp = (st.st_mtime_ns, st.st_size)
-        except FileNotFoundError:
-            stamp = None
-        with self._lock:
-            if stamp != self._stamp:
-                self._entries, self._policies = read_keys_file(self.path) if stamp else ({}, {})
-                self._stamp = stamp
-            return self._entries
+        self._file = WatchedFile(self.path, read_keys_file, ({}, {}))
 
     def policy_document(self, tenant: str) -> Any:
         """The tenant's entry of the file's `policies` (None: it has none)."""
-        self._current()
-        with self._lock:
-            return self._policies.get(tenant)
+        return self._file.current()[1].get(tenant)
 
     def tenant(self, key: str) -> str | None:
         kid = key_id(key)
         if kid is None:
             return None
-        entry = self._current().get(kid)
+        entry = self._file.current()[0].get(kid)
         if entry is None or not hmac.compare_digest(entry.sha256, hash_key(key)):
             return None
         return entry.tenant
