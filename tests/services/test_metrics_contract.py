@@ -45,3 +45,12 @@ def test_queue_depth_sums_the_lists_of_the_collector_s_own_priority_steps(redis_
     assert collector.depth("depth-q") == 3
     (family,) = collector.collect()
     assert [(s.labels, s.value) for s in family.samples] == [({"queue": "depth-q"}, 3.0)]
+
+
+@pytest.mark.redis
+def test_a_queue_whose_depth_cannot_be_read_is_left_out_and_the_others_still_reported(redis_client):
+    redis_client.set("depth-broken", b"not a list")  # LLEN on it fails with WRONGTYPE
+    redis_client.rpush("depth-fine", b"{}")
+    collector = metrics.QueueDepthCollector(redis_client, ["depth-broken", "depth-fine"], priority_steps=(0,))
+    (family,) = collector.collect()
+    assert [(s.labels, s.value) for s in family.samples] == [({"queue": "depth-fine"}, 1.0)]
