@@ -85,6 +85,8 @@ def flat_pixels(images: list[Image.Image]) -> np.ndarray:
 
 def same_pictures(delivered: list[Image.Image], others: list[Image.Image]) -> list[set[int]]:
     """For each of ``others``, the delivered images that are the same picture (PSNR >= COPY_PSNR)."""
+    if not others:
+        return []
     a, b = flat_pixels(delivered).reshape(len(delivered), -1), flat_pixels(others).reshape(len(others), -1)
     out = []
     for row in b:
@@ -95,10 +97,11 @@ def same_pictures(delivered: list[Image.Image], others: list[Image.Image]) -> li
 
 def copies(delivered: list[Image.Image], unrelated: list[Image.Image]) -> np.ndarray:
     """Which unrelated images are the same picture as a delivered one."""
-    return np.array([bool(s) for s in same_pictures(delivered, unrelated)])
+    return np.array([bool(s) for s in same_pictures(delivered, unrelated)], dtype=bool)
 
 
-def measure(store: JobStore, delivered: list[Image.Image], unrelated: list[Image.Image]) -> dict:
+def measure(store: JobStore, delivered: list[Image.Image], unrelated: list[Image.Image],
+            parts: tuple[str, ...] = ("found", "unrelated")) -> dict:
     limits = Limits()
     for i, image in enumerate(delivered):
         data = png(image)
@@ -107,8 +110,8 @@ def measure(store: JobStore, delivered: list[Image.Image], unrelated: list[Image
     found: dict[str, list[bool]] = {}
     seconds = []
     # A delivered image drawn alike under two names is found as either job (their files are one sha256).
-    alike = same_pictures(delivered, delivered)
-    for i, image in enumerate(delivered):
+    alike = same_pictures(delivered, delivered) if "found" in parts else []
+    for i, image in enumerate(delivered if "found" in parts else []):
         jobs = {f"job-{j}" for j in alike[i]}
         for change, data in changed(image).items():
             t = time.perf_counter()
@@ -118,7 +121,7 @@ def measure(store: JobStore, delivered: list[Image.Image], unrelated: list[Image
         if (i + 1) % 250 == 0:
             print(f"delivered {i + 1}/{len(delivered)}: found so far "
                   + ", ".join(f"{k} {np.mean(v):.4f}" for k, v in found.items()), flush=True)
-    same = copies(delivered, unrelated)
+    same = copies(delivered, unrelated if "unrelated" in parts else [])
     false: dict[str, list[bool]] = {}
     for n, image in enumerate(itertools.compress(unrelated, ~same)):
         for change, data in changed(image).items():
@@ -130,14 +133,14 @@ def measure(store: JobStore, delivered: list[Image.Image], unrelated: list[Image
         "delivered": len(delivered),
         "delivered_drawn_alike_under_another_name": sum(len(a) > 1 for a in alike),
         "found": {k: float(np.mean(v)) for k, v in found.items()},
-        "found_min": float(min(np.mean(v) for v in found.values())),
+        "found_min": float(min((np.mean(v) for v in found.values()), default=float("nan"))),
         "unrelated_images": int((~same).sum()),
         "unrelated_left_out_as_copies": int(same.sum()),
         "unrelated_queries": queries,
         "false_matches": int(sum(sum(v) for v in false.values())),
         "false_match_rate": sum(sum(v) for v in false.values()) / max(1, queries),
         "false_by_change": {k: int(sum(v)) for k, v in false.items()},
-        "lookup_ms_median": 1000 * float(np.median(seconds)),
+        "lookup_ms_median": 1000 * float(np.median(seconds)) if seconds else None,
         "thresholds": {"min_psnr_16": fp.MIN_PSNR_16, "min_psnr_8": fp.MIN_PSNR_8},
     }
 
@@ -189,6 +192,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--per-side", type=int, default=2500, help="delivered and unrelated images (each, at most)")
     p.add_argument("--seed", type=int, default=1, help="the random split of emoji names")
     p.add_argument("--sweep", action="store_true", help="print the thresholds' trade-off instead")
+    p.add_argument("--part", choices=("both", "found", "unrelated"), default="both",
+                   help="measure only the found rate or only the false matches (two processes side by side)")
     args = p.parse_args(argv)
     if not args.data.expanduser().is_file():
         print(f"no dataset at {args.data}: build it with `atelier data build-emoji`", file=sys.stderr)
@@ -200,7 +205,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     with bench_redis("bench-lookup:") as url:
         client = redis.Redis.from_url(url)
-        result = measure(JobStore(client, key_prefix="bench-lookup:"), delivered, unrelated)
+        parts = ("found", "unrelated") if args.part == "both" else (args.part,)
+        result = measure(JobStore(client, key_prefix="bench-lookup:"), delivered, unrelated, parts)
     finish("image_lookup", result)
     return 0
 
