@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import time
 
+import numpy as np
 import pytest
 from PIL import Image
 from prometheus_client import REGISTRY
@@ -20,7 +21,7 @@ from services.common.settings import Settings
 from services.worker.executor import JobExecutor
 from services.worker.models import ModelRegistry
 from tests.services import toy_runtime
-from tests.services.test_pipeline import models, store, submit  # noqa: F401 - fixtures
+from tests.services.test_pipeline import encoded, models, raw_images, spec, store, submit  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.redis
 
@@ -158,3 +159,21 @@ def test_a_job_an_older_gateway_queued_without_a_plan_counts_its_steps_under_its
     job_id = store.create("acme", spec.with_(plan=None))[0]
     assert executor.run(job_id) == JobState.SUCCEEDED
     assert steps_counted("toy", "heun") - before == store.get(job_id).steps_done > 0
+
+
+def test_an_older_gateway_s_inpainting_job_without_a_strength_repaints_from_pure_noise(store, models):  # noqa: F811
+    # That release's default (docs/DEPLOY.md, "Upgrades and rollouts"): strength 1.0.
+    executor = executor_with(store, models)
+    init, mask = np.zeros((16, 16, 4), np.uint8), np.zeros((16, 16), np.uint8)
+    init[..., 0], init[..., 3], mask[:, 8:] = 200, 255, 255
+    uploads = dict(init_image=encoded(init), mask=encoded(mask), steps=4)
+    planned = submit(store, strength=1.0, **uploads)
+    unplanned = store.create("acme", toy_runtime.planned(spec(strength=1.0, **uploads)).with_(plan=None,
+                                                                                               strength=0.0))[0]
+    for job_id in (planned, unplanned):
+        assert executor.run(job_id) == JobState.SUCCEEDED
+    assert np.array_equal(raw_images(store, unplanned)[0], raw_images(store, planned)[0])
+    plain = store.create("acme", toy_runtime.planned(spec(steps=4)).with_(plan=None))[0]  # no mask: no strength
+    assert executor.run(plain) == JobState.SUCCEEDED
+    prov = next(e for e in store.read_events(plain) if e.kind == EventKind.ARTIFACT).data["provenance"]
+    assert prov["strength"] == 0.0
