@@ -15,6 +15,8 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,6 +62,36 @@ class Calibration:
         return cls(data["text_encoder_sha256"], {k: float(v) for k, v in data["thresholds"].items()}, anchors)
 
 
+# Clauses whose pooled states a gateway keeps: encoding is most of a Submit's own cost, and studios
+# send the same prompts again and again (other seeds, re-runs, variants sharing clauses).
+STATES_CACHE_SIZE = 4096
+
+
+class StatesCache:
+    """`encode` with the states of the last `size` texts kept (least recently used out); thread-safe,
+    and a batch encodes only the texts it has not seen, in one call."""
+
+    def __init__(self, encode: Encode, size: int):
+        self.encode, self.size = encode, size
+        self._kept: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __call__(self, texts: list[str]) -> np.ndarray:
+        with self._lock:
+            found = {t: self._kept[t] for t in texts if t in self._kept}
+            for t in found:
+                self._kept.move_to_end(t)
+        missing = list(dict.fromkeys(t for t in texts if t not in found))
+        if missing:
+            fresh = {t: row.copy() for t, row in zip(missing, self.encode(missing), strict=True)}
+            found |= fresh
+            with self._lock:
+                self._kept.update(fresh)
+                while len(self._kept) > self.size:
+                    self._kept.popitem(last=False)
+        return np.stack([found[t] for t in texts])
+
+
 def clauses(text: str) -> list[str]:
     """The prompt and, when it has several, each clause."""
     parts = [p.strip() for p in _CLAUSES.split(text) if p.strip()]
@@ -68,9 +100,11 @@ def clauses(text: str) -> list[str]:
 
 
 class SemanticMatcher:
-    def __init__(self, encode: Encode, thresholds: dict[str, float], anchors: np.ndarray | None = None):
+    def __init__(self, encode: Encode, thresholds: dict[str, float], anchors: np.ndarray | None = None,
+                 cache_size: int = STATES_CACHE_SIZE):
         """`anchors`: the benign anchors' states by this encoder (encoded here when None)."""
         self.encode = encode
+        self._states = StatesCache(encode, cache_size)
         self.thresholds = dict(thresholds)
         self.concepts = [c for c in EXEMPLARS if c in self.thresholds]
         rows = [(c, e) for c in self.concepts for e in EXEMPLARS[c]]
@@ -88,7 +122,7 @@ class SemanticMatcher:
             for c in clauses(t) or [""]:
                 pieces.append(c)
                 owner.append(i)
-        sims = self.encode(pieces) @ self._exemplars.T  # [pieces, exemplars]
+        sims = self._states(pieces) @ self._exemplars.T  # [pieces, exemplars]
         per_concept = np.full((len(pieces), len(self.concepts)), -1.0, dtype=np.float32)
         benign = sims[:, self._owner == len(self.concepts)].max(axis=1)
         for k in range(len(self.concepts)):
