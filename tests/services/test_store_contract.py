@@ -80,3 +80,20 @@ def test_a_history_page_examines_at_most_its_budget_and_says_where_to_go_on(stor
     every = store.history("acme", 20, budget=20)
     assert [r.job_id for r in every.records] == jobs[::-1] and every.next is None
     assert store.history("acme", 19, budget=20).next == Position(created_ms(T0 + 1), jobs[1])
+
+
+def test_a_budget_counts_every_entry_across_round_trips(store):
+    jobs = [store.create("acme", SPEC, now=T0 + i)[0] for i in range(25)]
+    none_match = HistoryFilter(states=frozenset({JobState.SUCCEEDED}))
+    page = store.history("acme", 10, none_match, budget=20)  # 16 entries a round trip, then 4
+    assert page.records == [] and page.next == Position(created_ms(T0 + 5), jobs[5])
+
+
+def test_a_history_longer_than_one_read_lists_every_job_once_across_a_millisecond_on_the_edge(store):
+    # 300 jobs, one a millisecond, and four more in the millisecond where the first 256-entry
+    # read of the newest ends: every one comes once, newest first, ties by id.
+    stamps = [T0 + i / 1000 for i in range(300)] + [T0 + 44 / 1000] * 4
+    made = [(created_ms(t), store.create("acme", SPEC, now=t)[0]) for t in stamps]
+    page = store.history("acme", 400)
+    assert [r.job_id for r in page.records] == [j for _, j in sorted(made, reverse=True)]
+    assert page.next is None
