@@ -10,10 +10,10 @@ from services.common.jobs import ErrorCode, JobRecord, JobState, Priority
 from services.common.store.keys import leave_waiting
 
 # KEYS: 1 job, 2 events, 3 the tenant's in-flight set, 4 artifacts, 5... the queues' waiting
-# sets, then a dataset job's shards and the idempotency key if the job has one. ARGV 9: the finished event's data, 10: the
-# names its images, elapsed time and filtered images go under (events.store_filled). A final job
-# leaves both (its tenant's in-flight slot and, if it never started, its queue slot are given
-# back); its own keys expire.
+# sets, then a dataset job's shards and the idempotency key if the job has one. ARGV 9: the
+# finished event's data, 10: the names its images, elapsed time and filtered images go under
+# (events.store_filled). A final job leaves both (its tenant's in-flight slot and, if it never
+# started, its queue slot are given back); its own keys expire.
 _FINISH = """
 local state = redis.call('HGET', KEYS[1], 'state')
 if not state then return false end
