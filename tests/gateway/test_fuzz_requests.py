@@ -273,6 +273,7 @@ def _valid_requests(job_id: str, event_id: str) -> dict[str, bytes]:
             page_size=2, states=[types_pb2.JOB_STATE_SUCCEEDED], kinds=[types_pb2.JOB_KIND_TXT2IMG],
             created_after=timestamp_pb2.Timestamp(seconds=1)).SerializeToString(),
         "/atelier.v1.Generation/GetContentPolicy": gen.GetContentPolicyRequest().SerializeToString(),
+        "/atelier.v1.Generation/LookupImage": gen.LookupImageRequest(image=png_bytes(32, 32)).SerializeToString(),
         "/atelier.v1.Models/ListModels": models_pb2.ListModelsRequest().SerializeToString(),
         "/grpc.health.v1.Health/Check": health_pb2.HealthCheckRequest(service="").SerializeToString(),
     }
