@@ -11,7 +11,7 @@ background the service's JPEGs have):
   a candidate is the same picture. At the service's 32x32 sizes a 64-bit grey hash cannot
   tell an emoji from its other skin tones or colours: on the emoji set, requiring a hash
   distance as well as the thumbnails' agreement lost found copies and removed no false match
-  the thumbnails let through (docs/BENCHMARKS.md, "Was this made here?").
+  the thumbnails let through (docs/BENCHMARKS.md, section on content credentials).
 
 The thresholds were chosen with `python -m bench.image_lookup --sweep --seed 0` (one random
 split of the emoji set) and are reported on another (`--seed 1`).
