@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 import redis as redis_lib
 
@@ -28,3 +30,14 @@ def redis_client(redis_url: str):
     client = redis_lib.Redis.from_url(redis_url)
     yield client
     client.close()
+
+
+@pytest.fixture(autouse=True)
+def _denormals_restored():
+    """Training code flushes denormals to zero (torch.set_flush_denormal, diffusion/training/common.py),
+    a setting of the CPU thread that outlives the test; a later test's floats would then be flushed
+    too (hypothesis refuses to draw them). Each test ends with the CPU's default back."""
+    yield
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_flush_denormal(False)

@@ -21,6 +21,7 @@ from services.common.embedded_redis import free_port, redis_server_binary
 from services.common.events import EventKind
 from services.common.settings import Settings
 from services.common.store import JobStore
+from tests.clients.real_stack import pixels
 
 
 class AofRedis:
@@ -137,6 +138,12 @@ class Processes:
 
 def images(store: JobStore, job_id: str) -> dict[int, bytes]:
     return {int(k): v for k, v in store.client.hgetall(store.artifacts_key(job_id)).items()}
+
+
+def pictures(store: JobStore, job_id: str) -> dict[int, bytes]:
+    """The job's images as their decoded RGBA pixels: two deliveries of the same image differ in
+    their files' bytes (each carries a C2PA manifest signed anew), never in their pixels."""
+    return {i: pixels(data).tobytes() for i, data in images(store, job_id).items()}
 
 
 def outcome(store: JobStore, job_id: str) -> dict:

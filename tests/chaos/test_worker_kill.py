@@ -16,7 +16,7 @@ from clients import Client
 from services.common.jobs import JobState
 from services.common.settings import Settings
 from services.common.store import JobStore
-from tests.chaos.stack import images, outcome, wait_until
+from tests.chaos.stack import outcome, pictures, wait_until
 
 pytestmark = [pytest.mark.slow, pytest.mark.redis]
 
@@ -49,4 +49,4 @@ def test_a_job_on_a_sigkilled_worker_finishes_on_its_replacement_with_the_same_i
         assert seen["attempts"] == [1, 2]
         clean_id = client.submit("red apple", **request).job_id
         wait_until(lambda: store.get(clean_id).is_final, 120, "the clean run")
-        assert images(store, job_id) == images(store, clean_id)
+        assert pictures(store, job_id) == pictures(store, clean_id)

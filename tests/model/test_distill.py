@@ -109,9 +109,12 @@ def test_student_starts_as_the_teachers_conditional_denoiser_and_meets_the_bound
     sigma, w = torch.tensor([0.5, 3.0, 80.0]), torch.tensor([2.0, 5.0, 8.0])
     with torch.no_grad():
         d_teacher = teacher.denoiser(x, sigma, ctx, mask, style)
-        assert torch.equal(student.denoiser(x, sigma, ctx, mask, style, w), d_teacher)
+        # The student's graph has the (zero-initialised) guidance embedding in it, so the CPU's conv
+        # kernels may sum in another order: equal to float32 rounding, not bit for bit, on some CPUs.
+        exact = dict(rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(student.denoiser(x, sigma, ctx, mask, style, w), d_teacher, **exact)
         skip = boundary_skip(sigma, ecfg.sigma_min).reshape(-1, 1, 1, 1)
-        assert torch.equal(student(x, sigma, ctx, mask, style, w), skip * x + (1 - skip) * d_teacher)
+        torch.testing.assert_close(student(x, sigma, ctx, mask, style, w), skip * x + (1 - skip) * d_teacher, **exact)
         at_min = torch.full((3,), ecfg.sigma_min)
         assert torch.equal(student(x, at_min, ctx, mask, style, w), x)
     with pytest.raises(ValueError, match="guidance"):
