@@ -17,7 +17,8 @@ def test_names_follow_the_conventions():
         if m._type == "counter":
             assert not m._name.endswith("_total")  # prometheus-client appends _total itself
         assert not {"job_id", "job"} & set(m._labelnames)
-        # The one tenant label: content-policy decisions, audited per tenant (the keys file's, a set the operator keeps).
+        # The one tenant label: content-policy decisions, audited per tenant (tenants are the keys
+        # file's, a set the operator keeps).
         assert "tenant" not in m._labelnames or m._name == "atelier_policy_decisions"
 
 
