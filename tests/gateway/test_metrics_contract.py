@@ -118,9 +118,9 @@ def _calls(method: str, code: str) -> float:
     return metrics.RPCS.labels(method=f"Probe/{method}", code=code)._value.get()
 
 
-def _timed(method: str) -> float:
+def _timed(method: str, sample: str = "_count") -> float:
     return next((s.value for s in metrics.RPC_SECONDS.collect()[0].samples
-                 if s.name.endswith("_count") and s.labels == {"method": f"Probe/{method}"}), 0.0)
+                 if s.name.endswith(sample) and s.labels == {"method": f"Probe/{method}"}), 0.0)
 
 
 @pytest.mark.parametrize("method, stream, code", [
@@ -129,8 +129,9 @@ def _timed(method: str) -> float:
 ])
 def test_each_call_is_counted_once_under_its_method_and_how_it_ended(counted_server, method, stream, code):
     before = {c: _calls(method, c) for c in ("OK", "UNKNOWN", code)}
-    timed = _timed(method)
+    timed, seconds = _timed(method), _timed(method, "_sum")
     call = (counted_server.unary_stream if stream else counted_server.unary_unary)(f"/test.v1.Probe/{method}")
+    started = time.perf_counter()
     try:
         result = call(b"", timeout=10)
         if stream:
@@ -138,10 +139,13 @@ def test_each_call_is_counted_once_under_its_method_and_how_it_ended(counted_ser
         assert code == "OK" and result in (b"done", [b"one", b"two"])
     except grpc.RpcError as err:
         assert err.code().name == code
+    elapsed = time.perf_counter() - started
     after = {c: _calls(method, c) for c in before}
     assert after[code] - before[code] == 1.0
     assert sum(after.values()) - sum(before.values()) == 1.0  # counted under no other code
     assert _timed(method) - timed == 1.0
+    # the server's own time of the call: inside the time the client waited for it
+    assert 0 <= _timed(method, "_sum") - seconds <= elapsed
 
 
 def test_an_unknown_method_is_left_to_grpc_and_not_counted(counted_server):

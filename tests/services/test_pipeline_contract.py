@@ -11,9 +11,11 @@ import numpy as np
 import pytest
 
 from services.common.events import EventKind
-from services.common.jobs import ErrorCode, JobState
+from services.common.jobs import ErrorCode, JobRecord, JobState
+from services.worker.pipeline import ModelMismatch, checked_plan, generate
+from services.worker.upscaling import Upscaler
 from tests.services.test_pipeline import executor, models, raw_images, spec, store, submit  # noqa: F401 - fixtures
-from tests.services.toy_runtime import planned
+from tests.services.toy_runtime import ArtifactCollector, ToyRuntime, ToyUpscaler, planned
 
 pytestmark = pytest.mark.redis
 
@@ -93,3 +95,62 @@ def test_a_job_an_older_gateway_queued_without_a_plan_runs_as_if_planned(store, 
         assert executor.run(job_id) == JobState.SUCCEEDED
         images[name] = raw_images(store, job_id)[0]
     np.testing.assert_array_equal(images["bare"], images["planned"])
+
+
+def test_a_refused_plan_s_message_names_both_models_hashes_and_what_was_not_loaded():
+    # The job fails MODEL_UNAVAILABLE with this message: what an operator reads to find which
+    # worker ran an older model version than the gateway planned for.
+    toy, upscaler = ToyRuntime(), ToyUpscaler()
+    other = planned(spec(seeds=(1,), steps=2))
+    other = other.with_(plan=replace(other.plan, model_sha256="cd" * 32))
+    with pytest.raises(ModelMismatch) as refused:
+        checked_plan(JobRecord("j", "acme", other), toy)
+    assert str(refused.value) == ("model toy/1 loaded with manifest sha256 abababababab..., "
+                                  "the job was planned for cdcdcdcdcdcd...")
+    cascade = JobRecord("j", "acme", planned(spec(seeds=(1,), steps=2, upscale=4)))
+    with pytest.raises(ModelMismatch) as refused:
+        checked_plan(cascade, toy)
+    assert str(refused.value) == "the job upscales with toy-upscale/1, which was not loaded for it"
+    assert checked_plan(cascade, toy, Upscaler(upscaler, upscaler.denoiser())) == cascade.spec.plan
+
+
+class _ProgressLog(ArtifactCollector):
+    """Keeps every progress report as the pipeline makes it (the real reporter sends some of them)."""
+
+    def __init__(self):
+        super().__init__()
+        self.told: list[tuple[int, int, int]] = []
+
+    def progress(self, steps_done, steps_total, images_done, shards=None):
+        self.told.append((steps_done, steps_total, images_done))
+
+
+def test_every_progress_report_counts_the_images_made_before_it():
+    runtime, reporter = ToyRuntime(), _ProgressLog()
+    job = JobRecord("j", "acme", planned(spec(seeds=(1, 2), steps=3, sampler="euler")))
+    generate(job, runtime, lambda tiling, shape: runtime.denoiser(tiling), reporter, rows_per_chunk=1)
+    assert reporter.told == [(0, 6, 0), (1, 6, 0), (2, 6, 0), (3, 6, 0), (3, 6, 1),
+                             (4, 6, 1), (5, 6, 1), (6, 6, 1), (6, 6, 2)]
+
+
+class _DecodeLog(ToyRuntime):
+    """The toy model, noting how it was asked to decode (its decoder is pointwise, so tiling
+    changes none of its pixels; a real VAE's seams would show)."""
+
+    def __init__(self):
+        super().__init__()
+        self.tiled: list[bool] = []
+
+    def decode(self, latents, tiling=False):
+        self.tiled.append(tiling)
+        return super().decode(latents, tiling)
+
+
+@pytest.mark.parametrize("tiling", [False, True])
+def test_a_tiling_job_s_images_are_decoded_tiling_and_others_not(tiling):
+    runtime = _DecodeLog()
+    job = JobRecord("j", "acme", planned(spec(seeds=(1, 2), steps=2, tiling=tiling)))
+    denoisers = []
+    generate(job, runtime, lambda t, shape: denoisers.append(t) or runtime.denoiser(t), ArtifactCollector(),
+             rows_per_chunk=2)
+    assert runtime.tiled and set(runtime.tiled) == {tiling} and set(denoisers) == {tiling}

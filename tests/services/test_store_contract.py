@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import pytest
 
-from services.common.jobs import JobSpec, JobState, PromptSpec
-from services.common.store import JobStore, QuotaExceeded
+from services.common.events import Artifact, Progress
+from services.common.jobs import FinishReason, JobSpec, JobState, Priority, PromptSpec
+from services.common.shards import ShardInfo
+from services.common.store import JobNotFound, JobStore, Quota, QuotaExceeded
 from services.common.store.history import HistoryFilter, Position, created_ms
 
 pytestmark = pytest.mark.redis
@@ -97,3 +99,97 @@ def test_a_history_longer_than_one_read_lists_every_job_once_across_a_millisecon
     page = store.history("acme", 400)
     assert [r.job_id for r in page.records] == [j for _, j in sorted(made, reverse=True)]
     assert page.next is None
+
+
+def test_a_job_created_with_no_counts_says_zero_steps_and_no_jobs_ahead(store):
+    job_id, created = store.create("acme", SPEC, now=T0)
+    queued = store.read_events(job_id)[0]
+    assert created and store.get(job_id).steps_total == 0
+    assert (queued.kind, queued.data["position"], queued.data["eta_seconds"]) == ("queued", 0, 0.0)
+
+
+def test_a_worker_s_writes_carry_the_time_and_provider_given(store):
+    job_id, _ = store.create("acme", SPEC, now=T0)
+    attempt = store.begin_attempt(job_id, "w", now=T0 + 1)
+    store.append_event(job_id, attempt, Progress(step=1, total_steps=4), now=T0 + 2)
+    store.add_artifact(job_id, attempt, Artifact(index=0, mime_type="image/png"), b"png", now=T0 + 3)
+    started, progress, artifact = store.read_events(job_id)[1:]
+    assert (started.time, progress.time, artifact.time) == (T0 + 1, T0 + 2, T0 + 3)
+    assert started.data["execution_provider"] == "" and store.get(job_id).started_at == T0 + 1
+
+
+def test_a_finished_job_counts_the_images_the_content_policy_withheld(store):
+    job_id, _ = store.create("acme", SPEC.with_(seeds=(1, 2, 3)))
+    attempt = store.begin_attempt(job_id, "w")
+    reasons = [FinishReason.FILTERED, FinishReason.COMPLETED, FinishReason.PROMPT_FILTERED]
+    for index, reason in enumerate(reasons):
+        store.add_artifact(job_id, attempt, Artifact(index=index, finish_reason=reason), b"" if index != 1 else b"png")
+    assert store.finish(job_id, attempt, JobState.SUCCEEDED)
+    finished = store.read_events(job_id)[-1]
+    assert (finished.data["images"], finished.data["images_filtered"]) == (3, 2)
+
+
+def test_a_finished_job_s_images_and_shards_expire_a_result_ttl_after_its_end(redis_client, store):
+    # The worker wrote them under its own TTL; whoever ends the job (here a gateway keeping
+    # results longer) gives every key of the job the same life from the end on, so no image
+    # or shard record of a long job is gone while its record is still there.
+    job_id, _ = store.create("acme", SPEC)
+    attempt = store.begin_attempt(job_id, "w")
+    store.add_artifact(job_id, attempt, Artifact(index=0), b"png")
+    assert store.add_shard(job_id, attempt, ShardInfo(0, "shard-000000.tar", 1, 3, "0" * 64, attempt))
+    keeper = JobStore(redis_client, key_prefix="sc:", result_ttl_seconds=100_000)
+    assert keeper.cancel(job_id) == (JobState.CANCELLED, True)
+    ttls = {key: redis_client.ttl(key) for key in (store.artifacts_key(job_id), store.shards_key(job_id),
+                                                     store.job_key(job_id), store.events_key(job_id))}
+    assert all(60 < ttl <= 100_000 for ttl in ttls.values()), ttls
+
+
+def test_a_failure_s_message_is_kept_to_its_first_2000_characters(store):
+    job_id, _ = store.create("acme", SPEC)
+    attempt = store.begin_attempt(job_id, "w")
+    message = "".join(chr(ord("a") + i % 26) for i in range(3000))
+    assert store.finish(job_id, attempt, JobState.FAILED, "INTERNAL", message)
+    assert store.get(job_id).error_message == message[:2000]
+    assert store.read_events(job_id)[-1].data["error_message"] == message[:2000]
+
+
+def test_a_cancel_records_the_time_given_and_no_error(store):
+    job_id, _ = store.create("acme", SPEC, now=T0)
+    assert store.cancel(job_id, "acme", now=T0 + 7.25) == (JobState.CANCELLED, True)
+    record, finished = store.get(job_id), store.read_events(job_id)[-1]
+    assert (record.finished_at, record.error_code, record.error_message) == (T0 + 7.25, "", "")
+    assert (finished.time, finished.data["error_message"], finished.data["elapsed_seconds"]) == (T0 + 7.25, "", 7.25)
+    assert store.cancel(job_id, "acme") == (JobState.CANCELLED, False)
+
+
+def test_a_started_or_cancelled_job_gives_its_queue_slot_back(store):
+    # max_waiting=1: a second job is admitted only once the first has left the waiting set.
+    limits = Quota(max_in_flight=10, max_waiting=1, per_minute=100, window=1, window_seconds=60, slots=1,
+                   job_seconds=1.0)
+    for priority in Priority.ALL:
+        first = store.admit("acme", SPEC.with_(priority=priority), limits)
+        with pytest.raises(QuotaExceeded):
+            store.admit("acme", SPEC.with_(priority=priority), limits)
+        store.begin_attempt(first.job_id, "w")
+        second = store.admit("acme", SPEC.with_(priority=priority), limits)
+        assert second.position == 0
+        store.cancel(second.job_id)
+        third = store.admit("acme", SPEC.with_(priority=priority), limits)
+        assert third.position == 0
+        store.cancel(third.job_id)  # a batch job counts the interactive queue's waiting jobs too
+
+
+def test_a_log_read_takes_at_most_the_count_asked_for(store):
+    job_id, _ = store.create("acme", SPEC)
+    attempt = store.begin_attempt(job_id, "w")
+    for step in range(3):
+        store.append_event(job_id, attempt, Progress(step=step, total_steps=4))
+    assert [e.kind for e in store.read_events(job_id, count=2)] == ["queued", "started"]
+    after = store.read_events(job_id)[1].id
+    assert [e.data["step"] for e in store.read_events(job_id, after, count=2)] == [0, 1]
+
+
+def test_following_a_job_that_does_not_exist_names_it(store):
+    with pytest.raises(JobNotFound) as refused:
+        list(store.follow_events("no-such-job", block_ms=10, timeout=5))
+    assert refused.value.args == ("no-such-job",)
