@@ -23,6 +23,7 @@ import threading
 import time
 from pathlib import Path
 
+from services.common.blas import one_blas_thread
 from services.common.embedded_redis import EmbeddedRedis, redis_answers
 from services.common.settings import Settings, SettingsError, env_name
 
@@ -282,6 +283,7 @@ def register(parser: argparse.ArgumentParser, name: str = "up") -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    one_blas_thread()  # the gateway runs in this process (services/common/blas.py)
     try:
         overrides = {"grpc_listen": args.listen} if args.listen else {}
         if args.http is not None:

@@ -19,6 +19,7 @@ import sys
 import threading
 from pathlib import Path
 
+from services.common.blas import one_blas_thread
 from services.common.settings import Settings, SettingsError, env_name
 
 # docker-compose.yml mounts this folder (ATELIER_KEYS_DIR overrides it) as the gateway's keys folder.
@@ -79,6 +80,8 @@ def _revoke_key(args) -> int:
 
 
 def _serve(args) -> int:
+    # Before the server loads numpy: the prompt check's products on one BLAS thread (services/common/blas.py).
+    one_blas_thread()
     from services.gateway.server import serve
 
     try:

@@ -10,24 +10,11 @@ from __future__ import annotations
 import argparse
 import os
 
+# numpy's BLAS gets one thread before the worker loads numpy (services/common/blas.py says why);
+# bench/_worker_env.py and its tests read ONE_BLAS_THREAD from here.
+from services.common.blas import ONE_BLAS_THREAD, one_blas_thread  # noqa: F401
 from services.common.queues import QUEUES
 from services.common.settings import Settings, env_name
-
-# numpy's BLAS starts a thread per core for every matrix product, even the tiny ones a job makes
-# (the upscaler's bicubic upsample: two products with a 128 x 32 matrix). With the job threads
-# and ONNX Runtime's pool already on the cores, the product waits for a pool thread that is not
-# running: on the shared 2-core machine the 32² -> 128² upsample took up to 90-112 ms a call
-# against 0.07-0.14 ms on one thread, at times half of a cascade job's upscale stage
-# (docs/BENCHMARKS.md, "Super-resolution speed"); products this small never gain from a second
-# thread. Read once, when numpy loads: set before the worker imports it; a value already in the
-# environment wins.
-ONE_BLAS_THREAD = {"OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-
-
-def one_blas_thread(environ=os.environ) -> None:
-    """Give numpy's BLAS one thread in this process (unless the environment says otherwise)."""
-    for name, value in ONE_BLAS_THREAD.items():
-        environ.setdefault(name, value)
 
 
 def worker_argv(settings: Settings, queues: tuple[str, ...] = QUEUES, hostname: str | None = None) -> list[str]:

@@ -21,10 +21,11 @@ print(max(i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"
 """
 
 
-def blas_threads(**env: str) -> int:
+def blas_threads(probe: str = PROBE, **env: str) -> int:
+    """What `probe` prints last: BLAS's threads, in an environment without BLAS variables but `env`."""
     clean = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
                                                                "OMP_NUM_THREADS")}
-    proc = subprocess.run([sys.executable, "-c", PROBE], cwd=ROOT, env={**clean, **env}, capture_output=True,
+    proc = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, env={**clean, **env}, capture_output=True,
                           text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     return int(proc.stdout.strip().splitlines()[-1])

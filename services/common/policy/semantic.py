@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from services.common.policy.encode_batch import BatchedEncode
 from services.common.policy.lexicon import BENIGN_EXEMPLARS, EXEMPLARS
 
 THRESHOLDS_FILE = Path(__file__).with_name("thresholds.json")
@@ -62,8 +63,8 @@ class Calibration:
         return cls(data["text_encoder_sha256"], {k: float(v) for k, v in data["thresholds"].items()}, anchors)
 
 
-# Clauses whose pooled states a gateway keeps: encoding is most of a Submit's own cost, and studios
-# send the same prompts again and again (other seeds, re-runs, variants sharing clauses).
+# Clauses whose scores a gateway keeps: encoding is most of a Submit's own cost, and studios send
+# the same prompts again and again (other seeds, re-runs, variants sharing clauses).
 STATES_CACHE_SIZE = 4096
 
 
@@ -104,14 +105,31 @@ class SemanticMatcher:
                  cache_size: int = STATES_CACHE_SIZE):
         """`anchors`: the benign anchors' states by this encoder (encoded here when None)."""
         self.encode = encode
-        self._states = StatesCache(encode, cache_size)
         self.thresholds = dict(thresholds)
         self.concepts = [c for c in EXEMPLARS if c in self.thresholds]
         rows = [(c, e) for c in self.concepts for e in EXEMPLARS[c]]
         if anchors is None:
             anchors = encode(list(benign_anchors()))
-        self._owner = np.array([self.concepts.index(c) for c, _ in rows] + [len(self.concepts)] * len(anchors))
+        owner = np.array([self.concepts.index(c) for c, _ in rows] + [len(self.concepts)] * len(anchors))
+        self._of_concept = [owner == k for k in range(len(self.concepts))]
+        self._benign = owner == len(self.concepts)
         self._exemplars = np.concatenate([encode([e for _, e in rows]), anchors])
+        # A new clause's encoding and its product with the exemplars run once, in a call shared with
+        # the clauses of concurrent Submits; a kept clause runs neither (docs/ARCHITECTURE.md,
+        # "Content policies": one BLAS product per Submit, from 50 threads at once, took 100 ms each).
+        self.batched = BatchedEncode(self._clause_scores)
+        self._kept = StatesCache(self.batched, cache_size)
+
+    def _clause_scores(self, pieces: list[str]) -> np.ndarray:
+        """[len(pieces), len(self.concepts)]: each clause's best cosine per concept, -1 where it is
+        closer to a benign neighbour than to the concept."""
+        sims = self.encode(pieces) @ self._exemplars.T  # [pieces, exemplars]
+        per_concept = np.full((len(pieces), len(self.concepts)), -1.0, dtype=np.float32)
+        benign = sims[:, self._benign].max(axis=1)
+        for k, of_concept in enumerate(self._of_concept):
+            best = sims[:, of_concept].max(axis=1)
+            per_concept[:, k] = np.where(best > benign, best, -1.0)
+        return per_concept
 
     def scores(self, texts: list[str]) -> np.ndarray:
         """[len(texts), len(self.concepts)]: each text's best cosine per concept over its clauses,
@@ -122,14 +140,8 @@ class SemanticMatcher:
             for c in clauses(t) or [""]:
                 pieces.append(c)
                 owner.append(i)
-        sims = self._states(pieces) @ self._exemplars.T  # [pieces, exemplars]
-        per_concept = np.full((len(pieces), len(self.concepts)), -1.0, dtype=np.float32)
-        benign = sims[:, self._owner == len(self.concepts)].max(axis=1)
-        for k in range(len(self.concepts)):
-            best = sims[:, self._owner == k].max(axis=1)
-            per_concept[:, k] = np.where(best > benign, best, -1.0)
         out = np.full((len(texts), len(self.concepts)), -1.0, dtype=np.float32)
-        np.maximum.at(out, np.array(owner), per_concept)
+        np.maximum.at(out, np.array(owner), self._kept(pieces))
         return out
 
     def matches(self, texts: list[str], among: Iterable[str]) -> list[str | None]:
