@@ -3,7 +3,9 @@
 Runs in its own process (`python -m bench._gateway_load ...`, one JSON line on stdout), so the
 clients' protobuf and asyncio work does not share a GIL with the in-process gateway it
 measures. Each client has its own channel (its own HTTP/2 connection), like separate
-game servers or ad pipelines would.
+game servers or ad pipelines would. Every Submit's prompt is new to the gateway (numbered from
+`--first`, which the caller moves past each run's): the prompt check keeps the clauses it has
+seen, and a run that repeated an earlier run's prompts would measure that cache, not the check.
 """
 
 from __future__ import annotations
@@ -21,8 +23,8 @@ from clients.errors import AtelierError
 class _Run:
     """Shared by the clients of one run: the start gun, the job budget, and what happened."""
 
-    def __init__(self, clients: int, jobs: int, seconds: float):
-        self.clients, self.budget, self.seconds = clients, jobs, seconds
+    def __init__(self, clients: int, jobs: int, seconds: float, first: int = 0):
+        self.clients, self.budget, self.seconds, self.first = clients, jobs, seconds, first
         self.connected = 0
         self.go = asyncio.Event()
         self.t0 = self.t1 = self.stop_at = 0.0
@@ -44,7 +46,7 @@ async def _client(address: str, key: str, run: _Run, fields: dict) -> None:
             run.budget -= 1
             started = time.perf_counter()
             try:
-                await client.submit(f"load test sprite {run.budget}", **fields)
+                await client.submit(f"load test sprite {run.first + run.budget}", **fields)
                 run.accepted += 1
                 run.latencies.append(time.perf_counter() - started)
             except AtelierError as err:
@@ -52,8 +54,9 @@ async def _client(address: str, key: str, run: _Run, fields: dict) -> None:
             run.t1 = time.perf_counter()
 
 
-async def load(address: str, key: str, clients: int, jobs: int, seconds: float, fields: dict) -> dict:
-    run = _Run(clients, jobs, seconds)
+async def load(address: str, key: str, clients: int, jobs: int, seconds: float, fields: dict,
+               first: int = 0) -> dict:
+    run = _Run(clients, jobs, seconds, first)
     await asyncio.gather(*(_client(address, key, run, fields) for _ in range(clients)))
     elapsed = run.t1 - run.t0
     lat = sorted(run.latencies)
@@ -74,8 +77,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--jobs", type=int, default=2000, help="stop after this many submissions in all")
     p.add_argument("--seconds", type=float, default=10.0, help="stop after this long")
     p.add_argument("--fields", default="{}", help="GenerateRequest fields as JSON (SDK keywords)")
+    p.add_argument("--first", type=int, default=0, help="number of the first prompt (runs on one gateway: past "
+                   "the last run's)")
     args = p.parse_args(argv)
-    result = asyncio.run(load(args.address, args.key, args.clients, args.jobs, args.seconds, json.loads(args.fields)))
+    result = asyncio.run(load(args.address, args.key, args.clients, args.jobs, args.seconds, json.loads(args.fields),
+                              args.first))
     print(json.dumps(result), flush=True)
     return 0
 

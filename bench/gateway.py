@@ -41,6 +41,7 @@ from typing import Any
 from bench import report
 from bench._gateway_timing import GatewayProbe, InProcess, InProcessTiming, ServiceTiming, time_service_job
 from bench._gateway_trips import commands_per_job
+from bench._worker_env import as_a_worker, blas_environment
 
 # Goals of issue 19 (docs/BENCHMARKS.md, "Interactive latency"): overhead of the service over
 # the same job in-process, as a paired median, and the minimal job's fixed cost and tail.
@@ -224,13 +225,14 @@ def fill_keyspace(stack, keys: int) -> None:
         pipe.execute()
 
 
-def submit_load(stack, clients: int, jobs: int, seconds: float, paused: bool) -> dict[str, Any]:
+def submit_load(stack, clients: int, jobs: int, seconds: float, paused: bool, first: int = 0) -> dict[str, Any]:
+    """`first`: the number of the run's first prompt, past every earlier run's (bench._gateway_load)."""
     import redis
 
     keys = redis.Redis.from_url(stack.settings.redis_url).dbsize()
     pgid = stack.worker.pid  # the worker runs in its own session (process group)
     cmd = [sys.executable, "-m", "bench._gateway_load", "--address", stack.address, "--key", stack.api_key,
-           "--clients", str(clients), "--jobs", str(jobs), "--seconds", str(seconds)]
+           "--clients", str(clients), "--jobs", str(jobs), "--seconds", str(seconds), "--first", str(first)]
     if paused:
         os.killpg(pgid, signal.SIGSTOP)
     try:
@@ -249,8 +251,9 @@ def submit_load(stack, clients: int, jobs: int, seconds: float, paused: bool) ->
     return {k: round(v, 2) if isinstance(v, float) else v for k, v in result.items()}
 
 
-def serial_submits(stack, client, count: int = 40) -> dict[str, Any]:
-    """One client's Submit latency with the worker paused: the accept path alone, no queueing."""
+def serial_submits(stack, client, count: int = 40, first: int = 0) -> dict[str, Any]:
+    """One client's Submit latency with the worker paused: the accept path alone, no queueing
+    (prompts numbered from `first`, new to the gateway as in submit_load)."""
     import redis
 
     keys = redis.Redis.from_url(stack.settings.redis_url).dbsize()
@@ -259,7 +262,7 @@ def serial_submits(stack, client, count: int = 40) -> dict[str, Any]:
         took = []
         for i in range(count):
             started = time.perf_counter()
-            client.submit(f"serial sprite {i}")
+            client.submit(f"serial sprite {first + i}")
             took.append(time.perf_counter() - started)
     finally:
         os.killpg(stack.worker.pid, signal.SIGCONT)
@@ -272,12 +275,14 @@ def serial_submits(stack, client, count: int = 40) -> dict[str, Any]:
 def submit_throughput(stack, client, clients: int, jobs: int, seconds: float, filler: int) -> dict[str, Any]:
     say(f"[2/2] Submit throughput: {clients} asyncio clients in another process, at most {jobs} jobs or "
         f"{seconds:g} s per run")
-    load = [submit_load(stack, clients, jobs, seconds, paused) for paused in (True, False)]
+    # Each run's prompts new to the gateway: the prompt check keeps the clauses it has seen.
+    load = [submit_load(stack, clients, jobs, seconds, paused, first=run * jobs)
+            for run, paused in enumerate((True, False))]
     # A day of retained job records must not slow Submit down (it did while readiness SCANned).
     serial = [serial_submits(stack, client)]
     fill_keyspace(stack, filler)
-    serial.append(serial_submits(stack, client))
-    load.append(submit_load(stack, clients, jobs, seconds, paused=True))
+    serial.append(serial_submits(stack, client, first=serial[0]["submits"]))
+    load.append(submit_load(stack, clients, jobs, seconds, paused=True, first=2 * jobs))
     return {"load": load, "serial": serial}
 
 
@@ -300,7 +305,11 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--filler-keys", type=int, help="keys added before the last Submit run (default 100000)")
     p.add_argument("--concurrency", type=int, default=4, help="worker threads (default 4, as `atelier up`)")
     p.add_argument("--skip-submit-load", action="store_true", help="leave out the Submits/s runs")
+    p.add_argument("--only-submit-load", action="store_true",
+                   help="only the Submits/s runs (part 2): no in-process runtimes, no timed jobs, no command counts")
     args = p.parse_args(argv)
+    if args.only_submit_load and args.skip_submit_load:
+        p.error("--only-submit-load and --skip-submit-load exclude each other")
     quick = args.quick
     args.pairs = args.pairs or (2 if quick else 64)
     args.fast_pairs = args.fast_pairs or (2 if quick else 100)
@@ -322,6 +331,9 @@ def main(argv: list[str] | None = None) -> int:
     from services.common.settings import Settings
 
     args = parse(argv)
+    # The gateway and the in-process jobs run here: numpy's BLAS as `atelier gateway` and
+    # `atelier worker` set it (services/common/blas.py).
+    as_a_worker("bench.gateway", argv)
     started = time.perf_counter()
     if args.repository:
         repository, model, source = args.repository, args.model or "atelier-emoji", f"{args.repository}"
@@ -333,23 +345,27 @@ def main(argv: list[str] | None = None) -> int:
     say(f"model {model} from {source}; fast model {fast_model or '(none in the repository)'}; load {machine_load()}")
     settings = Settings.from_env({}, model_repository=repository, default_model=model, grpc_listen="127.0.0.1:0",
                                  gateway_metrics_port=0, worker_metrics_port=0, **UNLIMITED)
-    local = InProcess(settings, model)
-    fast = InProcess(settings, fast_model) if fast_model else None
-    say(f"in-process runtime loaded in {local.load_seconds:.1f} s on {local.runtime.execution_provider}")
     figures: dict[str, Any] = {"model": f"{model} ({source})", "quick": args.quick,
-                               "execution_provider": local.runtime.execution_provider,
-                               "worker_concurrency": args.concurrency, "load_before": machine_load()}
+                               "worker_concurrency": args.concurrency, "blas_threads": blas_environment()}
+    if not args.only_submit_load:
+        local = InProcess(settings, model)
+        fast = InProcess(settings, fast_model) if fast_model else None
+        say(f"in-process runtime loaded in {local.load_seconds:.1f} s on {local.runtime.execution_provider}")
+        figures["execution_provider"] = local.runtime.execution_provider
+    figures["load_before"] = machine_load()
+    jobs: dict[str, Any] = {}
     pairs = {"minimal": args.minimal_jobs, "fast": args.fast_pairs, "default": args.pairs}
     with EmbeddedStack(settings, redis_url=args.redis_url, worker_concurrency=args.concurrency) as stack:
         say(f"stack up in {time.perf_counter() - started:.1f} s: gateway {stack.address}, "
             f"worker pid {stack.worker.pid}, redis {'embedded' if stack.redis else args.redis_url}")
         probe = GatewayProbe(stack.gateway.jobs)
         with Client(stack.address, stack.api_key, timeout=120.0) as client:
-            workloads_of = workloads(local, fast)
-            jobs = latency(client, probe, workloads_of, pairs, warmup=1 if args.quick else 3)
-            figures.update({f"{name}_job": value for name, value in jobs.items()})
-            figures["load_after_latency"] = machine_load()
-            figures["redis_commands"] = redis_commands(stack, client, workloads_of, 5 if args.quick else 20)
+            if not args.only_submit_load:
+                workloads_of = workloads(local, fast)
+                jobs = latency(client, probe, workloads_of, pairs, warmup=1 if args.quick else 3)
+                figures.update({f"{name}_job": value for name, value in jobs.items()})
+                figures["load_after_latency"] = machine_load()
+                figures["redis_commands"] = redis_commands(stack, client, workloads_of, 5 if args.quick else 20)
             if not args.skip_submit_load:
                 figures["submit"] = submit_throughput(stack, client, args.clients, args.submit_jobs,
                                                       args.submit_seconds, args.filler_keys)
