@@ -11,6 +11,7 @@ from services.common.jobs import FinishReason, JobSpec, JobState, Priority, Prom
 from services.common.shards import ShardInfo
 from services.common.store import JobNotFound, JobStore, Quota, QuotaExceeded
 from services.common.store.history import HistoryFilter, Position, created_ms
+from services.common.webhooks.deliveries import WebhookStore, job_record
 
 pytestmark = pytest.mark.redis
 
@@ -193,3 +194,35 @@ def test_following_a_job_that_does_not_exist_names_it(store):
     with pytest.raises(JobNotFound) as refused:
         list(store.follow_events("no-such-job", block_ms=10, timeout=5))
     assert refused.value.args == ("no-such-job",)
+
+
+LIMITS = Quota(max_in_flight=10, max_waiting=10, per_minute=100, window=1, window_seconds=60, slots=1, job_seconds=1.0)
+
+
+def test_only_a_job_admitted_with_webhooks_is_followed_for_them(redis_client, store):
+    hooks = WebhookStore(redis_client, prefix="sc:")
+    plain = store.admit("acme", SPEC, LIMITS, now=T0)
+    hooked = store.admit("acme", SPEC, LIMITS, now=T0 + 1, webhooks=job_record(None))
+    assert hooks.following(10) == [hooked.job_id]
+    assert redis_client.hget(store.job_key(hooked.job_id), "webhooks") == job_record(None).encode()
+    assert not redis_client.hexists(store.job_key(plain.job_id), "webhooks")
+    assert store.get(plain.job_id).steps_total == 0  # admitted with no step count
+
+
+def test_a_broker_message_without_its_job_id_is_refused_saying_so(store):
+    with pytest.raises(ValueError) as refused:
+        store.admit("acme", SPEC, LIMITS, broker_message=("interactive", "{}"))
+    assert str(refused.value) == "a broker message names its job: pass the job_id it was made for"
+    assert store.count_in_flight("acme") == 0
+
+
+def test_a_finished_job_carries_the_time_given_and_no_error_unless_it_failed(store):
+    job_id, _ = store.create("acme", SPEC, now=T0)
+    attempt = store.begin_attempt(job_id, "w", now=T0 + 1)
+    with pytest.raises(ValueError) as refused:
+        store.finish(job_id, attempt, JobState.RUNNING)
+    assert str(refused.value) == "'RUNNING' is not a final state"
+    assert store.finish(job_id, attempt, JobState.SUCCEEDED, now=T0 + 9.5)
+    record, finished = store.get(job_id), store.read_events(job_id)[-1]
+    assert (record.finished_at, record.error_code, record.error_message) == (T0 + 9.5, "", "")
+    assert (finished.data["error_message"], finished.data["elapsed_seconds"]) == ("", 9.5)
