@@ -176,3 +176,35 @@ def test_sampling_opens_a_session_only_on_a_batching_denoiser():
         with sampling(denoiser), sampling(denoiser):
             assert denoiser._sessions == 2
         assert denoiser._sessions == 0
+
+
+def test_a_lone_job_calls_the_model_in_its_own_thread_up_to_max_batch_rows_and_wider_calls_in_pieces():
+    called: list[tuple[threading.Thread, int]] = []
+
+    def model(x, sigma, cond):
+        called.append((threading.current_thread(), x.shape[0]))
+        return x
+
+    with BatchingDenoiser(model, max_batch=3, wait_ms=0) as denoiser, denoiser.session():
+        denoiser(np.zeros((3, 2)), np.ones(3))
+        denoiser(np.zeros((4, 2)), np.ones(4))
+    me = threading.current_thread()
+    assert called[0] == (me, 3)  # no hand-off to the owner thread and back
+    assert [rows for _, rows in called[1:]] == [3, 1] and all(thread is not me for thread, _ in called[1:])
+
+
+def test_a_wrong_row_count_names_the_rows_asked_for_and_a_call_s_time_is_within_its_caller_s_wait():
+    with BatchingDenoiser(lambda x, s, c: x[:1], wait_ms=0, name="short") as denoiser:
+        with pytest.raises(ValueError) as refused:
+            denoiser(np.zeros((2, 5)), np.ones(2))
+    assert str(refused.value) == "short returned 1 rows for 2"
+
+    def seconds():
+        return REGISTRY.get_sample_value("atelier_denoiser_call_seconds_sum", {"model": "timed"}) or 0.0
+
+    before = seconds()
+    with BatchingDenoiser(lambda x, s, c: x, wait_ms=0, name="timed") as denoiser:
+        started = time.perf_counter()
+        denoiser(np.zeros((2, 5)), np.ones(2))
+        waited = time.perf_counter() - started
+    assert 0 <= seconds() - before <= waited
