@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 
 import pytest
 import redis as redis_lib
 
 from tests.redis_harness import RedisServer, redis_server
+
+
+def pytest_configure(config):
+    # A shell starts a background job (`make test &`, nohup) with SIGINT ignored, and every process
+    # the suite starts would inherit that: the tests that press Ctrl-C on a CLI would see it hang on.
+    # Python's own handler here makes the children start with the default again (a caught signal
+    # is reset on exec; an ignored one is not).
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope="session")

@@ -5,6 +5,7 @@ Needs `node` and `npm`; the packages are installed (pinned, tests/clients/node/p
 on first run and the test is skipped where neither they nor a registry are available.
 """
 
+import fcntl
 import json
 import shutil
 import subprocess
@@ -26,13 +27,17 @@ NODE_DIR = Path(__file__).resolve().parent / "node"
 def _node_ready() -> bool:
     if not shutil.which("node"):
         return False
-    if (NODE_DIR / "node_modules" / "@grpc" / "grpc-js").is_dir():
-        return True
-    if not shutil.which("npm"):
-        return False
-    done = subprocess.run(["npm", "install", "--no-audit", "--no-fund"], cwd=NODE_DIR, capture_output=True,
-                          timeout=300)
-    return done.returncode == 0
+    # Test processes side by side (pytest-xdist workers, two runs) install one after the other: two
+    # npm installs into one node_modules can leave it half-written.
+    with open(NODE_DIR / ".install.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (NODE_DIR / "node_modules" / "@grpc" / "grpc-js").is_dir():
+            return True
+        if not shutil.which("npm"):
+            return False
+        done = subprocess.run(["npm", "install", "--no-audit", "--no-fund"], cwd=NODE_DIR, capture_output=True,
+                              timeout=300)
+        return done.returncode == 0
 
 
 def test_node_client_gets_the_shipped_models_image(real_stack, tmp_path):
