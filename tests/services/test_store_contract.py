@@ -226,3 +226,12 @@ def test_a_finished_job_carries_the_time_given_and_no_error_unless_it_failed(sto
     record, finished = store.get(job_id), store.read_events(job_id)[-1]
     assert (record.finished_at, record.error_code, record.error_message) == (T0 + 9.5, "", "")
     assert (finished.data["error_message"], finished.data["elapsed_seconds"]) == ("", 9.5)
+
+
+def test_a_job_created_under_a_given_id_keeps_it_and_only_one_with_webhooks_is_followed(redis_client, store):
+    hooks = WebhookStore(redis_client, prefix="sc:")
+    assert store.create("acme", SPEC, job_id="plain-job", now=T0) == ("plain-job", True)
+    assert store.create("acme", SPEC, job_id="hooked-job", now=T0 + 1, webhooks=job_record(None)) == ("hooked-job",
+                                                                                                     True)
+    assert store.get("plain-job").tenant == store.get("hooked-job").tenant == "acme"
+    assert hooks.following(10) == ["hooked-job"]
