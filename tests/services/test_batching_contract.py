@@ -208,3 +208,10 @@ def test_a_wrong_row_count_names_the_rows_asked_for_and_a_call_s_time_is_within_
         denoiser(np.zeros((2, 5)), np.ones(2))
         waited = time.perf_counter() - started
     assert 0 <= seconds() - before <= waited
+
+
+def test_a_lone_job_s_non_finite_values_fail_it_naming_the_model():
+    with BatchingDenoiser(lambda x, s, c: np.full_like(x, np.inf), wait_ms=0, name="inf") as denoiser:
+        with denoiser.session(), pytest.raises(NonFiniteOutput) as refused:
+            denoiser(np.zeros((1, 2)), np.ones(1))
+    assert str(refused.value) == "inf returned non-finite values"

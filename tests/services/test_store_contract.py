@@ -8,10 +8,12 @@ import pytest
 
 from services.common.events import Artifact, Progress
 from services.common.jobs import FinishReason, JobSpec, JobState, Priority, PromptSpec
+from services.common.plan import JobKind
 from services.common.shards import ShardInfo
 from services.common.store import JobNotFound, JobStore, Quota, QuotaExceeded
 from services.common.store.history import HistoryFilter, Position, created_ms
 from services.common.webhooks.deliveries import WebhookStore, job_record
+from tests.services import toy_runtime
 
 pytestmark = pytest.mark.redis
 
@@ -235,3 +237,14 @@ def test_a_job_created_under_a_given_id_keeps_it_and_only_one_with_webhooks_is_f
                                                                                                      True)
     assert store.get("plain-job").tenant == store.get("hooked-job").tenant == "acme"
     assert hooks.following(10) == ["hooked-job"]
+
+
+def test_a_record_names_its_worker_and_one_stored_before_job_kinds_reads_its_plan_s(redis_client, store):
+    planned_job, _ = store.create("acme", toy_runtime.planned(SPEC))
+    bare_job, _ = store.create("acme", SPEC)
+    assert store.get(planned_job).worker == ""
+    store.begin_attempt(planned_job, "worker-7")
+    assert store.get(planned_job).worker == "worker-7"
+    for job_id in (planned_job, bare_job):  # as the release before job history stored them
+        redis_client.hdel(store.job_key(job_id), "kind")
+    assert (store.get(planned_job).kind, store.get(bare_job).kind) == (JobKind.TXT2IMG, "")
