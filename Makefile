@@ -30,8 +30,12 @@ proto: $(STAMP)
 lint: setup
 	$(VENV)/bin/ruff check .
 
+# Two test processes (pytest-xdist; a file's tests stay in one): much of the suite waits on worker
+# processes, sockets and Redis, so two share two cores well (docs/TESTING.md, "Running the tests").
+# TEST_WORKERS=0 runs it in this one process.
+TEST_WORKERS ?= 2
 test: setup lint
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 test-fast: setup
 	$(PY) -m pytest -q -m "not slow"
