@@ -215,3 +215,11 @@ def test_a_lone_job_s_non_finite_values_fail_it_naming_the_model():
         with denoiser.session(), pytest.raises(NonFiniteOutput) as refused:
             denoiser(np.zeros((1, 2)), np.ones(1))
     assert str(refused.value) == "inf returned non-finite values"
+
+
+def test_a_closed_denoiser_refuses_a_request_wider_than_one_call_naming_its_model():
+    denoiser = BatchingDenoiser(lambda x, s, c: x, max_batch=2, wait_ms=0, name="unet")
+    denoiser.close()
+    with pytest.raises(DenoiserClosed) as refused:
+        denoiser(np.zeros((3, 2)), np.ones(3))
+    assert str(refused.value) == "unet"

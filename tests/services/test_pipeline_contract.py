@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 
 from services.common.events import EventKind
-from services.common.jobs import ErrorCode, JobRecord, JobState
-from services.worker.pipeline import ModelMismatch, checked_plan, generate
+from services.common.jobs import ErrorCode, JobRecord, JobState, PromptSpec
+from services.worker.pipeline import InvalidJob, ModelMismatch, checked_plan, generate
 from services.worker.upscaling import Upscaler
+from tests.services import test_dataset_jobs
 from tests.services.test_pipeline import executor, models, raw_images, spec, store, submit  # noqa: F401 - fixtures
 from tests.services.toy_runtime import ArtifactCollector, ToyRuntime, ToyUpscaler, planned
 
@@ -154,3 +155,33 @@ def test_a_tiling_job_s_images_are_decoded_tiling_and_others_not(tiling):
     generate(job, runtime, lambda t, shape: denoisers.append(t) or runtime.denoiser(t), ArtifactCollector(),
              rows_per_chunk=2)
     assert runtime.tiled and set(runtime.tiled) == {tiling} and set(denoisers) == {tiling}
+
+
+class _PolicyLog(ArtifactCollector):
+    def __init__(self):
+        super().__init__()
+        self.policies: list = []
+
+    def policy(self, payload):
+        self.policies.append(payload)
+
+
+def test_a_refused_prompt_s_images_are_reported_withheld_and_only_the_others_are_made():
+    runtime, reporter = ToyRuntime(), _PolicyLog()
+    job_spec = planned(spec(prompts=(PromptSpec("a red apple"), PromptSpec("a knife")), seeds=(1, 2), steps=2))
+    job_spec = job_spec.with_(plan=replace(job_spec.plan, refused_prompts=((1, "weapons"),), policy_name="family"))
+    made = generate(JobRecord("j", "acme", job_spec), runtime, lambda t, shape: runtime.denoiser(t), reporter)
+    reasons = {data["index"]: (data["finish_reason"], data["concept"], bool(blob)) for data, blob in reporter.artifacts}
+    assert made == 2 and reasons == {0: ("COMPLETED", "", True), 1: ("COMPLETED", "", True),
+                                     2: ("PROMPT_FILTERED", "weapons", False), 3: ("PROMPT_FILTERED", "weapons", False)}
+    assert [(p.prompt_index, p.indices, p.concept, p.policy) for p in reporter.policies] == [
+        (1, (2, 3), "weapons", "family")]
+
+
+def test_a_dataset_job_given_no_shard_store_is_refused_saying_so():
+    runtime = ToyRuntime()
+    dataset_spec = planned(test_dataset_jobs.dataset_spec("out"))
+    with pytest.raises(InvalidJob) as refused:
+        generate(JobRecord("j", "acme", dataset_spec), runtime, lambda t, shape: runtime.denoiser(t),
+                 ArtifactCollector())
+    assert str(refused.value) == "a dataset job was given no shard store to write to"

@@ -4,6 +4,8 @@ it has been quiet, a quota refusal's text, a history page's budget."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from services.common.events import Artifact, Progress
@@ -248,3 +250,18 @@ def test_a_record_names_its_worker_and_one_stored_before_job_kinds_reads_its_pla
     for job_id in (planned_job, bare_job):  # as the release before job history stored them
         redis_client.hdel(store.job_key(job_id), "kind")
     assert (store.get(planned_job).kind, store.get(bare_job).kind) == (JobKind.TXT2IMG, "")
+
+
+def test_with_no_live_worker_slot_the_eta_counts_one_slot(store):
+    no_slots = replace(LIMITS, slots=0, job_seconds=4.0)
+    first, second = (store.admit("acme", SPEC, no_slots) for _ in range(2))
+    assert (first.position, first.eta_seconds, second.position, second.eta_seconds) == (0, 4.0, 1, 8.0)
+    assert store.read_events(second.job_id)[0].data["eta_seconds"] == 8.0
+
+
+def test_an_ordinary_job_has_no_shards_done_and_an_unknown_one_is_named_when_not_found(store):
+    job_id, _ = store.create("acme", SPEC)
+    assert store.get(job_id).shards_done == 0
+    with pytest.raises(JobNotFound) as refused:
+        store.get("no-such-job")
+    assert refused.value.args == ("no-such-job",)
