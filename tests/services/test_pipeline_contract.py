@@ -148,13 +148,14 @@ class _DecodeLog(ToyRuntime):
 
 
 @pytest.mark.parametrize("tiling", [False, True])
-def test_a_tiling_job_s_images_are_decoded_tiling_and_others_not(tiling):
+def test_a_tiling_job_s_images_are_decoded_tiling_and_its_denoiser_asked_for_by_tiling_and_shape(tiling):
     runtime = _DecodeLog()
     job = JobRecord("j", "acme", planned(spec(seeds=(1, 2), steps=2, tiling=tiling)))
-    denoisers = []
-    generate(job, runtime, lambda t, shape: denoisers.append(t) or runtime.denoiser(t), ArtifactCollector(),
-             rows_per_chunk=2)
-    assert runtime.tiled and set(runtime.tiled) == {tiling} and set(denoisers) == {tiling}
+    denoisers = []  # the worker keeps one shared denoiser per model, tiling and latent shape
+    generate(job, runtime, lambda t, shape: denoisers.append((t, shape)) or runtime.denoiser(t),
+             ArtifactCollector(), rows_per_chunk=2)
+    assert runtime.tiled and set(runtime.tiled) == {tiling}
+    assert denoisers == [(tiling, runtime.info.latent_shape(job.spec.plan.width, job.spec.plan.height))]
 
 
 class _PolicyLog(ArtifactCollector):

@@ -265,3 +265,8 @@ def test_an_ordinary_job_has_no_shards_done_and_an_unknown_one_is_named_when_not
     with pytest.raises(JobNotFound) as refused:
         store.get("no-such-job")
     assert refused.value.args == ("no-such-job",)
+
+
+def test_a_tenant_s_rate_counter_outlives_its_window_by_one_window_at_most(redis_client, store):
+    store.admit("acme", SPEC, LIMITS)
+    assert 0 < redis_client.ttl(store.rate_key("acme", LIMITS.window)) <= 2 * LIMITS.window_seconds
