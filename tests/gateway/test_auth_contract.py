@@ -11,7 +11,16 @@ import time
 
 import pytest
 
-from services.gateway.auth import KeyRing, add_key, bearer_token, key_id, new_key, read_keys, read_keys_file
+from services.gateway.auth import (
+    KeyFileError,
+    KeyRing,
+    add_key,
+    bearer_token,
+    key_id,
+    new_key,
+    read_keys,
+    read_keys_file,
+)
 
 
 @pytest.mark.parametrize("key", ["atk__secret", "atk_id_", "atk_id", "xyz_id_secret", "atk", ""])
@@ -85,3 +94,11 @@ def test_a_gateway_without_a_keys_file_knows_no_key(tmp_path):
     for path in (None, ""):
         ring = KeyRing(path)
         assert ring.path is None and ring.tenant(key) is None and ring.policy_document("studio") is None
+
+
+def test_a_keys_file_whose_policies_are_not_a_map_is_refused_naming_the_file_and_why(tmp_path):
+    path = tmp_path / "keys.json"
+    path.write_text(json.dumps({"keys": [], "policies": ["family"]}))
+    with pytest.raises(KeyFileError) as refused:
+        read_keys_file(path)
+    assert str(refused.value) == f"{path}: not an Atelier keys file ('policies' must map tenants to policies)"

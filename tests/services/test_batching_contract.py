@@ -223,3 +223,9 @@ def test_a_closed_denoiser_refuses_a_request_wider_than_one_call_naming_its_mode
     with pytest.raises(DenoiserClosed) as refused:
         denoiser(np.zeros((3, 2)), np.ones(3))
     assert str(refused.value) == "unet"
+
+
+def test_a_denoiser_of_no_rows_a_call_is_refused_saying_so():
+    with pytest.raises(ValueError) as refused:
+        BatchingDenoiser(lambda x, s, c: x, max_batch=0)
+    assert str(refused.value) == "max_batch must be at least 1"

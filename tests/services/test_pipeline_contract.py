@@ -186,3 +186,24 @@ def test_a_dataset_job_given_no_shard_store_is_refused_saying_so():
         generate(JobRecord("j", "acme", dataset_spec), runtime, lambda t, shape: runtime.denoiser(t),
                  ArtifactCollector())
     assert str(refused.value) == "a dataset job was given no shard store to write to"
+
+
+@pytest.mark.parametrize("guidance, told", [
+    # unguided: the 4 images in one chunk of 4 rows
+    (1.0, [(0, 4, 0), (4, 4, 0), (4, 4, 4)]),
+    # guided: an unconditional row beside each image's, so 2 images a chunk
+    (5.0, [(0, 4, 0), (2, 4, 0), (2, 4, 2), (4, 4, 2), (4, 4, 4)]),
+])
+def test_a_chunk_holds_rows_per_chunk_denoiser_rows(guidance, told):
+    runtime, reporter = ToyRuntime(), _ProgressLog()
+    job = JobRecord("j", "acme", planned(spec(seeds=(1, 2, 3, 4), steps=1, sampler="euler", guidance_scale=guidance)))
+    generate(job, runtime, lambda tiling, shape: runtime.denoiser(tiling), reporter, rows_per_chunk=4)
+    assert reporter.told == told
+
+
+def test_a_plan_naming_stages_this_worker_lacks_is_refused_naming_them_all():
+    job_spec = planned(spec(seeds=(1,), steps=2))
+    job_spec = job_spec.with_(plan=replace(job_spec.plan, stages=("condition", "watermark", "frame")))
+    with pytest.raises(InvalidJob) as refused:
+        checked_plan(JobRecord("j", "acme", job_spec), ToyRuntime())
+    assert str(refused.value) == "the job's plan names stages this worker lacks: watermark, frame"
