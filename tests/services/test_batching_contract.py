@@ -4,14 +4,19 @@ caller gets exactly its rows (or the error of its call), and every call is count
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 from prometheus_client import REGISTRY
 
 from services.worker.batching import BatchingDenoiser, DenoiserClosed, NonFiniteOutput, sampling
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 class HeldModel:
@@ -229,3 +234,11 @@ def test_a_denoiser_of_no_rows_a_call_is_refused_saying_so():
     with pytest.raises(ValueError) as refused:
         BatchingDenoiser(lambda x, s, c: x, max_batch=0)
     assert str(refused.value) == "max_batch must be at least 1"
+
+
+def test_a_denoiser_left_open_never_keeps_a_worker_process_alive():
+    BatchingDenoiser(lambda x, s, c: x, wait_ms=0).close()  # in this process too, tied to the code it runs
+    script = ("from services.worker.batching import BatchingDenoiser\n"
+              "BatchingDenoiser(lambda x, s, c: x, wait_ms=0)\n")
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, timeout=30, capture_output=True)
+    assert done.returncode == 0, done.stderr.decode()
