@@ -12,7 +12,7 @@ from services.common.events import Artifact, Progress
 from services.common.jobs import FinishReason, JobSpec, JobState, Priority, PromptSpec
 from services.common.plan import JobKind
 from services.common.shards import ShardInfo
-from services.common.store import JobNotFound, JobStore, Quota, QuotaExceeded
+from services.common.store import DuplicateJob, JobNotFound, JobStore, Quota, QuotaExceeded
 from services.common.store.history import HistoryFilter, Position, created_ms
 from services.common.webhooks.deliveries import WebhookStore, job_record
 from tests.services import toy_runtime
@@ -270,3 +270,11 @@ def test_an_ordinary_job_has_no_shards_done_and_an_unknown_one_is_named_when_not
 def test_a_tenant_s_rate_counter_outlives_its_window_by_one_window_at_most(redis_client, store):
     store.admit("acme", SPEC, LIMITS)
     assert 0 < redis_client.ttl(store.rate_key("acme", LIMITS.window)) <= 2 * LIMITS.window_seconds
+
+
+def test_a_second_job_under_an_existing_id_is_refused_as_a_duplicate_and_writes_nothing(store):
+    store.create("acme", SPEC, job_id="taken", now=T0)
+    with pytest.raises(DuplicateJob) as refused:
+        store.create("other", SPEC, job_id="taken", now=T0 + 1)
+    assert refused.value.args == ("taken",)
+    assert store.get("taken").tenant == "acme" and store.count_in_flight("other") == 0
