@@ -242,3 +242,12 @@ def test_a_denoiser_left_open_never_keeps_a_worker_process_alive():
               "BatchingDenoiser(lambda x, s, c: x, wait_ms=0)\n")
     done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, timeout=30, capture_output=True)
     assert done.returncode == 0, done.stderr.decode()
+
+
+def test_a_full_call_is_made_at_once_never_waiting_out_the_batching_window():
+    answers = []
+    with BatchingDenoiser(lambda x, s, c: x, max_batch=2, wait_ms=3_600_000) as denoiser:  # an hour's window
+        caller = threading.Thread(target=lambda: answers.append(denoiser(np.zeros((2, 2)), np.ones(2))))
+        caller.start()
+        caller.join(timeout=30)
+        assert not caller.is_alive() and answers[0].shape == (2, 2)
