@@ -12,7 +12,7 @@ from services.common.events import Artifact, Progress
 from services.common.jobs import FinishReason, JobSpec, JobState, Priority, PromptSpec
 from services.common.plan import JobKind
 from services.common.shards import ShardInfo
-from services.common.store import DuplicateJob, JobNotFound, JobStore, Quota, QuotaExceeded
+from services.common.store import Admitted, DuplicateJob, JobNotFound, JobStore, Quota, QuotaExceeded
 from services.common.store.history import HistoryFilter, Position, created_ms
 from services.common.webhooks.deliveries import WebhookStore, job_record
 from tests.services import toy_runtime
@@ -278,3 +278,12 @@ def test_a_second_job_under_an_existing_id_is_refused_as_a_duplicate_and_writes_
         store.create("other", SPEC, job_id="taken", now=T0 + 1)
     assert refused.value.args == ("taken",)
     assert store.get("taken").tenant == "acme" and store.count_in_flight("other") == 0
+
+
+def test_a_request_id_used_again_admits_nothing_and_names_the_job_with_no_place_in_the_queue(store):
+    first = store.admit("acme", SPEC.with_(request_id="r-1"), LIMITS, now=T0)
+    again = store.admit("acme", SPEC.with_(request_id="r-1"), LIMITS, now=T0 + 1)
+    assert again == Admitted(first.job_id, False, 0, 0.0, False)
+    # typed as the gateway's reply (protobuf) takes them: 0.0 or False would not do for 0
+    assert [type(v) for v in (again.position, again.eta_seconds, again.sent)] == [int, float, bool]
+    assert store.count_in_flight("acme") == 1
