@@ -11,6 +11,7 @@ from services.common import readiness
 from services.common.embedded_redis import free_port
 from services.common.jobs import JobSpec, Priority, PromptSpec
 from services.common.store import JobStore
+from services.common.webhooks.deliveries import WebhookStore, job_record
 from services.gateway.admission import Admission, Quotas
 from services.gateway.errors import Overloaded
 from tests.gateway.helpers import Stubs, auth, request
@@ -139,3 +140,17 @@ def test_without_a_snapshot_admission_reads_the_live_workers_from_redis(job_stor
     admission = Admission(job_store, Quotas(100, 100, {Priority.INTERACTIVE: 100, Priority.BATCH: 100}))
     placed = [admission.admit("acme", SPEC, 6, now=NOW) for _ in range(3)]
     assert [p.eta_seconds for p in placed] == [4.0, 4.0, 8.0]  # two slots of 4 s jobs
+
+
+def test_an_admitted_job_keeps_the_id_given_is_sent_with_its_message_and_followed_only_with_webhooks(job_store):
+    # The gateway's Submit hands these three to the store's single admission step (issue 19): a job
+    # asked for with a webhook that the store did not follow would never be delivered.
+    admission = admission_of(job_store)
+    hooked = admission.admit("acme", SPEC, 6, now=NOW, webhooks=job_record(None), job_id="job-hooked",
+                             broker_message=("interactive", "the job's message"))
+    plain = admission.admit("acme", SPEC, 6, now=NOW)
+    assert (hooked.job_id, hooked.created, hooked.sent, plain.created, plain.sent) == (
+        "job-hooked", True, True, True, False)
+    assert job_store.client.lrange("interactive", 0, -1) == [b"the job's message"]
+    assert job_store.unsent(older_than_seconds=0, now=NOW + 3600) == [plain.job_id]  # the caller sends it
+    assert WebhookStore(job_store.client, prefix="adm:").following(10) == ["job-hooked"]
