@@ -11,7 +11,7 @@ import pytest
 import redis
 from prometheus_client import REGISTRY
 
-from services.common import cost
+from services.common import cost, image_fingerprint
 from services.common import events as ev
 from services.common.events import EventKind
 from services.common.jobs import ErrorCode, JobState, Priority
@@ -371,3 +371,21 @@ def test_queue_wait_and_sampling_time_are_observed_within_the_job_s_age(store, e
     age = time.time() - store.get(job_id).created_at
     waited, sampled = (b - a for a, b in zip(before, observed(), strict=True))
     assert 0 <= waited < age and 0 < sampled < age
+
+
+def test_every_image_a_job_delivers_is_recorded_under_its_tenant_for_the_retention_days(store, models):  # noqa: F811
+    # LookupImage ("was this made here?") answers from these records (services/worker/delivered_images.py).
+    executor = JobExecutor(store, models, Settings.from_env({}, default_model="toy", progress_interval_ms=0,
+                                                            image_record_retention_days=2), name="test-worker")
+    job_id = submit(store, seeds=(1, 2), steps=2, output_format="png")
+    assert executor.run(job_id) == JobState.SUCCEEDED
+    for artifact in [e for e in store.read_events(job_id) if e.kind == EventKind.ARTIFACT]:
+        index, pixels = artifact.data["index"], artifact.data["width"] * artifact.data["height"]
+        fingerprint = image_fingerprint.of_file(artifact.blob, max_pixels=pixels)
+        found = [m for m in store.lookup_image("acme", fingerprint) if m.exact]
+        assert [(m.job_id, m.index) for m in found] == [(job_id, index)]
+        assert store.lookup_image("another-tenant", fingerprint) == []
+        # Each likeness bucket keeps the record until its retention ends, counted from its creation.
+        expiries = {store.client.zscore(store.phash_key("acme", band, value), fingerprint.sha256)
+                    for band, value in enumerate(image_fingerprint.bands(fingerprint.phash))}
+        assert expiries == {found[0].created_at + 2 * 86400}
