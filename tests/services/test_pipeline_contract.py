@@ -207,3 +207,18 @@ def test_a_plan_naming_stages_this_worker_lacks_is_refused_naming_them_all():
     with pytest.raises(InvalidJob) as refused:
         checked_plan(JobRecord("j", "acme", job_spec), ToyRuntime())
     assert str(refused.value) == "the job's plan names stages this worker lacks: watermark, frame"
+
+
+def test_a_plan_queued_before_content_credentials_delivers_the_same_images_with_none(store, executor):  # noqa: F811
+    # A job an older gateway planned has no credentials stage; its images still go out, unsigned.
+    signed = planned(spec(seeds=(4, 5), steps=2))
+    unsigned = signed.with_(plan=replace(signed.plan, stages=tuple(s for s in signed.plan.stages
+                                                                    if s != "credentials")))
+    made = {}
+    for name, job_spec in (("signed", signed), ("unsigned", unsigned)):
+        job_id = stored(store, job_spec)
+        assert executor.run(job_id) == JobState.SUCCEEDED
+        made[name] = [(e.blob, e.data["content_credentials"]) for e in events_of(store, job_id, EventKind.ARTIFACT)]
+    assert [blob for blob, _ in made["unsigned"]] == [blob for blob, _ in made["signed"]]
+    assert [credentials for _, credentials in made["unsigned"]] == ["", ""]
+    assert all(credentials for _, credentials in made["signed"])  # raw pixels: a detached manifest each
