@@ -1,7 +1,7 @@
 """The worker's settings reach the job (services/worker/executor.py), in process on the real job
 store: rows per chunk, preview size, the upload limit; an attempt's first ETA counts only the
-images it has left; a redelivered job samples only those; a superseded attempt that meets its
-deadline or time limit ends nothing."""
+images it has left (a dataset job's: those of the shards not yet written); a redelivered job samples
+only those; a superseded attempt that meets its deadline or time limit ends nothing."""
 
 from __future__ import annotations
 
@@ -18,9 +18,10 @@ from services.common import events as ev
 from services.common.events import EventKind
 from services.common.jobs import ErrorCode, JobSpec, JobState, PromptSpec
 from services.common.settings import Settings
+from services.common.shards import shard_info
 from services.worker.executor import JobExecutor
 from services.worker.models import ModelRegistry
-from tests.services import toy_runtime
+from tests.services import test_dataset_jobs, toy_runtime
 from tests.services.test_pipeline import encoded, models, raw_images, spec, store, submit  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.redis
@@ -82,6 +83,22 @@ def test_an_attempt_s_first_eta_is_the_estimate_of_the_images_it_has_left(store,
     assert first["step"] == 0
     assert first["eta_seconds"] == pytest.approx(cost.estimate_plan(plan, measured, 1))
     assert cost.estimate_plan(plan, measured, 1) != pytest.approx(cost.estimate_plan(plan, measured, 4))
+
+
+def test_a_dataset_job_s_later_attempt_estimates_only_the_shards_it_has_left(store, models, tmp_path):  # noqa: F811
+    # 12 images in shards of 5: the lost first attempt recorded shard 0, so 7 images are left.
+    spec_ = toy_runtime.planned(test_dataset_jobs.dataset_spec("resumed"))
+    job_id = store.create("acme", spec_)[0]
+    lost = store.begin_attempt(job_id, "lost-worker")
+    assert store.add_shard(job_id, lost, shard_info(0, b"the lost worker's shard", 5, lost))
+    executor = executor_with(store, models, dataset_dir=tmp_path)
+    plan = spec_.plan
+    executor.row_times.record(cost.of_plan(plan), 10.0, 6.0)
+    measured = executor.row_times.snapshot()
+    assert executor.run(job_id) == JobState.SUCCEEDED, store.get(job_id).error_message
+    first = next(e.data for e in store.read_events(job_id) if e.kind == EventKind.PROGRESS)
+    assert first["eta_seconds"] == pytest.approx(cost.estimate_plan(plan, measured, 7))
+    assert cost.estimate_plan(plan, measured, 7) != pytest.approx(cost.estimate_plan(plan, measured, 12))
 
 
 def test_a_redelivered_job_samples_only_the_images_it_has_left(store, models, tmp_path, monkeypatch):  # noqa: F811
