@@ -21,7 +21,7 @@ from services.worker.leases import Leases, leases_key
 from services.worker.models import ModelRegistry
 from services.worker.reporting import WorkerShuttingDown
 from services.worker.watchdog import HardLimitWatchdog, StuckJob
-from tests.services import toy_runtime
+from tests.services import test_dataset_jobs, toy_runtime
 from tests.services.test_pipeline import models, store, submit  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.redis
@@ -193,6 +193,25 @@ def test_a_model_that_cannot_load_fails_the_job_with_the_loader_s_reason(store):
     record = store.get(job_id)
     assert (record.attempt, record.error_code, record.error_message) == (
         0, ErrorCode.MODEL_UNAVAILABLE, "model toy/1 is unavailable: no manifest.json")
+
+
+def test_a_dataset_job_s_hard_limit_counts_from_the_start_of_each_shard(store, models, tmp_path):  # noqa: F811
+    # A dataset job may run for hours: its hard limit holds per shard (services/worker/watchdog.py).
+    now, lock = [0.0], threading.Lock()
+    executor = JobExecutor(store, models, Settings.from_env({}, default_model="toy", progress_interval_ms=0,
+                                                            dataset_dir=tmp_path), name="test-worker")
+    executor.watchdog = HardLimitWatchdog(0.5, lambda stuck: None, clock=lambda: now[0])
+
+    def look():  # one clock second a check; how long the attempt has run by the watchdog's count
+        with lock:
+            now[0] += 1.0
+            return max(s.seconds for s in executor.watchdog.stuck())
+
+    seen = during_sampling(executor, look)
+    job_id = store.create("acme", toy_runtime.planned(test_dataset_jobs.dataset_spec("limited")))[0]
+    assert executor.run(job_id) == JobState.SUCCEEDED, store.get(job_id).error_message
+    restarts = sum(later < earlier for earlier, later in zip(seen, seen[1:], strict=False))
+    assert restarts == 2  # shards 1 and 2 of 3 began after checks in shard 0 (which began as the attempt did)
 
 
 def test_a_running_job_is_busy_and_tracked_by_the_watchdog_only_while_it_runs(store, executor):  # noqa: F811
