@@ -16,6 +16,7 @@ from services.common import events as ev
 from services.common.events import EventKind
 from services.common.jobs import ErrorCode, JobState, Priority
 from services.common.settings import Settings
+from services.common.shards import shard_info
 from services.worker.executor import JobExecutor
 from services.worker.leases import Leases, leases_key
 from services.worker.models import ModelRegistry
@@ -278,6 +279,26 @@ def test_a_redelivered_job_is_not_measured(store, executor):  # noqa: F811
     assert executor.run(job_id) == JobState.SUCCEEDED
     assert store.artifact_bytes(job_id, 0) == b"from the lost worker"
     assert executor.row_times.snapshot() == {}
+
+
+def test_a_whole_job_s_time_is_measured_and_a_dataset_attempt_s_only_when_it_made_every_shard(store, models,  # noqa: F811
+                                                                                            tmp_path):
+    # A job's ETA is made of the measured ones (services/common/cost.py): a part-made job would pass for a quick one.
+    def measured_after(job_id: str) -> bool:
+        executor = JobExecutor(store, models, Settings.from_env({}, default_model="toy", progress_interval_ms=0,
+                                                                dataset_dir=tmp_path), name="test-worker")
+        reported = []
+        executor.on_measured = reported.append
+        assert executor.run(job_id) == JobState.SUCCEEDED, store.get(job_id).error_message
+        return bool(reported)
+
+    whole = store.create("acme", toy_runtime.planned(test_dataset_jobs.dataset_spec("whole")))[0]
+    resumed = store.create("acme", toy_runtime.planned(test_dataset_jobs.dataset_spec("resumed")))[0]
+    lost = store.begin_attempt(resumed, "lost-worker")
+    assert store.add_shard(resumed, lost, shard_info(0, b"the lost worker's shard", 5, lost))
+    again = submit(store, seeds=(1, 2), steps=3)
+    store.begin_attempt(again, "lost-worker")  # a second attempt that finds no image made: the whole job again
+    assert [measured_after(j) for j in (whole, resumed, again)] == [True, False, True]
 
 
 def test_a_stuck_job_fails_as_a_timeout_once_naming_both_times(store, executor):  # noqa: F811
