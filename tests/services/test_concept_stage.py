@@ -1,7 +1,8 @@
 """The concept stage in the pipeline (services/worker/concept_check.py) with a real exported ONNX
 classifier on the toy model's images: exactly the images at or over a dropped concept's threshold
 are withheld (FILTERED, the concept, no data, a policy event each), the others are the images the
-job makes without the check, and a plan whose classifier is not the loaded one is refused."""
+job makes without the check, a plan whose classifier is not the loaded one is refused, and a worker
+loads the classifier a job's plan names from its model repository itself."""
 
 from __future__ import annotations
 
@@ -16,12 +17,15 @@ from diffusion.nets.concept_net import ConceptNet, ConceptNetConfig
 from diffusion.training.concepts import write_package
 from export.pipeline import ExportOptions, export_model
 from repository.reader import ModelRepository
-from services.common.jobs import FinishReason, JobRecord, JobSpec, PromptSpec
+from services.common.events import EventKind
+from services.common.jobs import FinishReason, JobRecord, JobSpec, JobState, PromptSpec
 from services.common.plan import Stage, concept_check_plan, resolve
 from services.common.settings import Settings
 from services.worker.concept_runtime import OnnxConceptRuntime
+from services.worker.executor import JobExecutor
 from services.worker.pipeline import ModelMismatch, checked_plan, generate
 from tests.services import toy_runtime
+from tests.services.test_pipeline import models, store  # noqa: F401 - fixtures
 
 CONCEPTS = ("weapons", "alcohol")
 SEEDS = (1, 2, 3, 4, 5, 6)
@@ -51,9 +55,14 @@ def _spec() -> JobSpec:
 
 
 @pytest.fixture(scope="module")
-def setup(tmp_path_factory):
+def root(tmp_path_factory):
+    """The folder of this module's classifier packages and their model repository (models/)."""
+    return tmp_path_factory.mktemp("concept-stage")
+
+
+@pytest.fixture(scope="module")
+def setup(root):
     """(plain images by index, a classifier whose weapons threshold splits them, its plan)."""
-    root = tmp_path_factory.mktemp("concept-stage")
     torch.manual_seed(0)
     net = ConceptNet(ConceptNetConfig(channels=(4, 8), concepts=CONCEPTS)).eval()
     plain = {d["index"]: np.frombuffer(blob, np.uint8).reshape(d["height"], d["width"], 4)
@@ -120,3 +129,18 @@ def test_a_plan_whose_classifier_is_not_loaded_or_is_another_is_refused(setup):
     job = JobRecord("j", "family", spec.with_(plan=resolve(spec, toy.info, concept_check=other)))
     with pytest.raises(ModelMismatch, match="planned for"):
         checked_plan(job, toy, None, runtime)
+
+
+@pytest.mark.redis
+def test_the_worker_loads_the_classifier_the_plan_names_and_withholds_the_flagged_images(setup, root, store,  # noqa: F811
+                                                                                        models):  # noqa: F811
+    # The executor, not the caller, opens the classifier: from the worker's model repository, by the plan's version.
+    _, runtime, check, flagged = setup
+    spec = _spec().with_(model="toy", model_version="1")
+    spec = spec.with_(plan=resolve(spec, toy_runtime.ToyRuntime().info, concept_check=check))
+    job_id = store.create("family", spec)[0]
+    executor = JobExecutor(store, models, Settings.from_env({}, default_model="toy", progress_interval_ms=0,
+                                                            model_repository=root / "models"), name="test-worker")
+    assert executor.run(job_id) == JobState.SUCCEEDED, store.get(job_id).error_message
+    artifacts = [e.data for e in store.read_events(job_id) if e.kind == EventKind.ARTIFACT]
+    assert {a["index"] for a in artifacts if a["finish_reason"] == FinishReason.FILTERED} == flagged
