@@ -10,9 +10,8 @@ from __future__ import annotations
 import argparse
 import os
 
-# numpy's BLAS gets one thread before the worker loads numpy (services/common/blas.py says why);
-# bench/_worker_env.py and its tests read ONE_BLAS_THREAD from here.
-from services.common.blas import ONE_BLAS_THREAD, one_blas_thread  # noqa: F401
+# numpy's BLAS gets one thread before the worker loads numpy (services/common/blas.py says why).
+from services.common.blas import one_blas_thread
 from services.common.queues import QUEUES
 from services.common.settings import Settings, env_name
 

@@ -1,4 +1,4 @@
-"""`atelier worker` gives numpy's BLAS one thread (services/worker/cli.py, ONE_BLAS_THREAD): set
+"""`atelier worker` gives numpy's BLAS one thread (services/common/blas.py, ONE_BLAS_THREAD): set
 before numpy loads, so the worker CLI module must not load it, and a value in the environment wins."""
 
 from __future__ import annotations
